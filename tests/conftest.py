@@ -1,0 +1,52 @@
+"""Shared fixtures: the real files in ../shared (read in place), an isolated parse cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("UOS_SHARED", ROOT.parent / "shared")).resolve()
+SETITEC = SHARED / "setitec"
+MQTT = SHARED / "mqtt"
+
+
+def _require_shared() -> None:
+    if not SETITEC.is_dir():
+        message = f"real files not found at {SHARED} (set UOS_SHARED)"
+        if os.environ.get("UOS_REQUIRE_SHARED"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test parses with its own cache, so that no test sees another's results."""
+    monkeypatch.setenv("UOS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def setitec_dir() -> Path:
+    _require_shared()
+    return SETITEC
+
+
+@pytest.fixture(scope="session")
+def mqtt_dir() -> Path:
+    _require_shared()
+    return MQTT
+
+
+@pytest.fixture(scope="session")
+def real_dataset(tmp_path_factory):
+    """Every real Setitec file and MQTT capture parsed once for the session."""
+    _require_shared()
+    from uos.dataset.build import parse_dataset
+
+    out = tmp_path_factory.mktemp("real-dataset")
+    summary = parse_dataset(
+        [str(SETITEC), str(MQTT)], out, cache_root=tmp_path_factory.mktemp("real-cache")
+    )
+    return summary

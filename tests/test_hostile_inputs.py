@@ -1,0 +1,180 @@
+"""Hostile inputs: each gets a clear one-line reason, never a traceback, and never stops a run."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from uos.cli import main
+from uos.errors import InputError
+from uos.holes import read_source
+
+SMALL = "misc/23120040_23120040_ST_2412_60.xls"  # 135 samples, format 11
+
+
+@pytest.fixture
+def good_bytes(setitec_dir) -> bytes:
+    return (setitec_dir / SMALL).read_bytes()
+
+
+def _data_start(raw: bytes) -> int:
+    return raw.index(b"Position (mm)")
+
+
+def _hostile_files(raw: bytes) -> dict[str, bytes]:
+    start = _data_start(raw)
+    header_end = raw.index(b"\n", start) + 1
+    row_50 = header_end
+    for _ in range(50):
+        row_50 = raw.index(b"\n", row_50) + 1
+    rng = random.Random(7)
+    lines = raw.split(b"\n")
+    bad_cell = lines.index(raw[start:header_end].rstrip(b"\n")) + 10
+    cells = lines[bad_cell].split(b"\t")
+    cells[1] = b"abc"
+    lines[bad_cell] = b"\t".join(cells)
+    return {
+        "empty.xls": b"",
+        "junk.xls": bytes(rng.randrange(256) for _ in range(5000)),
+        "no_datas.xls": raw[: raw.index(b"*** Datas ***")],
+        "header_only.xls": raw[:header_end],
+        "non_numeric.xls": b"\n".join(lines),
+        "utf16.xls": raw.decode("latin-1").encode("utf-16"),
+        "truncated.xls": raw[: row_50 + 12],  # cut inside row 51, after its second cell
+    }
+
+
+EXPECTED_ERRORS = {
+    "empty.xls": "empty file",
+    "junk.xls": "binary content, not a Setitec text file",
+    "no_datas.xls": "no Datas section (no header line starting with 'Position (mm)')",
+    "header_only.xls": "the Datas table has a header but no rows",
+    "non_numeric.xls": "Datas row 10, column 'I Torque (A)': 'abc' is not a number",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ERRORS))
+def test_bad_file_gives_its_reason(tmp_path, good_bytes, name):
+    path = tmp_path / name
+    path.write_bytes(_hostile_files(good_bytes)[name])
+    with pytest.raises(InputError) as info:
+        read_source(path)
+    assert info.value.reason == EXPECTED_ERRORS[name]
+    assert str(info.value) == f"{path}: {EXPECTED_ERRORS[name]}"
+
+
+def test_utf16_resave_reads_like_the_original(tmp_path, good_bytes, setitec_dir):
+    path = tmp_path / "utf16.xls"
+    path.write_bytes(_hostile_files(good_bytes)["utf16.xls"])
+    hole, original = read_source(path), read_source(setitec_dir / SMALL)
+    assert hole.meta["signals_hash"] == original.meta["signals_hash"]
+    assert hole.hole_id == original.hole_id
+
+
+def test_truncated_file_keeps_its_complete_rows(tmp_path, good_bytes):
+    path = tmp_path / "truncated.xls"
+    path.write_bytes(_hostile_files(good_bytes)["truncated.xls"])
+    hole = read_source(path)
+    assert hole.n_samples == 50
+    assert [i.reason for i in hole.issues] == [
+        "1 incomplete row in the Datas table dropped (truncated file?)"
+    ]
+
+
+def test_missing_required_column_is_an_error(tmp_path, good_bytes):
+    from uos.holes.quality import QualityRules, check_hole
+
+    text = good_bytes.decode("latin-1")
+    start = text.index("Position (mm)")
+    table = [line.split("\t") for line in text[start:].split("\n")]
+    for row in table:  # drop the thrust column from header and rows
+        if len(row) > 2:
+            del row[2]
+    path = tmp_path / "no_thrust.xls"
+    path.write_bytes((text[:start] + "\n".join("\t".join(r) for r in table)).encode("latin-1"))
+    hole = read_source(path)
+    issues = check_hole(hole, QualityRules())
+    assert "missing required columns: I Thrust (A)" in [
+        i.reason for i in issues if i.level == "error"
+    ]
+
+
+def test_cli_reports_each_bad_file_and_keeps_the_good_ones(tmp_path, good_bytes):
+    from uos.dataset.layout import read_holes
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "good.xls").write_bytes(good_bytes)
+    for name, data in _hostile_files(good_bytes).items():
+        (inputs / name).write_bytes(data)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["parse", str(inputs), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [
+        f"Error: {inputs / name}: {reason}" for name, reason in sorted(EXPECTED_ERRORS.items())
+    ]
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    holes = read_holes(out)
+    assert sorted(holes["source"].str.rsplit("/", n=1).str[-1]) == [
+        "good.xls",
+        "truncated.xls",
+        "utf16.xls",
+    ]
+
+
+def test_cli_strict_stops_at_the_first_failure(tmp_path, good_bytes):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "a_good.xls").write_bytes(good_bytes)
+    (inputs / "b_empty.xls").write_bytes(b"")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["parse", str(inputs), "--out", str(out), "--strict"])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {inputs / 'b_empty.xls'}: empty file\n"
+    assert not out.exists()
+
+
+def test_cli_allow_errors_exits_zero(tmp_path, good_bytes):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "good.xls").write_bytes(good_bytes)
+    (inputs / "empty.xls").write_bytes(b"")
+    result = CliRunner().invoke(
+        main, ["parse", str(inputs), "--out", str(tmp_path / "out"), "--allow-errors"]
+    )
+    assert result.exit_code == 0
+    assert f"Error: {inputs / 'empty.xls'}: empty file" in result.stderr.splitlines()
+
+
+def test_cli_missing_input(tmp_path):
+    result = CliRunner().invoke(
+        main, ["parse", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {tmp_path / 'nope'}: no such file or directory\n"
+
+
+def test_cli_bad_params_file(tmp_path, good_bytes):
+    (tmp_path / "good.xls").write_bytes(good_bytes)
+    params = tmp_path / "params.toml"
+    params.write_text("[parse]\nmin_sample = 3\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "parse",
+            str(tmp_path / "good.xls"),
+            "--out",
+            str(tmp_path / "out"),
+            "--params",
+            str(params),
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {params} [parse]: unknown key min_sample "
+        "(known: min_samples, few_samples, air_cut_torque_a, workers, allow_errors)\n"
+    )

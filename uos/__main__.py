@@ -1,0 +1,3 @@
+from uos.cli import main
+
+main()

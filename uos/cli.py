@@ -1,0 +1,48 @@
+"""The `uos` command: a click group over the library, one thin wrapper per command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from uos import __version__
+from uos.commands.parse import parse_command
+from uos.commands.show import show_command
+
+
+class UosGroup(click.Group):
+    """Turns the library's `UosError` into one `Error: ...` line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        from uos.errors import UosError
+
+        try:
+            return super().invoke(ctx)
+        except UosError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except BrokenPipeError:  # `uos ... | head`: the reader left, nothing to report
+            sys.stderr.close()
+            sys.exit(0)
+
+
+@click.group(
+    cls=UosGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.version_option(__version__, prog_name="uos")
+def main() -> None:
+    """Parse, label, train and serve hole-depth models from Setitec drilling-unit signals.
+
+    \b
+    Typical flow (each step is also a DVC stage, see dvc.yaml):
+      uos parse data/raw --out build/parsed     files -> one clean dataset
+      uos show build/parsed HOLE                 look at one hole in the terminal
+    """
+
+
+main.add_command(parse_command)
+main.add_command(show_command)

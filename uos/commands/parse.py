@@ -1,0 +1,112 @@
+"""`uos parse`: Setitec files and MQTT captures into one clean dataset with a quality report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from uos.commands.common import error_line, params_option, progress_bar, warn
+
+
+@click.command("parse")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dataset folder to write.",
+)
+@click.option("--strict", is_flag=True, help="Stop at the first input that fails, writing nothing.")
+@click.option(
+    "--allow-errors",
+    is_flag=True,
+    default=None,
+    help="Exit 0 even when some inputs fail (they are still reported).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Worker processes (default: one per core).",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Parse cache (default: $UOS_CACHE_DIR or ~/.cache/uos).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="List every warning, not only their count.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@params_option
+def parse_command(
+    inputs, out_dir, strict, allow_errors, workers, cache_dir, verbose, as_json, params_path
+):
+    """Parse Setitec files, folders (recursively) or globs into a dataset under --out.
+
+    \b
+    Writes holes.parquet (one row per hole), signals.parquet (one row per sample),
+    report.csv (ok / warning / error per input, with reasons) and summary.json.
+    Reads every Setitec format variant (versions 4 to 11, Latin-1, TAB or ';', comma or dot
+    decimals, Excel re-saves) and MQTT capture folders (Result + Trace JSON). A bad input
+    never stops the run: its reason goes to the report and to stderr, and the exit code is 1.
+    Unchanged inputs are not parsed again (cache keyed by content hash).
+
+    \b
+    Examples:
+      uos parse data/raw --out build/parsed
+      uos parse 'incoming/**/*.xls' captures/hole_17 --out /tmp/check --strict
+    """
+    import dataclasses
+    import json
+
+    from uos.dataset.build import ParseParams, parse_dataset
+    from uos.params import load_params
+
+    params = load_params(ParseParams, "parse", params_path)
+    if workers is not None:
+        params = dataclasses.replace(params, workers=workers)
+    if allow_errors is not None:
+        params = dataclasses.replace(params, allow_errors=allow_errors)
+
+    with progress_bar("Parsing") as update:
+        summary = parse_dataset(
+            inputs, out_dir, params, strict=strict, cache_root=cache_dir, progress=update
+        )
+
+    for outcome in summary.outcomes:
+        if outcome.status == "error":
+            error_line(f"{outcome.source}: {'; '.join(outcome.reasons)}")
+        elif outcome.status == "warning" and verbose:
+            warn(f"{outcome.source}: {'; '.join(outcome.reasons)}")
+    ok, warned, failed = summary.count("ok"), summary.count("warning"), summary.count("error")
+    state = (
+        "up to date"
+        if summary.up_to_date
+        else f"{summary.n_parsed} parsed, {len(summary.outcomes) - summary.n_parsed} from cache"
+    )
+    click.echo(
+        f"{len(summary.outcomes)} inputs -> {summary.n_holes} holes, {summary.n_samples:,} samples in {out_dir} "
+        f"({ok} ok, {warned} warning{'s' if warned != 1 else ''}, {failed} error{'s' if failed != 1 else ''}; "
+        f"{state}; {summary.seconds:.1f} s)",
+        err=True,
+    )
+    if warned and not verbose:
+        click.echo(f"Warnings are listed in {out_dir / 'report.csv'} (or run with -v).", err=True)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "holes": summary.n_holes,
+                    "samples": summary.n_samples,
+                    "ok": ok,
+                    "warning": warned,
+                    "error": failed,
+                }
+            )
+        )
+    if failed and not params.allow_errors:
+        sys.exit(1)

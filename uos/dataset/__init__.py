@@ -1,0 +1,1 @@
+"""Where many holes become one dataset: `uos parse` builds it, later stages read it."""

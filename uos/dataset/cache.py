@@ -1,0 +1,199 @@
+"""Content-addressed cache of parsed holes, so that re-parsing 1,300 files costs only the new ones.
+
+Entries are keyed by the sha256 of the input's bytes and grouped in *packs*: one file per batch
+of parsed inputs, written once and never modified (creating a file costs more than writing
+100 kB on the machines we run on, so one file per hole would dominate a cold run). A pack holds a
+JSON index (each hole's record: metadata, program, step results, issues; or the reason an input
+failed) followed by the raw signal columns. The cache folder's name includes a digest of the
+parser's own source and of the quality rules, so a changed parser never serves stale results.
+Deleting the cache is always safe: it only costs a re-parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uos.holes.quality import QualityRules
+from uos.holes.record import Hole, Issue
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    orjson = None
+
+_PACK_MAGIC = b"UOSPACK1"
+
+
+def default_cache_root() -> Path:
+    if env := os.environ.get("UOS_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "uos"
+
+
+@cache
+def _code_digest() -> str:
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent.parent
+    for path in [*sorted((package / "holes").glob("*.py")), Path(__file__).resolve()]:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def parser_digest(rules: QualityRules) -> str:
+    """Changes whenever the parsing code or the quality rules change."""
+    digest = hashlib.sha256(_code_digest().encode())
+    digest.update(json.dumps(asdict(rules), sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+# --- records (everything but the signals) ----------------------------------------------------
+
+
+def _dumps(data: Any) -> bytes:
+    if orjson is not None:
+        return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+    return json.dumps(data, allow_nan=True).encode()
+
+
+def _loads(data: bytes) -> Any:
+    return orjson.loads(data) if orjson is not None else json.loads(data)
+
+
+def encode_record(hole: Hole, issues: list[Issue]) -> dict[str, Any]:
+    meta = dict(hole.meta)
+    if isinstance(meta.get("date"), datetime):
+        meta["date"] = meta["date"].isoformat()
+    return {
+        "meta": meta,
+        "program": hole.program,
+        "step_results": hole.step_results,
+        "raw_metadata": hole.raw_metadata,
+        "issues": [[i.level, i.reason] for i in issues],
+    }
+
+
+def decode_record(record: dict[str, Any]) -> dict[str, Any]:
+    record = dict(record)
+    record["meta"] = dict(record["meta"])
+    if record["meta"].get("date"):
+        record["meta"]["date"] = datetime.fromisoformat(record["meta"]["date"])
+    record["issues"] = [Issue(level, reason) for level, reason in record["issues"]]
+    return record
+
+
+# --- packs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Where one input's result lives: a record and its signals, or the reason it failed."""
+
+    pack: Path
+    record: dict[str, Any] | None
+    columns: list[list[Any]] | None  # [name, dtype, count, offset]
+    error: str | None
+
+
+def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | str]) -> Path:
+    """Write one pack for `results` (sha256 -> (hole, issues) or failure reason)."""
+    index: dict[str, Any] = {}
+    blobs: list[bytes] = []
+    offset = 0
+    for sha256, result in results.items():
+        if isinstance(result, str):
+            index[sha256] = {"error": result}
+            continue
+        hole, issues = result
+        columns = []
+        for name, column in hole.signals.items():
+            data = np.ascontiguousarray(column).tobytes()
+            columns.append([name, column.dtype.str, len(column), offset])
+            blobs.append(data)
+            offset += len(data)
+        index[sha256] = {"record": encode_record(hole, issues), "columns": columns}
+    header = _dumps(index)
+    header += b" " * (-(len(header) + len(_PACK_MAGIC) + 8) % 8)  # 8-byte aligned columns
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{uuid.uuid4().hex}.pack"
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(_PACK_MAGIC + len(header).to_bytes(8, "little") + header)
+        for blob in blobs:
+            handle.write(blob)
+    os.replace(tmp, path)  # atomic: a reader never sees half a pack
+    return path
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        head = handle.read(16)
+        if len(head) < 16 or not head.startswith(_PACK_MAGIC):
+            raise ValueError("not a pack")
+        return _loads(handle.read(int.from_bytes(head[8:16], "little")))
+
+
+class ParseCache:
+    def __init__(self, root: Path, rules: QualityRules):
+        self.dir = Path(root) / f"parse-{parser_digest(rules)}"
+        self._entries: dict[str, Entry] | None = None
+
+    def entries(self) -> dict[str, Entry]:
+        """Every cached input, by sha256 (packs are read once per run)."""
+        if self._entries is None:
+            self._entries = {}
+            for pack in sorted(self.dir.glob("*.pack")) if self.dir.exists() else []:
+                try:
+                    index = _read_index(pack)
+                except (OSError, ValueError):
+                    continue  # a damaged pack only costs a re-parse
+                self._add(pack, index)
+        return self._entries
+
+    def _add(self, pack: Path, index: dict[str, Any]) -> None:
+        assert self._entries is not None
+        for sha256, item in index.items():
+            if "error" in item:
+                self._entries[sha256] = Entry(pack, None, None, item["error"])
+            else:
+                self._entries[sha256] = Entry(pack, item["record"], item["columns"], None)
+
+    def add_pack(self, pack: Path) -> None:
+        self.entries()
+        self._add(pack, _read_index(pack))
+
+    def lookup(self, sha256: str) -> dict[str, Any] | str | None:
+        """The cached record (without signals), the reason the input failed, or None."""
+        entry = self.entries().get(sha256)
+        if entry is None:
+            return None
+        return entry.error if entry.error is not None else decode_record(entry.record)
+
+    def signals(self, sha256s: list[str]) -> dict[str, dict[str, np.ndarray]]:
+        """Signals of several inputs, reading each pack once (arrays view the pack's bytes)."""
+        entries = self.entries()
+        by_pack: dict[Path, list[str]] = {}
+        for sha in sha256s:
+            by_pack.setdefault(entries[sha].pack, []).append(sha)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for pack, shas in by_pack.items():
+            data = pack.read_bytes()
+            base = 16 + int.from_bytes(data[8:16], "little")
+            for sha in shas:
+                out[sha] = {
+                    name: np.frombuffer(
+                        data, dtype=np.dtype(dtype), count=count, offset=base + offset
+                    )
+                    for name, dtype, count, offset in entries[sha].columns
+                }
+        return out

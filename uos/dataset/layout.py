@@ -1,0 +1,271 @@
+"""The parsed dataset on disk, and how later stages read it back column by column.
+
+<dir>/holes.parquet    one row per hole: metadata, program, step results, status, issues
+<dir>/signals.parquet  one row per sample: hole_id, sample, depth_mm, torque_a, ... (sorted
+                       by hole_id, so that reading one hole skips most row groups)
+<dir>/report.csv       one row per input: source, hole_id, status (ok/warning/error), reasons
+<dir>/summary.json     counts (a DVC metric)
+<dir>/manifest.json    what the dataset was built from (parser digest, inputs and hashes)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from uos.errors import UosError
+from uos.holes.record import (
+    EXTRA_SIGNALS,
+    INTEGER_SIGNALS,
+    META_FIELDS,
+    PROGRAM_FIELDS,
+    REQUIRED_SIGNALS,
+    STEP_RESULT_FIELDS,
+    Hole,
+    Issue,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+HOLES_FILE = "holes.parquet"
+SIGNALS_FILE = "signals.parquet"
+REPORT_FILE = "report.csv"
+SUMMARY_FILE = "summary.json"
+MANIFEST_FILE = "manifest.json"
+
+_ROW_GROUP = 131_072
+_INTEGER_TABLE_FIELDS = ("step", "stop_code", "enabled", "pecks")  # in program and step results
+
+
+def _arrow_type(name: str):
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us"),
+    }[name]
+
+
+def _struct_type(fields: tuple[str, ...]):
+    import pyarrow as pa
+
+    return pa.list_(
+        pa.struct([(f, pa.int64() if f in _INTEGER_TABLE_FIELDS else pa.float64()) for f in fields])
+    )
+
+
+def holes_schema():
+    import pyarrow as pa
+
+    fields = [(name, _arrow_type(kind)) for name, kind in META_FIELDS.items()]
+    fields += [
+        ("status", pa.string()),
+        ("issues", pa.list_(pa.struct([("level", pa.string()), ("reason", pa.string())]))),
+        ("signal_columns", pa.list_(pa.string())),
+        ("program", _struct_type(PROGRAM_FIELDS)),
+        ("step_results", _struct_type(STEP_RESULT_FIELDS)),
+        ("raw_metadata", pa.string()),  # every name/value pair of the file, as JSON
+    ]
+    return pa.schema(fields)
+
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="lz4", row_group_size=_ROW_GROUP)
+    os.replace(tmp, path)
+
+
+def write_holes(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The holes table, built by Arrow's JSON reader against an explicit schema (nested program
+    and step results included) rather than from Python objects."""
+    import orjson
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    lines = []
+    for r in sorted(rows, key=lambda r: r["meta"]["hole_id"]):
+        record = {name: r["meta"].get(name) for name in META_FIELDS}
+        if record["date"] is not None:
+            record["date"] = record["date"].isoformat()
+        record.update(
+            status=r["status"],
+            issues=[{"level": i.level, "reason": i.reason} for i in r["issues"]],
+            signal_columns=r["meta"].get("signal_columns") or [],
+            program=r["program"],
+            step_results=r["step_results"],
+            raw_metadata=orjson.dumps(r["raw_metadata"]).decode(),
+        )
+        lines.append(orjson.dumps(record))
+    schema = holes_schema()
+    if lines:
+        table = pj.read_json(
+            pa.py_buffer(b"\n".join(lines)),
+            read_options=pj.ReadOptions(
+                use_threads=False, block_size=max(1 << 20, sum(map(len, lines)) + 1)
+            ),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="error"
+            ),
+        ).select(schema.names)
+    else:
+        table = schema.empty_table()
+    _atomic_parquet(table, path)
+
+
+def signal_column_order(names: set[str]) -> list[str]:
+    known_extras = list(dict.fromkeys(EXTRA_SIGNALS.values()))
+    ordered = [n for n in REQUIRED_SIGNALS if n in names] + [n for n in known_extras if n in names]
+    return ordered + sorted(names - set(ordered))
+
+
+def write_signals(path: Path, holes: list[tuple[str, dict[str, np.ndarray]]]) -> int:
+    """One long table of every hole's samples; returns the number of samples written.
+
+    A hole without some column gets nulls there; integer columns stay integer (an error hole's
+    non-finite step numbers become nulls).
+    """
+    import pyarrow as pa
+
+    from uos.arrays import numeric_array, string_array
+
+    holes = sorted(holes, key=lambda h: h[0])
+    counts = np.array([len(signals["depth_mm"]) for _, signals in holes], dtype=np.int64)
+    total = int(counts.sum())
+    starts = np.cumsum(counts) - counts
+    hole_index = np.repeat(np.arange(len(holes), dtype=np.int32), counts)
+    columns: dict[str, Any] = {
+        "hole_id": pa.DictionaryArray.from_arrays(
+            numeric_array(hole_index), string_array([h for h, _ in holes])
+        ),
+        "sample": numeric_array(
+            (np.arange(total, dtype=np.int64) - np.repeat(starts, counts)).astype(np.int32)
+        ),
+    }
+    for name in signal_column_order(
+        {n for _, signals in holes for n in signals} | set(REQUIRED_SIGNALS)
+    ):
+        integer = name in INTEGER_SIGNALS
+        parts = [signals.get(name) for _, signals in holes]
+        if all(p is not None and (not integer or p.dtype.kind == "i") for p in parts):
+            # The common case: every hole has the column, with the right type.
+            dtype = np.int64 if integer else np.float64
+            columns[name] = numeric_array(
+                np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+            )
+            continue
+        values = np.zeros(total, dtype=np.int64) if integer else np.full(total, np.nan)
+        missing = np.ones(total, dtype=bool)
+        for column, start, n in zip(parts, starts, counts, strict=True):
+            if column is None:
+                continue
+            if integer and column.dtype.kind == "f":
+                finite = np.isfinite(column)
+                values[start : start + n] = np.where(finite, column, 0)
+                missing[start : start + n] = ~finite
+            else:
+                values[start : start + n] = column
+                missing[start : start + n] = False
+        columns[name] = numeric_array(values, missing)
+    _atomic_parquet(pa.table(columns), path)
+    return total
+
+
+def write_report(path: Path, outcomes: list[Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "hole_id", "status", "reasons"])
+        for o in outcomes:
+            writer.writerow([o.source, o.hole_id or "", o.status, "; ".join(o.reasons)])
+    os.replace(tmp, path)
+
+
+def read_report(path: Path) -> list[Any]:
+    from uos.dataset.build import InputOutcome
+
+    with path.open(newline="") as handle:
+        return [
+            InputOutcome(
+                r["source"],
+                None,
+                r["hole_id"] or None,
+                r["status"],
+                [x for x in r["reasons"].split("; ") if x],
+            )
+            for r in csv.DictReader(handle)
+        ]
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _require(directory: Path, name: str) -> Path:
+    path = Path(directory) / name
+    if not path.exists():
+        raise UosError(f"{path} not found: run `uos parse INPUT... --out {directory}` first")
+    return path
+
+
+def read_holes(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The holes table (one row per hole) as a DataFrame."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(_require(Path(directory), HOLES_FILE), columns=columns).to_pandas()
+
+
+def read_signals(
+    directory: str | Path, hole_ids: list[str] | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Samples of some or all holes; `columns` None reads them all."""
+    import pyarrow.parquet as pq
+
+    wanted = None if columns is None else list(dict.fromkeys(["hole_id", "sample", *columns]))
+    filters = [("hole_id", "in", list(hole_ids))] if hole_ids is not None else None
+    table = pq.read_table(_require(Path(directory), SIGNALS_FILE), columns=wanted, filters=filters)
+    frame = table.to_pandas()
+    frame["hole_id"] = frame["hole_id"].astype(str)
+    return frame
+
+
+def load_hole(directory: str | Path, hole_id: str) -> Hole:
+    """One hole back from the dataset, as the parser built it."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(
+        _require(Path(directory), HOLES_FILE), filters=[("hole_id", "==", hole_id)]
+    )
+    if table.num_rows == 0:
+        raise UosError(f"no hole {hole_id!r} in {directory}")
+    row = table.slice(0, 1).to_pylist()[0]
+    frame = read_signals(directory, [hole_id])
+    signals = {}
+    for name in frame.columns.drop(["hole_id", "sample"]):
+        column = frame[name]
+        if column.isna().all():
+            continue
+        signals[name] = column.to_numpy(
+            dtype=np.int64 if name in INTEGER_SIGNALS and not column.isna().any() else np.float64
+        )
+    meta = {k: row[k] for k in META_FIELDS}
+    meta["signal_columns"] = row["signal_columns"]
+    issues = [Issue(i["level"], i["reason"]) for i in row["issues"]]
+    return Hole(
+        meta=meta,
+        signals=signals,
+        program=row["program"],
+        step_results=row["step_results"],
+        raw_metadata=json.loads(row["raw_metadata"]),
+        issues=issues,
+    )

@@ -1,0 +1,361 @@
+"""Holes from the OPC UA PubSub JSON messages live units publish (Result + Trace [+ Heads ...]).
+
+The same `Hole` as a Setitec file gives, so `uos parse` (capture folders) and `uos serve` (live
+messages) share one model of a hole. Node ids differ between units in their device part, so
+values are looked up by the tail of the node id (see DOMAIN.md section 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uos.errors import InputError
+from uos.holes.record import STEP_RESULT_FIELDS, Hole, head_identity, make_hole_id
+from uos.holes.setitec import finish_signals, to_bool, to_date, to_int, to_number
+
+try:  # orjson decodes the large Trace arrays several times faster than the standard library
+    import orjson
+
+    def loads(data: bytes | str) -> Any:
+        return orjson.loads(data)
+
+    JSONDecodeError: tuple[type[Exception], ...] = (orjson.JSONDecodeError,)
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    import json
+
+    def loads(data: bytes | str) -> Any:
+        return json.loads(data)
+
+    JSONDecodeError = (json.JSONDecodeError,)
+
+_ROOTS = (".ResultManagement.", ".AssetManagement.")
+
+# Trace arrays, by the name of their trace node.
+TRACE_SIGNALS = {
+    "PositionTrace": "position",
+    "IntensityTorqueTrace": "torque_a",
+    "IntensityThrustTrace": "thrust_a",
+    "StepNumberTrace": "step",
+    "PowerTrace": "power_w",
+    "GapLengthTrace": "gap_mm",
+}
+# The older one-message schema carries the samples among the step result values.
+LEGACY_SIGNALS = {
+    "Position": "position",
+    "Torque": "torque_a",
+    "Thrust": "thrust_a",
+    "TorqueEmpty": "torque_empty_a",
+    "ThrustEmpty": "thrust_empty_a",
+    "TorquePower": "power_w",
+    "GapLength": "gap_mm",
+}
+STEP_RESULT_VALUES = {
+    "StepNumber": "step",
+    "StopCode": "stop_code",
+    "Duration": "duration_s",
+    "M1Distance": "distance_m1_mm",
+    "M2Distance": "distance_m2_mm",
+    "M1MaxAmperage": "m1_max_a",
+    "M2MaxAmperage": "m2_max_a",
+    "IntensityTorqueEmpty": "m1_no_load_a",
+    "IntensityThrustEmpty": "m2_no_load_a",
+    "GapMax": "gap_max_mm",
+}
+
+
+def decode_message(data: bytes | str, what: str, source: str) -> dict[str, Any]:
+    """Parse one message's JSON, with a one-line reason when it is not a valid message."""
+    try:
+        message = loads(data)
+    except JSONDecodeError as exc:
+        raise InputError(f"{what} is not valid JSON (truncated?): {exc}", source) from None
+    if not isinstance(message, dict) or not isinstance(message.get("Messages"), dict):
+        raise InputError(f"{what} is not an OPC UA PubSub message (no 'Messages' object)", source)
+    return message
+
+
+def payload(message: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Values keyed by the node id's tail after the device (`Results.0.ResultMetaData.ResultId`),
+    with any `.MeasuredValue` suffix removed; and the device name."""
+    values: dict[str, Any] = {}
+    device = None
+    body = message.get("Messages") or {}
+    for node, entry in (body.get("Payload") or {}).items():
+        node_path = node.split(";s=", 1)[-1]
+        for root in _ROOTS:
+            at = node_path.find(root)
+            if at >= 0:
+                device = device or node_path[:at].removeprefix("Objects.DeviceSet.")
+                tail = node_path[at + len(root) :]
+                break
+        else:
+            tail = node_path
+        tail = tail.removesuffix(".MeasuredValue")
+        values[tail] = entry.get("Value") if isinstance(entry, dict) else entry
+    return values, device
+
+
+def _find(values: dict[str, Any], suffix: str) -> Any:
+    for key, value in values.items():
+        if key.endswith(suffix):
+            return value
+    return None
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    if value is None:
+        return None
+    return value if isinstance(value, list) else [value]
+
+
+def _array(values: list[Any] | None) -> np.ndarray | None:
+    """A numeric array, None entries as NaN; None when every entry is None."""
+    if values is None or all(v is None for v in values):
+        return None
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _trace_arrays(
+    trace: dict[str, Any], legacy: dict[str, Any], source: str
+) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for node, name in TRACE_SIGNALS.items():
+        array = _array(_find(trace, f"{node}.StepTraceContent[0].Values"))
+        if array is not None:
+            arrays[name] = array
+    if not arrays:
+        for node, name in LEGACY_SIGNALS.items():
+            raw = _find(legacy, f"StepResultValues.{node}")
+            array = _array(raw if isinstance(raw, list) else None)
+            if array is not None:
+                arrays[name] = array
+    for required, label in (
+        ("position", "PositionTrace"),
+        ("torque_a", "IntensityTorqueTrace"),
+        ("thrust_a", "IntensityThrustTrace"),
+    ):
+        if required not in arrays:
+            raise InputError(f"Trace has no {label} values", source)
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name} {n}" for name, n in lengths.items())
+        raise InputError(f"Trace arrays differ in length ({shown})", source)
+    return arrays
+
+
+def _step_results(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    columns = {
+        field: _as_list(_find(result, f"StepResultValues.{node}"))
+        for node, field in STEP_RESULT_VALUES.items()
+    }
+    columns = {k: v for k, v in columns.items() if v is not None}
+    if not columns:
+        return [], None
+    lengths = {k: len(v) for k, v in columns.items()}
+    n_steps = len(columns["step"]) if "step" in columns else max(lengths.values())
+    note = None
+    if len(set(lengths.values())) > 1:
+        note = (
+            "Result per-step arrays disagree in length ("
+            + ", ".join(f"{k} {n}" for k, n in lengths.items())
+            + ")"
+        )
+    records = []
+    for i in range(n_steps):
+        record: dict[str, Any] = dict.fromkeys(STEP_RESULT_FIELDS)
+        for field, values in columns.items():
+            if i < len(values) and values[i] is not None:
+                record[field] = (
+                    int(values[i]) if field in ("step", "stop_code") else float(values[i])
+                )
+        records.append(record)
+    return records, note
+
+
+def _empty_currents(step: np.ndarray, step_results: list[dict[str, Any]], field: str) -> np.ndarray:
+    """Per-sample no-load current from the per-step values, by step number."""
+    by_step = {
+        r["step"]: r[field]
+        for r in step_results
+        if r.get("step") is not None and r.get(field) is not None
+    }
+    out = np.full(len(step), np.nan)
+    for number, value in by_step.items():
+        out[step == number] = value
+    return out
+
+
+def hole_from_messages(
+    result_message: dict[str, Any],
+    trace_message: dict[str, Any],
+    heads_message: dict[str, Any] | None = None,
+    cutting_tools_message: dict[str, Any] | None = None,
+    *,
+    source: str,
+    tool: str | None = None,
+) -> Hole:
+    """Build the hole a Result + Trace pair (and optional asset messages) describe."""
+    result, device = payload(result_message)
+    trace, trace_device = payload(trace_message)
+    heads = payload(heads_message)[0] if heads_message else {}
+    tools = payload(cutting_tools_message)[0] if cutting_tools_message else {}
+
+    result_id = to_int(str(_find(result, "ResultMetaData.ResultId")))
+    trace_id = to_int(str(_find(trace, "PositionTrace.StepResultId")))
+    if result_id is not None and trace_id is not None and result_id != trace_id:
+        raise InputError(
+            f"Trace is for ResultId {trace_id} but the Result is ResultId {result_id}", source
+        )
+
+    arrays = _trace_arrays(trace, result, source)
+    step_results, note = _step_results(result)
+
+    signals: dict[str, np.ndarray] = {"position_mm": arrays.pop("position")}
+    signals["torque_a"] = arrays.pop("torque_a")
+    signals["thrust_a"] = arrays.pop("thrust_a")
+    if "step" in arrays:
+        step = arrays.pop("step")
+        signals["step"] = step
+        if np.isfinite(step).all():
+            for name, field in (
+                ("torque_empty_a", "m1_no_load_a"),
+                ("thrust_empty_a", "m2_no_load_a"),
+            ):
+                if name not in arrays:
+                    arrays[name] = _empty_currents(np.rint(step), step_results, field)
+    for name in ("torque_empty_a", "thrust_empty_a"):
+        if name in arrays:
+            signals[name] = arrays.pop(name)
+    signals.update(arrays)
+
+    tag = _find(heads, "Identification.SerialNumber")
+    head_name = _find(heads, "Identification.DefaultInstanceBrowseName")
+    serial = _find(result, "ResultMetaData.SerialNumber")
+    head_id = (
+        head_identity(tag and str(tag), head_name and str(head_name), serial and str(serial))
+        or tool
+        or device
+    )
+    global_counter = to_int(str(_find(heads, "LifeTimeCycleCounter"))) or result_id
+    created = _find(result, "ResultMetaData.CreationTime")
+    meta = {
+        "hole_id": make_hole_id(head_id, global_counter),
+        "format_version": to_int(str(_find(result, "ResultMetaData.Version"))),
+        "date": _message_date(created),
+        "sample_rate_hz": to_number(
+            str(
+                _find(trace, "PositionTrace.SamplingInterval")
+                or _find(result, "ResultMetaData.SampleRate")
+            )
+        ),
+        "cycle_id": _text(_find(result, "ResultMetaData.JobId")),
+        "controller_name": None,
+        "controller_sn": None,
+        "controller_firmware": None,
+        "motor_name": None,
+        "motor_sn": None,
+        "head_id": head_id,
+        "head_name": _text(head_name),
+        "head_tag": _text(tag),
+        "cutting_tool": _text(
+            _find(heads, "Identification.CustomerInformation")
+            or _find(result, "ResultMetaData.CustomerInformation")
+        ),
+        "global_counter": global_counter,
+        "tool_age": to_int(str(_find(tools, "OperationCycleCounter"))),
+        "local_counter_2": to_int(str(_find(tools, "OperationCycleCounter2"))),
+        "pset": to_int(str(_find(result, "ResultMetaData.InternalRecipeId"))),
+        "cycle_time_s": to_number(str(_find(result, "OverallResultValues.CycleTime"))),
+        "distance_mm": to_number(str(_find(result, "ResultMetaData.Distance"))),
+        "cycle_ok": to_bool(str(_find(result, "ResultMetaData.ResultEvaluation"))),
+        "result_id": result_id,
+        "tool": tool or device or trace_device,
+        "signal_columns": sorted(signals),
+    }
+    hole = Hole(
+        meta=meta,
+        signals=finish_signals(signals),
+        step_results=step_results,
+        raw_metadata={
+            "result": _plain(result),
+            "heads": _plain(heads),
+            "cutting_tools": _plain(tools),
+        },
+    )
+    if note:
+        hole.warn(note)
+    if "step" not in signals:
+        hole.warn("no step trace: step boundaries unknown")
+    return hole
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _message_date(value: Any):
+    """ISO time (`2024-12-11T09:24:49Z`), or epoch seconds in the legacy schema; kept naive UTC."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.isdigit():
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(int(text), tz=UTC).replace(tzinfo=None)
+    return to_date(text)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, str]:
+    """Scalar metadata as text (arrays of samples are the signals, not metadata)."""
+    return {k: str(v) for k, v in values.items() if not (isinstance(v, list) and len(v) > 64)}
+
+
+# --- capture folders --------------------------------------------------------------------------
+
+RESULT_FILES = ("Result.json", "ResultManagement.json")
+
+
+def is_capture_folder(path: Path) -> bool:
+    return path.is_dir() and (
+        ((path / "Trace.json").is_file() and any((path / n).is_file() for n in RESULT_FILES))
+        or (path / "data.json").is_file()
+    )
+
+
+def capture_digest(folder: Path) -> str:
+    """sha256 over the folder's message files (name and bytes), the content key of a capture."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.json")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def read_capture(folder: Path, source: str | None = None) -> Hole:
+    """Read a folder of captured messages (Result + Trace [+ Heads, CuttingTools], or a legacy
+    single-message `data.json`)."""
+    source = source or str(folder)
+
+    def read(name: str) -> bytes | None:
+        path = folder / name
+        return path.read_bytes() if path.is_file() else None
+
+    if not (folder / "Trace.json").is_file() and (legacy := read("data.json")) is not None:
+        message = decode_message(legacy, "data.json", source)
+        return hole_from_messages(message, message, source=source)
+    result_bytes = next((b for b in (read(n) for n in RESULT_FILES) if b is not None), None)
+    trace_bytes = read("Trace.json")
+    if result_bytes is None:
+        raise InputError("capture folder without Result.json or ResultManagement.json", source)
+    if trace_bytes is None:
+        raise InputError("capture folder without Trace.json", source)
+    result = decode_message(result_bytes, "Result", source)
+    trace = decode_message(trace_bytes, "Trace.json", source)
+    heads_bytes = read("Heads.json")
+    tools_bytes = read("CuttingTools.json")
+    heads = decode_message(heads_bytes, "Heads.json", source) if heads_bytes else None
+    tools = decode_message(tools_bytes, "CuttingTools.json", source) if tools_bytes else None
+    return hole_from_messages(result, trace, heads, tools, source=source)

@@ -1,0 +1,69 @@
+"""One entry point for every input kind: Setitec text file, binary Excel re-save, MQTT capture."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from uos.errors import InputError
+from uos.holes.excel import is_binary_excel, parse_binary_excel
+from uos.holes.mqtt import capture_digest, is_capture_folder, read_capture
+from uos.holes.record import Hole, signals_hash
+from uos.holes.setitec import parse_setitec_text
+
+
+def read_bytes(raw: bytes, source: str) -> Hole:
+    """A hole from the bytes of a Setitec file (text or binary Excel, told apart by magic bytes)."""
+    if is_binary_excel(raw):
+        hole = parse_binary_excel(raw, source)
+        kind = "setitec-xls"
+    else:
+        hole = parse_setitec_text(raw, source)
+        kind = "setitec"
+    finish(hole, source, kind, hashlib.sha256(raw).hexdigest())
+    return hole
+
+
+def read_source(path: str | Path) -> Hole:
+    """Read a file or a capture folder into a hole. Raises InputError with a one-line reason."""
+    path = Path(path)
+    source = str(path)
+    if path.is_dir():
+        if not is_capture_folder(path):
+            raise InputError(
+                "folder is not an MQTT capture (needs Trace.json and Result.json or ResultManagement.json)",
+                source,
+            )
+        hole = read_capture(path, source)
+        finish(hole, source, "mqtt", capture_digest(path))
+        return hole
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file", source) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", source) from None
+    return read_bytes(raw, source)
+
+
+def finish(hole: Hole, source: str, kind: str, sha256: str) -> None:
+    """Fill the fields every source shares: provenance, hashes, sizes."""
+    depth = hole.signals.get("depth_mm", np.empty(0))
+    hole.meta.update(
+        source=source,
+        source_kind=kind,
+        sha256=sha256,
+        n_samples=len(depth),
+        depth_start_mm=float(depth[0]) if len(depth) else None,
+        depth_end_mm=float(depth[-1]) if len(depth) else None,
+    )
+    if not hole.meta.get("hole_id"):
+        # No head or counter in the metadata: fall back to a content-derived id, stable per file.
+        hole.meta["hole_id"] = f"unknown-{sha256[:12]}"
+        hole.warn(
+            "no head identity or global counter in the metadata: hole id derived from the content"
+        )
+    if all(name in hole.signals for name in ("depth_mm", "torque_a", "thrust_a")):
+        hole.meta["signals_hash"] = signals_hash(hole.signals)

@@ -1,0 +1,86 @@
+"""Typed parameters from params.toml: one table per stage, read once, unknown keys rejected by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from uos.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.toml")
+T = TypeVar("T")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such params file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, options[0], where)
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, not {value!r}")
+        (item,) = typing.get_args(annotation)[:1] or (Any,)
+        items = [_coerce(v, item, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, not {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, not {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return value
+    return value
+
+
+def from_table(cls: type[T], table: dict[str, Any], where: str) -> T:
+    """Build dataclass `cls` from a TOML table, rejecting unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (known: {', '.join(fields)})"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in table.items()}
+    return cls(**values)
+
+
+def load_params(cls: type[T], section: str, path: Path | None = None) -> T:
+    """The `[section]` table of params.toml as `cls`; defaults when the file or table is absent.
+
+    `path` None means ./params.toml if it exists.
+    """
+    if path is None:
+        if not DEFAULT_PARAMS.exists():
+            return cls()
+        path = DEFAULT_PARAMS
+    data = read_toml(path)
+    table = data.get(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{section}] must be a table")
+    return from_table(cls, table, f"{path} [{section}]")
