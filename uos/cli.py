@@ -9,6 +9,7 @@ import click
 from uos import __version__
 from uos.commands.parse import parse_command
 from uos.commands.show import show_command
+from uos.commands.summary import summary_command
 
 
 class UosGroup(click.Group):
@@ -46,3 +47,4 @@ def main() -> None:
 
 main.add_command(parse_command)
 main.add_command(show_command)
+main.add_command(summary_command)

@@ -97,15 +97,16 @@ def parse_command(
     if warned and not verbose:
         click.echo(f"Warnings are listed in {out_dir / 'report.csv'} (or run with -v).", err=True)
     if as_json:
+        figures = {
+            "holes": summary.n_holes,
+            "samples": summary.n_samples,
+            "ok": ok,
+            "warning": warned,
+            "error": failed,
+        }
         click.echo(
             json.dumps(
-                {
-                    "holes": summary.n_holes,
-                    "samples": summary.n_samples,
-                    "ok": ok,
-                    "warning": warned,
-                    "error": failed,
-                }
+                {**figures, "parsed": summary.n_parsed, "seconds": round(summary.seconds, 3)}
             )
         )
     if failed and not params.allow_errors:

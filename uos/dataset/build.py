@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +26,7 @@ from uos.dataset.layout import (
     HOLES_FILE,
     MANIFEST_FILE,
     REPORT_FILE,
-    SIGNALS_FILE,
+    SIGNALS_DIR,
     SUMMARY_FILE,
     write_holes,
     write_report,
@@ -191,12 +192,6 @@ def _run_jobs(
     progress: Callable[[int], None],
 ) -> dict[str, str]:
     """Parse `(path, sha256)` jobs on `workers` processes into the cache; returns crash reasons."""
-    # Import what parsing and assembly need before forking: workers inherit it for free.
-    import pyarrow.csv
-    import pyarrow.parquet  # noqa: F401  (imports pandas too)
-
-    import uos.holes.read  # noqa: F401
-
     crashes: dict[str, str] = {}
     batches = _batches(jobs, workers, cache.dir, rules)
 
@@ -215,6 +210,14 @@ def _run_jobs(
         for batch, (pack, crashed) in zip(batches, pool.map(_parse_batch, batches), strict=True):
             collect(batch, pack, crashed)
     return crashes
+
+
+def _preload() -> None:
+    import pyarrow.csv
+    import pyarrow.json
+    import pyarrow.parquet  # noqa: F401
+
+    import uos.holes.read  # noqa: F401
 
 
 def _size(path: str) -> int:
@@ -252,6 +255,10 @@ def parse_dataset(
         raise UosError(f"{problems[0].source}: {problems[0].reasons[0]}")
     if strict and problems:
         raise UosError(f"{problems[0].source}: {problems[0].reasons[0]}")
+    # Import what parsing and writing need while the inputs are hashed (hashing and file reads
+    # run outside the GIL); workers forked afterwards inherit the imports for free.
+    preload = threading.Thread(target=_preload, daemon=True)
+    preload.start()
     cwd = os.getcwd()
     sources = [(_display(p, cwd), p, content_digest(p)) for p in paths]
 
@@ -278,6 +285,7 @@ def parse_dataset(
             progress(done, len(jobs))
 
     workers = params.workers or os.cpu_count() or 1
+    preload.join()
     crashes = (
         _run_jobs([(path, sha) for sha, path in jobs.items()], workers, cache, rules, advance)
         if jobs
@@ -294,7 +302,7 @@ def parse_dataset(
     out.mkdir(parents=True, exist_ok=True)
     signals = cache.signals([row["sha256"] for row in rows])
     n_samples = write_signals(
-        out / SIGNALS_FILE, [(row["meta"]["hole_id"], signals[row["sha256"]]) for row in rows]
+        out / SIGNALS_DIR, [(row["meta"]["hole_id"], signals[row["sha256"]]) for row in rows]
     )
     write_holes(out / HOLES_FILE, rows)
     write_report(out / REPORT_FILE, outcomes)
@@ -394,7 +402,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _up_to_date(out: Path, manifest: dict[str, Any]) -> bool:
-    files = (HOLES_FILE, SIGNALS_FILE, REPORT_FILE, SUMMARY_FILE, MANIFEST_FILE)
+    files = (HOLES_FILE, SIGNALS_DIR, REPORT_FILE, SUMMARY_FILE, MANIFEST_FILE)
     if not all((out / name).exists() for name in files):
         return False
     try:

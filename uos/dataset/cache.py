@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import uuid
 from dataclasses import asdict, dataclass
@@ -108,7 +109,7 @@ class Entry:
 def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | str]) -> Path:
     """Write one pack for `results` (sha256 -> (hole, issues) or failure reason)."""
     index: dict[str, Any] = {}
-    blobs: list[bytes] = []
+    blobs: list[np.ndarray] = []
     offset = 0
     for sha256, result in results.items():
         if isinstance(result, str):
@@ -117,10 +118,10 @@ def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | st
         hole, issues = result
         columns = []
         for name, column in hole.signals.items():
-            data = np.ascontiguousarray(column).tobytes()
-            columns.append([name, column.dtype.str, len(column), offset])
+            data = np.ascontiguousarray(column)
+            columns.append([name, data.dtype.str, len(data), offset])
             blobs.append(data)
-            offset += len(data)
+            offset += data.nbytes
         index[sha256] = {"record": encode_record(hole, issues), "columns": columns}
     header = _dumps(index)
     header += b" " * (-(len(header) + len(_PACK_MAGIC) + 8) % 8)  # 8-byte aligned columns
@@ -130,7 +131,7 @@ def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | st
     with tmp.open("wb") as handle:
         handle.write(_PACK_MAGIC + len(header).to_bytes(8, "little") + header)
         for blob in blobs:
-            handle.write(blob)
+            handle.write(memoryview(blob).cast("B"))
     os.replace(tmp, path)  # atomic: a reader never sees half a pack
     return path
 
@@ -187,7 +188,9 @@ class ParseCache:
             by_pack.setdefault(entries[sha].pack, []).append(sha)
         out: dict[str, dict[str, np.ndarray]] = {}
         for pack, shas in by_pack.items():
-            data = pack.read_bytes()
+            with pack.open("rb") as handle:
+                # Mapped, not read: the arrays view the file until they are gone.
+                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             base = 16 + int.from_bytes(data[8:16], "little")
             for sha in shas:
                 out[sha] = {

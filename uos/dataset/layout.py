@@ -1,8 +1,9 @@
 """The parsed dataset on disk, and how later stages read it back column by column.
 
 <dir>/holes.parquet    one row per hole: metadata, program, step results, status, issues
-<dir>/signals.parquet  one row per sample: hole_id, sample, depth_mm, torque_a, ... (sorted
-                       by hole_id, so that reading one hole skips most row groups)
+<dir>/signals/         one row per sample: hole_id, sample, depth_mm, torque_a, ...: a Parquet
+                       dataset of a few parts written in parallel, rows sorted by hole_id so
+                       that reading one hole skips most row groups
 <dir>/report.csv       one row per input: source, hole_id, status (ok/warning/error), reasons
 <dir>/summary.json     counts (a DVC metric)
 <dir>/manifest.json    what the dataset was built from (parser digest, inputs and hashes)
@@ -11,8 +12,10 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 HOLES_FILE = "holes.parquet"
-SIGNALS_FILE = "signals.parquet"
+SIGNALS_DIR = "signals"
 REPORT_FILE = "report.csv"
 SUMMARY_FILE = "summary.json"
 MANIFEST_FILE = "manifest.json"
@@ -130,17 +133,52 @@ def signal_column_order(names: set[str]) -> list[str]:
     return ordered + sorted(names - set(ordered))
 
 
-def write_signals(path: Path, holes: list[tuple[str, dict[str, np.ndarray]]]) -> int:
-    """One long table of every hole's samples; returns the number of samples written.
-
-    A hole without some column gets nulls there; integer columns stay integer (an error hole's
-    non-finite step numbers become nulls).
+def write_signals(
+    directory: Path, holes: list[tuple[str, dict[str, np.ndarray]]], parts: int = 2
+) -> int:
+    """Every hole's samples as one long table, in `parts` Parquet files encoded in parallel
+    threads (Parquet encoding is single-threaded and releases the GIL). Returns the sample count.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    holes = sorted(holes, key=lambda h: h[0])
+    names = signal_column_order(
+        {n for _, signals in holes for n in signals} | set(REQUIRED_SIGNALS)
+    )
+    sizes = np.cumsum([len(signals["depth_mm"]) for _, signals in holes])
+    total = int(sizes[-1]) if len(holes) else 0
+    # Cut where the running sample count crosses each 1/parts of the total.
+    cuts = [
+        0,
+        *np.searchsorted(sizes, [total * k / parts for k in range(1, parts)]).tolist(),
+        len(holes),
+    ]
+    groups = [holes[a:b] for a, b in itertools.pairwise(cuts) if b > a] or [[]]
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with ThreadPoolExecutor(len(groups)) as pool:
+        jobs = [
+            pool.submit(_write_part, tmp / f"part-{i}.parquet", group, names)
+            for i, group in enumerate(groups)
+        ]
+        for job in jobs:
+            job.result()
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+    return total
+
+
+def _write_part(
+    path: Path, holes: list[tuple[str, dict[str, np.ndarray]]], names: list[str]
+) -> None:
+    """One part. A hole without some column gets nulls there; integer columns stay integer (an
+    error hole's non-finite step numbers become nulls)."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from uos.arrays import numeric_array, string_array
 
-    holes = sorted(holes, key=lambda h: h[0])
     counts = np.array([len(signals["depth_mm"]) for _, signals in holes], dtype=np.int64)
     total = int(counts.sum())
     starts = np.cumsum(counts) - counts
@@ -153,33 +191,30 @@ def write_signals(path: Path, holes: list[tuple[str, dict[str, np.ndarray]]]) ->
             (np.arange(total, dtype=np.int64) - np.repeat(starts, counts)).astype(np.int32)
         ),
     }
-    for name in signal_column_order(
-        {n for _, signals in holes for n in signals} | set(REQUIRED_SIGNALS)
-    ):
+    for name in names:
         integer = name in INTEGER_SIGNALS
-        parts = [signals.get(name) for _, signals in holes]
-        if all(p is not None and (not integer or p.dtype.kind == "i") for p in parts):
+        dtype = np.int64 if integer else np.float64
+        pieces = [signals.get(name) for _, signals in holes]
+        if all(p is not None and (not integer or p.dtype.kind == "i") for p in pieces):
             # The common case: every hole has the column, with the right type.
-            dtype = np.int64 if integer else np.float64
             columns[name] = numeric_array(
-                np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+                np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.empty(0, dtype)
             )
             continue
-        values = np.zeros(total, dtype=np.int64) if integer else np.full(total, np.nan)
+        values = np.zeros(total, dtype=dtype)
         missing = np.ones(total, dtype=bool)
-        for column, start, n in zip(parts, starts, counts, strict=True):
+        for column, start, n in zip(pieces, starts, counts, strict=True):
             if column is None:
                 continue
-            if integer and column.dtype.kind == "f":
-                finite = np.isfinite(column)
-                values[start : start + n] = np.where(finite, column, 0)
-                missing[start : start + n] = ~finite
-            else:
-                values[start : start + n] = column
-                missing[start : start + n] = False
+            finite = (
+                np.isfinite(column)
+                if integer and column.dtype.kind == "f"
+                else np.ones(n, dtype=bool)
+            )
+            values[start : start + n] = np.where(finite, column, 0)
+            missing[start : start + n] = ~finite
         columns[name] = numeric_array(values, missing)
-    _atomic_parquet(pa.table(columns), path)
-    return total
+    pq.write_table(pa.table(columns), path, compression="lz4", row_group_size=_ROW_GROUP)
 
 
 def write_report(path: Path, outcomes: list[Any]) -> None:
@@ -233,7 +268,7 @@ def read_signals(
 
     wanted = None if columns is None else list(dict.fromkeys(["hole_id", "sample", *columns]))
     filters = [("hole_id", "in", list(hole_ids))] if hole_ids is not None else None
-    table = pq.read_table(_require(Path(directory), SIGNALS_FILE), columns=wanted, filters=filters)
+    table = pq.read_table(_require(Path(directory), SIGNALS_DIR), columns=wanted, filters=filters)
     frame = table.to_pandas()
     frame["hole_id"] = frame["hole_id"].astype(str)
     return frame

@@ -1,0 +1,43 @@
+# Daily recipes. `just --list` shows them; each runs inside .venv (created on first use).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+run := justfile_directory() / "bin/run"
+
+# List the recipes
+default:
+    @just --list
+
+# The main job end to end: demo data when data/raw is empty, `dvc repro`, a summary
+demo:
+    ./bin/demo
+
+# The whole test suite (extra arguments go to pytest)
+test *args:
+    ./bin/test {{args}}
+
+# Lint and format check
+lint:
+    {{run}} ruff check uos tests bench
+    {{run}} ruff format --check uos tests bench
+
+# Format the code
+fmt:
+    {{run}} ruff format uos tests bench
+    {{run}} ruff check --fix uos tests bench
+
+# Run the pipeline stages whose inputs changed
+repro *args:
+    {{run}} dvc repro {{args}}
+
+# Parse raw files into build/parsed (what the parse stage runs)
+parse *args:
+    {{run}} uos parse data/raw --out build/parsed {{args}}
+
+# Show one hole (a file, capture folder or hole id) in the terminal
+show target *args:
+    {{run}} uos show {{target}} {{args}}
+
+# Benchmark uos parse over ../shared/setitec, cold and warm, against a bare pandas read
+bench-parse *args:
+    {{run}} python bench/parse_bench.py {{args}}

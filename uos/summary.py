@@ -1,0 +1,42 @@
+"""What the pipeline has produced so far, in a few lines: the end of the demo, and `uos summary`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
+    """Figures from each stage's outputs under `root/build` (missing stages are left out)."""
+    summary: dict[str, Any] = {}
+    parsed = _read_json(root / "build/parsed/summary.json")
+    if parsed:
+        summary["parse"] = parsed
+    return summary
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    lines = []
+    parsed = summary.get("parse")
+    if parsed:
+        lines.append(
+            f"Holes      {parsed['holes']} parsed from {parsed['inputs']} inputs ({parsed['samples']:,} samples): "
+            f"{parsed['ok']} ok, {parsed['warning']} with warnings, {parsed['error']} with errors "
+            "(build/parsed/report.csv)"
+        )
+    else:
+        lines.append(
+            "Holes      nothing parsed yet: put Setitec files in data/raw and run `dvc repro`"
+        )
+    lines.append(
+        "Next       uos show HOLE_ID (one hole in the terminal), just --list (daily recipes)"
+    )
+    return "\n".join(lines)
