@@ -176,5 +176,5 @@ def test_cli_bad_params_file(tmp_path, good_bytes):
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: {params} [parse]: unknown key min_sample "
-        "(known: min_samples, few_samples, air_cut_torque_a, workers, allow_errors)\n"
+        "(known: min_samples, few_samples, air_cut_torque_a, air_cut_contact_mm, workers, allow_errors)\n"
     )

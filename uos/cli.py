@@ -10,6 +10,7 @@ from uos import __version__
 from uos.commands.parse import parse_command
 from uos.commands.show import show_command
 from uos.commands.summary import summary_command
+from uos.commands.synth import synth_command
 
 
 class UosGroup(click.Group):
@@ -40,6 +41,7 @@ def main() -> None:
 
     \b
     Typical flow (each step is also a DVC stage, see dvc.yaml):
+      uos synth data/raw --holes 300            demo holes with exact ground truth
       uos parse data/raw --out build/parsed     files -> one clean dataset
       uos show build/parsed HOLE                 look at one hole in the terminal
     """
@@ -48,3 +50,4 @@ def main() -> None:
 main.add_command(parse_command)
 main.add_command(show_command)
 main.add_command(summary_command)
+main.add_command(synth_command)

@@ -38,6 +38,15 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         (item,) = typing.get_args(annotation)[:1] or (Any,)
         items = [_coerce(v, item, where) for v in value]
         return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, not {value!r}")
+        return from_table(annotation, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, not {value!r}")
+        item = typing.get_args(annotation)[1]
+        return {key: _coerce(v, item, f"{where}.{key}") for key, v in value.items()}
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, not {value!r}")
@@ -67,6 +76,16 @@ def from_table(cls: type[T], table: dict[str, Any], where: str) -> T:
         )
     hints = typing.get_type_hints(cls)
     values = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in table.items()}
+    for name, value in values.items():
+        default = fields[name].default_factory
+        if isinstance(value, dict) and default is not dataclasses.MISSING:
+            values[name] = {**default(), **value}  # a table given in part keeps the other defaults
+    missing = [f.name for f in fields.values() if f.name not in values and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]  # fmt: skip
+    if missing:
+        raise ConfigError(
+            f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        )
     return cls(**values)
 
 

@@ -46,11 +46,14 @@ class ParseParams:
     min_samples: int = 50
     few_samples: int = 150
     air_cut_torque_a: float = 0.5
+    air_cut_contact_mm: float = 2.5
     workers: int = 0  # 0: one per core
     allow_errors: bool = False  # exit 0 even when some inputs failed (they are still reported)
 
     def rules(self) -> QualityRules:
-        return QualityRules(self.min_samples, self.few_samples, self.air_cut_torque_a)
+        return QualityRules(
+            self.min_samples, self.few_samples, self.air_cut_torque_a, self.air_cut_contact_mm
+        )
 
 
 @dataclass

@@ -36,7 +36,8 @@ class QualityRules:
 
     min_samples: int = 50  # fewer: error (not a usable recording)
     few_samples: int = 150  # fewer: warning
-    air_cut_torque_a: float = 0.5  # 99th percentile of torque below this: no material contact
+    air_cut_torque_a: float = 0.5  # torque (A above no-load) that means the drill is cutting
+    air_cut_contact_mm: float = 2.5  # cutting over less depth than this: air cut
 
 
 def check_hole(hole: Hole, rules: QualityRules) -> list[Issue]:
@@ -67,19 +68,18 @@ def check_hole(hole: Hole, rules: QualityRules) -> list[Issue]:
                     )
                 )
 
-    torque = hole.signals.get("torque_a")
-    # Air cut: the 99th percentile of torque below the threshold (counted, without sorting).
-    if (
-        torque is not None
-        and n >= rules.min_samples
-        and np.count_nonzero(torque >= rules.air_cut_torque_a) < 0.01 * n
-    ):
-        issues.append(
-            Issue(
-                "warning",
-                f"air cut: torque stays below {rules.air_cut_torque_a:g} A (no material contact)",
+    torque, depth = hole.signals.get("torque_a"), hole.signals.get("depth_mm")
+    if torque is not None and depth is not None and n >= rules.min_samples:
+        # Air cut: the drill cut (torque above the threshold) over less depth than any stack has.
+        advance = np.diff(depth, prepend=depth[0]).clip(min=0)
+        contact = float(advance[torque >= rules.air_cut_torque_a].sum())
+        if contact < rules.air_cut_contact_mm:
+            issues.append(
+                Issue(
+                    "warning",
+                    f"air cut: torque above {rules.air_cut_torque_a:g} A over only {contact:.1f} mm (no material contact)",
+                )
             )
-        )
 
     return issues
 

@@ -10,6 +10,7 @@ TORQUE_LIMIT = 0x2
 THRUST_MAX = 0x4
 THRUST_LIMIT = 0x8  # hard stop / end of travel
 STROKE = 0x40  # the programmed stroke was reached: a position, not a material event
+ABORT = 0x400  # the operator aborted the cycle
 TORQUE_MIN = 0x800  # torque fell below the threshold: breakthrough
 STROKE_MAX = 0x2000  # retract
 

@@ -117,13 +117,9 @@ def _data_columns(hole: Hole, version: int) -> tuple[list[str], list[np.ndarray]
 
 
 def _data_rows(columns: list[np.ndarray], decimals: list[int]) -> str:
-    formatted = [
-        np.char.replace(np.char.mod(f"%.{d}f", np.asarray(c, dtype=float)), ".", ",")
-        for c, d in zip(columns, decimals, strict=True)
-    ]
-    # "-0,000" is what the units write for small negative values; keep it as formatted.
-    lines = ["\t".join(cells) for cells in zip(*formatted, strict=True)]
-    return "\n".join(lines) + "\n"
+    row = "\t".join(f"%.{d}f" for d in decimals)
+    table = np.column_stack([np.asarray(c, dtype=float) for c in columns]).tolist()
+    return ("\n".join(row % tuple(values) for values in table) + "\n").replace(".", ",")
 
 
 def render(hole: Hole, version: int = 9) -> bytes:

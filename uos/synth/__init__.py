@@ -1,0 +1,1 @@
+"""Synthetic drilling cycles with exact ground truth: `uos synth` (see generate.py)."""
