@@ -30,6 +30,10 @@ fmt:
 repro *args:
     {{run}} dvc repro {{args}}
 
+# Synthetic demo holes with exact ground truth (into an empty folder)
+synth out *args:
+    {{run}} uos synth {{out}} {{args}}
+
 # Parse raw files into build/parsed (what the parse stage runs)
 parse *args:
     {{run}} uos parse data/raw --out build/parsed {{args}}
