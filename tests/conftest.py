@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("UOS_SHARED", ROOT.parent / "shared")).resolve()
+def _shared() -> Path:
+    """The real files: $UOS_SHARED, else ../shared beside the project (as on the team's machines)."""
+    if env := os.environ.get("UOS_SHARED"):
+        return Path(env).resolve()
+    for candidate in (ROOT.parent / "shared", Path("/work/shared")):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return (ROOT.parent / "shared").resolve()
+
+
+SHARED = _shared()
 SETITEC = SHARED / "setitec"
 MQTT = SHARED / "mqtt"
 
