@@ -72,9 +72,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     """Wall time, peak resident memory of the process tree (kB), stdout."""
     peak = 0
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     done = threading.Event()
 
     def watch() -> None:
@@ -95,9 +93,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "setitec")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -158,16 +154,12 @@ def main() -> None:
     print(
         f"  uos parse, cold (empty cache, no output)   {figures['cold_s']:.2f} s   = {figures['cold_over_baseline']:.2f} x baseline (target <= 1.5)"
     )
-    print(
-        f"  uos parse, warm (nothing changed)          {figures['warm_s']:.2f} s   (target <= 1 s)"
-    )
+    print(f"  uos parse, warm (nothing changed)          {figures['warm_s']:.2f} s   (target <= 1 s)")
     print(
         f"  without interpreter start and imports: read loop {figures['baseline_inner_s']:.2f} s, "
         f"parse_dataset {figures['cold_inner_s']:.2f} s = {figures['cold_over_baseline_inner']:.2f} x"
     )
-    print(
-        f"  peak resident memory of uos parse          {figures['peak_rss_mb']} MB (all processes; target <= 1024)"
-    )
+    print(f"  peak resident memory of uos parse          {figures['peak_rss_mb']} MB (all processes; target <= 1024)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 def _shared() -> Path:
     """The real files: $UOS_SHARED, else ../shared beside the project (as on the team's machines)."""
     if env := os.environ.get("UOS_SHARED"):
@@ -56,7 +58,5 @@ def real_dataset(tmp_path_factory):
     from uos.dataset.build import parse_dataset
 
     out = tmp_path_factory.mktemp("real-dataset")
-    summary = parse_dataset(
-        [str(SETITEC), str(MQTT)], out, cache_root=tmp_path_factory.mktemp("real-cache")
-    )
+    summary = parse_dataset([str(SETITEC), str(MQTT)], out, cache_root=tmp_path_factory.mktemp("real-cache"))
     return summary

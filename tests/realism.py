@@ -17,11 +17,7 @@ TORQUE_Q = 50 / 1024
 
 
 def family(hole: Hole) -> str | None:
-    steps = [
-        (p["rpm"], p["torque_max_a"] or 0, p["torque_min_a"] or 0)
-        for p in hole.program
-        if p.get("enabled")
-    ]
+    steps = [(p["rpm"], p["torque_max_a"] or 0, p["torque_min_a"] or 0) for p in hole.program if p.get("enabled")]
     rpms = [round(s[0]) for s in steps]
     if rpms == [1500, 320, 1500] and steps[0][1] > 0 and steps[1][2] > 0:
         return "production"
@@ -47,9 +43,7 @@ def _trailing_identical(hole: Hole, last: int) -> int:
     """How many rows at the end of a step repeat the last one (all columns but the stop code)."""
     s = hole.signals
     count = 1
-    while last - count >= 0 and all(
-        s[c][last - count] == s[c][last] for c in ("depth_mm", "torque_a", "thrust_a")
-    ):
+    while last - count >= 0 and all(s[c][last - count] == s[c][last] for c in ("depth_mm", "torque_a", "thrust_a")):
         count += 1
     return count
 
@@ -60,9 +54,7 @@ def common_stats(hole: Hole) -> dict[str, float]:
     torque_grid = np.abs(s["torque_a"] / TORQUE_Q - np.round(s["torque_a"] / TORQUE_Q)) * TORQUE_Q
     stats["torque_on_grid"] = float(np.mean(torque_grid <= 0.0011))
     bounds = _step_bounds(s["step"])
-    stats["code_rows_first_step"] = float(
-        np.count_nonzero(s["stop_code"][bounds[0][1] : bounds[0][2] + 1])
-    )
+    stats["code_rows_first_step"] = float(np.count_nonzero(s["stop_code"][bounds[0][1] : bounds[0][2] + 1]))
     stats["trailing_rows_first_step"] = float(_trailing_identical(hole, bounds[0][2]))
     if len(bounds) > 1:
         stats["back_step_mm"] = float(s["depth_mm"][bounds[0][2]] - s["depth_mm"][bounds[1][1]])
@@ -83,9 +75,7 @@ def production_stats(hole: Hole) -> dict[str, float]:
     if set(bounds) != {1, 2, 3}:
         return stats
     (a1, b1), (a2, b2), (_a3, b3) = bounds[1], bounds[2], bounds[3]
-    stats["codes"] = float(
-        code[b1] * 1e8 + code[b2] * 1e3 + code[b3]
-    )  # 0x1, 0x800, 0x8 -> one number
+    stats["codes"] = float(code[b1] * 1e8 + code[b2] * 1e3 + code[b3])  # 0x1, 0x800, 0x8 -> one number
     air = (depth >= 1.0) & (depth <= 4.0) & (step == 1)
     stats["air_torque_median_a"] = float(np.median(torque[air]))
     stats["air_torque_std_a"] = float(np.std(torque[air]))
@@ -104,13 +94,9 @@ def production_stats(hole: Hole) -> dict[str, float]:
     stats["metal_oscillation_std_a"] = float(np.std(torque[metal] - _moving(torque, 19)[metal]))
     window = torque[metal] - torque[metal].mean()
     spectrum = np.abs(np.fft.rfft(window))
-    stats["metal_oscillation_hz"] = float(
-        np.fft.rfftfreq(len(window), 0.01)[np.argmax(spectrum[1:]) + 1]
-    )
+    stats["metal_oscillation_hz"] = float(np.fft.rfftfreq(len(window), 0.01)[np.argmax(spectrum[1:]) + 1])
     above = np.flatnonzero((step == 2) & (torque >= 1.0))
-    stats["exit_event_after_last_1a_mm"] = (
-        float(depth[b2] - depth[above[-1]]) if len(above) else np.nan
-    )
+    stats["exit_event_after_last_1a_mm"] = float(depth[b2] - depth[above[-1]]) if len(above) else np.nan
     stats["samples_per_mm_step1"] = float((b1 - a1) / max(depth[b1] - depth[a1], 1e-9))
     stats["samples_per_mm_step2"] = float((b2 - a2) / max(depth[b2] - depth[a2], 1e-9))
     stats["noload_torque_step1_a"] = float(s["torque_empty_a"][a1])

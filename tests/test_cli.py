@@ -20,9 +20,7 @@ def test_help_imports_no_heavy_package():
         "import sys; from uos.cli import main; main(['--help'], standalone_mode=False); "
         f"print('HEAVY:' + ','.join(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines()[-1] == "HEAVY:"
 
 
@@ -68,12 +66,7 @@ def test_show_json_is_metadata_only(setitec_dir):
 def test_show_a_hole_of_a_dataset(tmp_path, setitec_dir):
     out = tmp_path / "parsed"
     runner = CliRunner()
-    assert (
-        runner.invoke(
-            main, ["parse", str(setitec_dir / "tuhh/001_V1/V1_001.xls"), "--out", str(out)]
-        ).exit_code
-        == 0
-    )
+    assert runner.invoke(main, ["parse", str(setitec_dir / "tuhh/001_V1/V1_001.xls"), "--out", str(out)]).exit_code == 0
     result = runner.invoke(main, ["show", "116-V3-012-203", "--data", str(out), "--no-plot"])
     assert result.exit_code == 0
     assert result.stdout.startswith("Hole 116-V3-012-203  (")
@@ -81,9 +74,7 @@ def test_show_a_hole_of_a_dataset(tmp_path, setitec_dir):
 
 def test_show_unknown_hole(tmp_path, setitec_dir):
     out = tmp_path / "parsed"
-    CliRunner().invoke(
-        main, ["parse", str(setitec_dir / "tuhh/001_V1/V1_001.xls"), "--out", str(out)]
-    )
+    CliRunner().invoke(main, ["parse", str(setitec_dir / "tuhh/001_V1/V1_001.xls"), "--out", str(out)])
     result = CliRunner().invoke(main, ["show", "nope-1", "--data", str(out)])
     assert result.exit_code == 1
     assert result.stderr == f"Error: no hole 'nope-1' in {out}\n"

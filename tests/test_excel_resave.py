@@ -26,9 +26,7 @@ def _resave_as_excel(text_file, target) -> None:
             sheet.write(
                 row,
                 col,
-                number
-                if number is not None and np.isfinite(number) and cell[0] in "-0123456789"
-                else cell,
+                number if number is not None and np.isfinite(number) and cell[0] in "-0123456789" else cell,
             )
         row += 1
         if row >= 65536:  # the BIFF8 row limit; keep a file that fits

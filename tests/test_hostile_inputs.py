@@ -78,9 +78,7 @@ def test_truncated_file_keeps_its_complete_rows(tmp_path, good_bytes):
     path.write_bytes(_hostile_files(good_bytes)["truncated.xls"])
     hole = read_source(path)
     assert hole.n_samples == 50
-    assert [i.reason for i in hole.issues] == [
-        "1 incomplete row in the Datas table dropped (truncated file?)"
-    ]
+    assert [i.reason for i in hole.issues] == ["1 incomplete row in the Datas table dropped (truncated file?)"]
 
 
 def test_missing_required_column_is_an_error(tmp_path, good_bytes):
@@ -96,9 +94,7 @@ def test_missing_required_column_is_an_error(tmp_path, good_bytes):
     path.write_bytes((text[:start] + "\n".join("\t".join(r) for r in table)).encode("latin-1"))
     hole = read_source(path)
     issues = check_hole(hole, QualityRules())
-    assert "missing required columns: I Thrust (A)" in [
-        i.reason for i in issues if i.level == "error"
-    ]
+    assert "missing required columns: I Thrust (A)" in [i.reason for i in issues if i.level == "error"]
 
 
 def test_cli_reports_each_bad_file_and_keeps_the_good_ones(tmp_path, good_bytes):
@@ -113,9 +109,7 @@ def test_cli_reports_each_bad_file_and_keeps_the_good_ones(tmp_path, good_bytes)
     result = CliRunner().invoke(main, ["parse", str(inputs), "--out", str(out)])
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert errors == [
-        f"Error: {inputs / name}: {reason}" for name, reason in sorted(EXPECTED_ERRORS.items())
-    ]
+    assert errors == [f"Error: {inputs / name}: {reason}" for name, reason in sorted(EXPECTED_ERRORS.items())]
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     holes = read_holes(out)
@@ -143,17 +137,13 @@ def test_cli_allow_errors_exits_zero(tmp_path, good_bytes):
     inputs.mkdir()
     (inputs / "good.xls").write_bytes(good_bytes)
     (inputs / "empty.xls").write_bytes(b"")
-    result = CliRunner().invoke(
-        main, ["parse", str(inputs), "--out", str(tmp_path / "out"), "--allow-errors"]
-    )
+    result = CliRunner().invoke(main, ["parse", str(inputs), "--out", str(tmp_path / "out"), "--allow-errors"])
     assert result.exit_code == 0
     assert f"Error: {inputs / 'empty.xls'}: empty file" in result.stderr.splitlines()
 
 
 def test_cli_missing_input(tmp_path):
-    result = CliRunner().invoke(
-        main, ["parse", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]
-    )
+    result = CliRunner().invoke(main, ["parse", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert result.stderr == f"Error: {tmp_path / 'nope'}: no such file or directory\n"
 

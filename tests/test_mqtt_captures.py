@@ -42,9 +42,7 @@ def test_capture_equals_the_file_sample_by_sample(mqtt_dir, setitec_dir):
     assert capture.meta["signals_hash"] == file.meta["signals_hash"]
     assert capture.meta["date"] == file.meta["date"]
     assert (
-        [r["stop_code"] for r in capture.step_results]
-        == [r["stop_code"] for r in file.step_results]
-        == [0x40, 0x2000]
+        [r["stop_code"] for r in capture.step_results] == [r["stop_code"] for r in file.step_results] == [0x40, 0x2000]
     )
 
 
@@ -87,9 +85,7 @@ def test_trace_of_another_result_is_refused(mqtt_dir):
     for key, entry in result["Messages"]["Payload"].items():
         if key.endswith("ResultMetaData.ResultId"):
             entry["Value"] = 9999
-    with pytest.raises(
-        InputError, match="Trace is for ResultId 2412 but the Result is ResultId 9999"
-    ):
+    with pytest.raises(InputError, match="Trace is for ResultId 2412 but the Result is ResultId 9999"):
         hole_from_messages(result, trace, source="test")
 
 

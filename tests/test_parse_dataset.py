@@ -62,18 +62,14 @@ def test_dataset_tables_hold_what_the_parser_read(tmp_path, raw_dir):
         direct = read_source(raw_dir / name)
         stored = load_hole(out, direct.hole_id)
         for column, values in direct.signals.items():
-            np.testing.assert_array_equal(
-                stored.signals[column], values, err_msg=f"{name} {column}"
-            )
+            np.testing.assert_array_equal(stored.signals[column], values, err_msg=f"{name} {column}")
         assert stored.program == direct.program
     v5 = holes.set_index("hole_id").loc[read_source(raw_dir / "tuhh/005_V5/V5_10.xls").hole_id]
     assert v5["status"] == "warning"
     assert json.loads((out / "summary.json").read_text())["holes"] == len(SOME)
 
 
-def test_unchanged_inputs_are_a_no_op_and_new_ones_cost_only_themselves(
-    tmp_path, raw_dir, setitec_dir
-):
+def test_unchanged_inputs_are_a_no_op_and_new_ones_cost_only_themselves(tmp_path, raw_dir, setitec_dir):
     out = tmp_path / "parsed"
     first = parse_dataset([str(raw_dir)], out)
     assert first.n_parsed == len(SOME)
@@ -83,9 +79,7 @@ def test_unchanged_inputs_are_a_no_op_and_new_ones_cost_only_themselves(
     assert again.up_to_date
     assert (out / "manifest.json").stat().st_mtime_ns == manifest_mtime
 
-    shutil.copy(
-        setitec_dir / "mql/E00401009F45C395_114-V3-002-MQ_ST_1876_3.xls", raw_dir / "new.xls"
-    )
+    shutil.copy(setitec_dir / "mql/E00401009F45C395_114-V3-002-MQ_ST_1876_3.xls", raw_dir / "new.xls")
     grown = parse_dataset([str(raw_dir)], out)
     assert grown.n_parsed == 1
     assert grown.n_holes == len(SOME) + 1
@@ -109,9 +103,7 @@ def test_same_bytes_twice_is_one_hole(tmp_path, raw_dir):
 
 
 def test_globs_and_single_files(tmp_path, raw_dir):
-    summary = parse_dataset(
-        [str(raw_dir / "mql" / "*.xls"), str(raw_dir / SOME[2])], tmp_path / "out"
-    )
+    summary = parse_dataset([str(raw_dir / "mql" / "*.xls"), str(raw_dir / SOME[2])], tmp_path / "out")
     assert summary.n_holes == 3
 
 

@@ -21,10 +21,7 @@ def test_every_real_file_parses_without_error(real_dataset, setitec_dir):
 def test_known_oddities_are_reported(real_dataset):
     by_name = {o.source.rsplit("/", 1)[-1]: o for o in real_dataset.outcomes}
     assert any("air cut" in r for r in by_name["V5_10.xls"].reasons)
-    assert any(
-        "counters disagree with the file name" in r
-        for r in by_name["17070141_17070141_ST_59_55.xls"].reasons
-    )
+    assert any("counters disagree with the file name" in r for r in by_name["17070141_17070141_ST_59_55.xls"].reasons)
     assert any("same signals" in r for r in by_name["MQTT_to_XLS_17070141_798.xls"].reasons)
 
 

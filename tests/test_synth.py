@@ -67,13 +67,9 @@ def test_files_parse_back_to_the_ground_truth(generated):
         hole = load_hole(parsed, row["hole_id"])
         # The signals are what was simulated, at the files' precision.
         assert hole.n_samples == len(expected.signals["depth_mm"])
-        np.testing.assert_allclose(
-            hole.signals["depth_mm"], expected.signals["depth_mm"], atol=5e-4
-        )
+        np.testing.assert_allclose(hole.signals["depth_mm"], expected.signals["depth_mm"], atol=5e-4)
         for column in ("torque_a", "thrust_a", "torque_empty_a", "thrust_empty_a"):
-            np.testing.assert_allclose(
-                hole.signals[column], np.round(expected.signals[column], 3), atol=1e-9
-            )
+            np.testing.assert_allclose(hole.signals[column], np.round(expected.signals[column], 3), atol=1e-9)
         for column in ("step", "stop_code"):
             np.testing.assert_array_equal(hole.signals[column], expected.signals[column])
         # Keypoints are where the simulated drill point crossed the layers' surfaces.
@@ -102,16 +98,12 @@ def test_keypoints_are_where_the_signals_say(generated):
         tip = PARAMS.machines[facts["unit"]].tip_length_mm
         first_step = hole.signals["step"] == hole.signals["step"][0]
         before = first_step & (depth > facts["entry_mm"] - 1.5) & (depth < facts["entry_mm"] - 0.05)
-        after = (
-            first_step & (depth > facts["entry_mm"] + tip) & (depth < facts["entry_mm"] + tip + 1.0)
-        )
+        after = first_step & (depth > facts["entry_mm"] + tip) & (depth < facts["entry_mm"] + tip + 1.0)
         assert np.median(torque[before]) < 0.1, facts["hole_id"]
         assert np.median(torque[after]) > 0.5, facts["hole_id"]
         if not np.isnan(facts["exit_mm"]):
             inside = (depth > facts["exit_mm"] - 1.0) & (depth < facts["exit_mm"] - 0.1)
-            through = (depth > facts["exit_mm"] + tip + 0.3) & (
-                depth < facts["exit_mm"] + tip + 1.0
-            )
+            through = (depth > facts["exit_mm"] + tip + 0.3) & (depth < facts["exit_mm"] + tip + 1.0)
             assert np.median(torque[inside]) > 1.0, facts["hole_id"]
             if through.any():  # a short program may end before the drill is fully through
                 assert np.median(torque[through]) < 0.3, facts["hole_id"]

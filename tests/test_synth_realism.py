@@ -9,8 +9,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from realism import stats_of
 
+from realism import stats_of
 from uos.holes import read_source
 from uos.synth.generate import read_truth, synthesize
 from uos.synth.params import SynthParams
@@ -44,9 +44,7 @@ def _stats(paths) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def real(setitec_dir):
-    paths = sorted((setitec_dir / "mql").glob("*.xls")) + sorted(
-        setitec_dir.glob("tuhh/00[1-5]_V*/*.xls")
-    )
+    paths = sorted((setitec_dir / "mql").glob("*.xls")) + sorted(setitec_dir.glob("tuhh/00[1-5]_V*/*.xls"))
     return _stats(paths)
 
 
@@ -75,9 +73,7 @@ def test_synthetic_statistics_fall_inside_the_real_range(real, synthetic, family
         tolerance = 0.02 * max(abs(low), abs(high), 1e-3)  # printed-digit rounding
         median = synthetic_rows[column].median()
         if not low - tolerance <= median <= high + tolerance:
-            outside.append(
-                f"{column}: synthetic median {median:.4g} outside real [{low:.4g}, {high:.4g}]"
-            )
+            outside.append(f"{column}: synthetic median {median:.4g} outside real [{low:.4g}, {high:.4g}]")
         # Most synthetic holes, not only their median, look real.
         share = (
             synthetic_rows[column]

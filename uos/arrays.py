@@ -24,9 +24,7 @@ def numeric_array(values: np.ndarray, missing: np.ndarray | None = None) -> pa.A
     validity = None
     if missing is not None and missing.any():
         validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
-    return pa.Array.from_buffers(
-        _TYPES[values.dtype], len(values), [validity, pa.py_buffer(values)]
-    )
+    return pa.Array.from_buffers(_TYPES[values.dtype], len(values), [validity, pa.py_buffer(values)])
 
 
 def string_array(values: list[str]) -> pa.Array:
@@ -44,9 +42,7 @@ def float_column(column: Any) -> np.ndarray:
         chunks = [float_column(chunk) for chunk in column.chunks]
         return np.concatenate(chunks) if len(chunks) != 1 else chunks[0]
     validity, data = column.buffers()[:2]
-    values = np.frombuffer(data, dtype=np.float64, count=len(column) + column.offset)[
-        column.offset :
-    ]
+    values = np.frombuffer(data, dtype=np.float64, count=len(column) + column.offset)[column.offset :]
     if column.null_count:
         bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[
             column.offset : column.offset + len(column)

@@ -32,9 +32,7 @@ class UosGroup(click.Group):
             sys.exit(0)
 
 
-@click.group(
-    cls=UosGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
-)
+@click.group(cls=UosGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="uos")
 def main() -> None:
     """Parse, label, train and serve hole-depth models from Setitec drilling-unit signals.

@@ -83,9 +83,7 @@ def from_table(cls: type[T], table: dict[str, Any], where: str) -> T:
     missing = [f.name for f in fields.values() if f.name not in values and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]  # fmt: skip
     if missing:
-        raise ConfigError(
-            f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
-        )
+        raise ConfigError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     return cls(**values)
 
 

@@ -51,8 +51,7 @@ def render_summary(hole: Hole) -> str:
         f"  cutting tool  {_fmt(m.get('cutting_tool'))}",
         f"  results       cycle {_fmt(m.get('cycle_time_s'), ' s')}, "
         f"{'OK' if m.get('cycle_ok') else ('not OK' if m.get('cycle_ok') is False else '-')}",
-        f"  samples       {len(depth)}"
-        + (f" (depth {depth.min():.2f} to {depth.max():.2f} mm)" if len(depth) else ""),
+        f"  samples       {len(depth)}" + (f" (depth {depth.min():.2f} to {depth.max():.2f} mm)" if len(depth) else ""),
     ]
     enabled = [p for p in hole.program if p.get("enabled")]
     if enabled:

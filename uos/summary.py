@@ -33,10 +33,6 @@ def render_summary(summary: dict[str, Any]) -> str:
             "(build/parsed/report.csv)"
         )
     else:
-        lines.append(
-            "Holes      nothing parsed yet: put Setitec files in data/raw and run `dvc repro`"
-        )
-    lines.append(
-        "Next       uos show HOLE_ID (one hole in the terminal), just --list (daily recipes)"
-    )
+        lines.append("Holes      nothing parsed yet: put Setitec files in data/raw and run `dvc repro`")
+    lines.append("Next       uos show HOLE_ID (one hole in the terminal), just --list (daily recipes)")
     return "\n".join(lines)

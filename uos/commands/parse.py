@@ -42,9 +42,7 @@ from uos.commands.common import error_line, params_option, progress_bar, warn
 @click.option("-v", "--verbose", is_flag=True, help="List every warning, not only their count.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @params_option
-def parse_command(
-    inputs, out_dir, strict, allow_errors, workers, cache_dir, verbose, as_json, params_path
-):
+def parse_command(inputs, out_dir, strict, allow_errors, workers, cache_dir, verbose, as_json, params_path):
     """Parse Setitec files, folders (recursively) or globs into a dataset under --out.
 
     \b
@@ -73,9 +71,7 @@ def parse_command(
         params = dataclasses.replace(params, allow_errors=allow_errors)
 
     with progress_bar("Parsing") as update:
-        summary = parse_dataset(
-            inputs, out_dir, params, strict=strict, cache_root=cache_dir, progress=update
-        )
+        summary = parse_dataset(inputs, out_dir, params, strict=strict, cache_root=cache_dir, progress=update)
 
     for outcome in summary.outcomes:
         if outcome.status == "error":
@@ -104,10 +100,6 @@ def parse_command(
             "warning": warned,
             "error": failed,
         }
-        click.echo(
-            json.dumps(
-                {**figures, "parsed": summary.n_parsed, "seconds": round(summary.seconds, 3)}
-            )
-        )
+        click.echo(json.dumps({**figures, "parsed": summary.n_parsed, "seconds": round(summary.seconds, 3)}))
     if failed and not params.allow_errors:
         sys.exit(1)

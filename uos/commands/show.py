@@ -21,9 +21,7 @@ DEFAULT_DATASET = Path("build/parsed")
     show_default=True,
     help="Parsed dataset in which to look up a hole id.",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print the metadata as JSON on stdout (no plot)."
-)
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON on stdout (no plot).")
 @click.option("--no-plot", is_flag=True, help="Only the summary.")
 @click.option(
     "--width",

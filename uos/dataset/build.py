@@ -51,9 +51,7 @@ class ParseParams:
     allow_errors: bool = False  # exit 0 even when some inputs failed (they are still reported)
 
     def rules(self) -> QualityRules:
-        return QualityRules(
-            self.min_samples, self.few_samples, self.air_cut_torque_a, self.air_cut_contact_mm
-        )
+        return QualityRules(self.min_samples, self.few_samples, self.air_cut_torque_a, self.air_cut_contact_mm)
 
 
 @dataclass
@@ -169,17 +167,13 @@ def _parse_batch(batch: Batch) -> tuple[Path | None, dict[str, str]]:
             results[sha256] = exc.reason
             continue
         except Exception as exc:
-            crashes[sha256] = (
-                f"internal error while parsing ({type(exc).__name__}: {exc}); please report it"
-            )
+            crashes[sha256] = f"internal error while parsing ({type(exc).__name__}: {exc}); please report it"
             continue
         results[sha256] = (hole, check_hole(hole, rules))
     return (write_pack(cache_dir, results) if results else None), crashes
 
 
-def _batches(
-    jobs: list[tuple[str, str]], workers: int, cache_dir: Path, rules: QualityRules
-) -> list[Batch]:
+def _batches(jobs: list[tuple[str, str]], workers: int, cache_dir: Path, rules: QualityRules) -> list[Batch]:
     """Largest inputs first, in batches of similar cost, so that no worker is left with a tail of
     big files while the other idles; few enough batches that creating pack files stays cheap."""
     jobs = sorted(jobs, key=lambda job: _size(job[0]), reverse=True)
@@ -289,11 +283,7 @@ def parse_dataset(
 
     workers = params.workers or os.cpu_count() or 1
     preload.join()
-    crashes = (
-        _run_jobs([(path, sha) for sha, path in jobs.items()], workers, cache, rules, advance)
-        if jobs
-        else {}
-    )
+    crashes = _run_jobs([(path, sha) for sha, path in jobs.items()], workers, cache, rules, advance) if jobs else {}
     records = {sha: crashes.get(sha) or cache.lookup(sha) for _, _, sha in sources}
 
     outcomes, rows = _assemble(sources, records)
@@ -304,14 +294,10 @@ def parse_dataset(
 
     out.mkdir(parents=True, exist_ok=True)
     signals = cache.signals([row["sha256"] for row in rows])
-    n_samples = write_signals(
-        out / SIGNALS_DIR, [(row["meta"]["hole_id"], signals[row["sha256"]]) for row in rows]
-    )
+    n_samples = write_signals(out / SIGNALS_DIR, [(row["meta"]["hole_id"], signals[row["sha256"]]) for row in rows])
     write_holes(out / HOLES_FILE, rows)
     write_report(out / REPORT_FILE, outcomes)
-    summary = ParseSummary(
-        out, outcomes, n_holes=len(rows), n_samples=n_samples, n_parsed=len(jobs)
-    )
+    summary = ParseSummary(out, outcomes, n_holes=len(rows), n_samples=n_samples, n_parsed=len(jobs))
     _write_json(
         out / SUMMARY_FILE,
         {
@@ -357,9 +343,7 @@ def _assemble(
         first_by_sha[sha] = source
         signals_key = meta.get("signals_hash")
         if signals_key and signals_key in first_by_signals:
-            issues.append(
-                Issue("warning", f"duplicate of {first_by_signals[signals_key]} (same signals)")
-            )
+            issues.append(Issue("warning", f"duplicate of {first_by_signals[signals_key]} (same signals)"))
         elif signals_key:
             first_by_signals[signals_key] = source
         row = dict(record, meta=meta, sha256=sha, issues=issues)
@@ -419,6 +403,4 @@ def _summary_from_report(out: Path) -> ParseSummary:
 
     outcomes = read_report(out / REPORT_FILE)
     numbers = json.loads((out / SUMMARY_FILE).read_text())
-    return ParseSummary(
-        out, outcomes, n_holes=numbers["holes"], n_samples=numbers["samples"], up_to_date=True
-    )
+    return ParseSummary(out, outcomes, n_holes=numbers["holes"], n_samples=numbers["samples"], up_to_date=True)

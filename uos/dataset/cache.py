@@ -194,9 +194,7 @@ class ParseCache:
             base = 16 + int.from_bytes(data[8:16], "little")
             for sha in shas:
                 out[sha] = {
-                    name: np.frombuffer(
-                        data, dtype=np.dtype(dtype), count=count, offset=base + offset
-                    )
+                    name: np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=base + offset)
                     for name, dtype, count, offset in entries[sha].columns
                 }
         return out

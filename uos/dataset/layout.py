@@ -62,9 +62,7 @@ def _arrow_type(name: str):
 def _struct_type(fields: tuple[str, ...]):
     import pyarrow as pa
 
-    return pa.list_(
-        pa.struct([(f, pa.int64() if f in _INTEGER_TABLE_FIELDS else pa.float64()) for f in fields])
-    )
+    return pa.list_(pa.struct([(f, pa.int64() if f in _INTEGER_TABLE_FIELDS else pa.float64()) for f in fields]))
 
 
 def holes_schema():
@@ -115,12 +113,8 @@ def write_holes(path: Path, rows: list[dict[str, Any]]) -> None:
     if lines:
         table = pj.read_json(
             pa.py_buffer(b"\n".join(lines)),
-            read_options=pj.ReadOptions(
-                use_threads=False, block_size=max(1 << 20, sum(map(len, lines)) + 1)
-            ),
-            parse_options=pj.ParseOptions(
-                explicit_schema=schema, unexpected_field_behavior="error"
-            ),
+            read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, sum(map(len, lines)) + 1)),
+            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
         ).select(schema.names)
     else:
         table = schema.empty_table()
@@ -133,18 +127,14 @@ def signal_column_order(names: set[str]) -> list[str]:
     return ordered + sorted(names - set(ordered))
 
 
-def write_signals(
-    directory: Path, holes: list[tuple[str, dict[str, np.ndarray]]], parts: int = 2
-) -> int:
+def write_signals(directory: Path, holes: list[tuple[str, dict[str, np.ndarray]]], parts: int = 2) -> int:
     """Every hole's samples as one long table, in `parts` Parquet files encoded in parallel
     threads (Parquet encoding is single-threaded and releases the GIL). Returns the sample count.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     holes = sorted(holes, key=lambda h: h[0])
-    names = signal_column_order(
-        {n for _, signals in holes for n in signals} | set(REQUIRED_SIGNALS)
-    )
+    names = signal_column_order({n for _, signals in holes for n in signals} | set(REQUIRED_SIGNALS))
     sizes = np.cumsum([len(signals["depth_mm"]) for _, signals in holes])
     total = int(sizes[-1]) if len(holes) else 0
     # Cut where the running sample count crosses each 1/parts of the total.
@@ -158,10 +148,7 @@ def write_signals(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with ThreadPoolExecutor(len(groups)) as pool:
-        jobs = [
-            pool.submit(_write_part, tmp / f"part-{i}.parquet", group, names)
-            for i, group in enumerate(groups)
-        ]
+        jobs = [pool.submit(_write_part, tmp / f"part-{i}.parquet", group, names) for i, group in enumerate(groups)]
         for job in jobs:
             job.result()
     shutil.rmtree(directory, ignore_errors=True)
@@ -169,9 +156,7 @@ def write_signals(
     return total
 
 
-def _write_part(
-    path: Path, holes: list[tuple[str, dict[str, np.ndarray]]], names: list[str]
-) -> None:
+def _write_part(path: Path, holes: list[tuple[str, dict[str, np.ndarray]]], names: list[str]) -> None:
     """One part. A hole without some column gets nulls there; integer columns stay integer (an
     error hole's non-finite step numbers become nulls)."""
     import pyarrow as pa
@@ -184,12 +169,8 @@ def _write_part(
     starts = np.cumsum(counts) - counts
     hole_index = np.repeat(np.arange(len(holes), dtype=np.int32), counts)
     columns: dict[str, Any] = {
-        "hole_id": pa.DictionaryArray.from_arrays(
-            numeric_array(hole_index), string_array([h for h, _ in holes])
-        ),
-        "sample": numeric_array(
-            (np.arange(total, dtype=np.int64) - np.repeat(starts, counts)).astype(np.int32)
-        ),
+        "hole_id": pa.DictionaryArray.from_arrays(numeric_array(hole_index), string_array([h for h, _ in holes])),
+        "sample": numeric_array((np.arange(total, dtype=np.int64) - np.repeat(starts, counts)).astype(np.int32)),
     }
     for name in names:
         integer = name in INTEGER_SIGNALS
@@ -206,11 +187,7 @@ def _write_part(
         for column, start, n in zip(pieces, starts, counts, strict=True):
             if column is None:
                 continue
-            finite = (
-                np.isfinite(column)
-                if integer and column.dtype.kind == "f"
-                else np.ones(n, dtype=bool)
-            )
+            finite = np.isfinite(column) if integer and column.dtype.kind == "f" else np.ones(n, dtype=bool)
             values[start : start + n] = np.where(finite, column, 0)
             missing[start : start + n] = ~finite
         columns[name] = numeric_array(values, missing)
@@ -278,9 +255,7 @@ def load_hole(directory: str | Path, hole_id: str) -> Hole:
     """One hole back from the dataset, as the parser built it."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(
-        _require(Path(directory), HOLES_FILE), filters=[("hole_id", "==", hole_id)]
-    )
+    table = pq.read_table(_require(Path(directory), HOLES_FILE), filters=[("hole_id", "==", hole_id)])
     if table.num_rows == 0:
         raise UosError(f"no hole {hole_id!r} in {directory}")
     row = table.slice(0, 1).to_pylist()[0]

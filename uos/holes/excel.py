@@ -25,11 +25,7 @@ def _cell_text(cell, datemode: int) -> str:
         return "TRUE" if cell.value else "FALSE"
     if cell.ctype == xlrd.XL_CELL_DATE:
         moment = xlrd.xldate_as_datetime(cell.value, datemode)
-        return (
-            moment.strftime("%d/%m/%Y")
-            if moment.time().isoformat() == "00:00:00"
-            else moment.isoformat()
-        )
+        return moment.strftime("%d/%m/%Y") if moment.time().isoformat() == "00:00:00" else moment.isoformat()
     return str(cell.value).replace("\x00", "").strip()
 
 
@@ -43,13 +39,9 @@ def parse_binary_excel(raw: bytes, source: str) -> Hole:
         rows = [[_cell_text(c, book.datemode) for c in sheet.row(r)] for r in range(sheet.nrows)]
     except xlrd.XLRDError as exc:
         raise InputError(f"binary Excel file that xlrd cannot read ({exc})", source) from exc
-    start = next(
-        (i for i, row in enumerate(rows) if row and row[0].strip() == "Position (mm)"), None
-    )
+    start = next((i for i, row in enumerate(rows) if row and row[0].strip() == "Position (mm)"), None)
     if start is None:
-        raise InputError(
-            "Excel file without a Datas table (no row starting with 'Position (mm)')", source
-        )
+        raise InputError("Excel file without a Datas table (no row starting with 'Position (mm)')", source)
     hole = hole_from_rows(rows[:start], source)
     # The signal rows go through the same table reader as text files, as TAB-separated lines.
     table = "\n".join("\t".join(row) for row in rows[start:]).encode("latin-1", errors="replace")

@@ -119,9 +119,7 @@ def _array(values: list[Any] | None) -> np.ndarray | None:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def _trace_arrays(
-    trace: dict[str, Any], legacy: dict[str, Any], source: str
-) -> dict[str, np.ndarray]:
+def _trace_arrays(trace: dict[str, Any], legacy: dict[str, Any], source: str) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for node, name in TRACE_SIGNALS.items():
         array = _array(_find(trace, f"{node}.StepTraceContent[0].Values"))
@@ -148,10 +146,7 @@ def _trace_arrays(
 
 
 def _step_results(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    columns = {
-        field: _as_list(_find(result, f"StepResultValues.{node}"))
-        for node, field in STEP_RESULT_VALUES.items()
-    }
+    columns = {field: _as_list(_find(result, f"StepResultValues.{node}")) for node, field in STEP_RESULT_VALUES.items()}
     columns = {k: v for k, v in columns.items() if v is not None}
     if not columns:
         return [], None
@@ -159,30 +154,20 @@ def _step_results(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str | N
     n_steps = len(columns["step"]) if "step" in columns else max(lengths.values())
     note = None
     if len(set(lengths.values())) > 1:
-        note = (
-            "Result per-step arrays disagree in length ("
-            + ", ".join(f"{k} {n}" for k, n in lengths.items())
-            + ")"
-        )
+        note = "Result per-step arrays disagree in length (" + ", ".join(f"{k} {n}" for k, n in lengths.items()) + ")"
     records = []
     for i in range(n_steps):
         record: dict[str, Any] = dict.fromkeys(STEP_RESULT_FIELDS)
         for field, values in columns.items():
             if i < len(values) and values[i] is not None:
-                record[field] = (
-                    int(values[i]) if field in ("step", "stop_code") else float(values[i])
-                )
+                record[field] = int(values[i]) if field in ("step", "stop_code") else float(values[i])
         records.append(record)
     return records, note
 
 
 def _empty_currents(step: np.ndarray, step_results: list[dict[str, Any]], field: str) -> np.ndarray:
     """Per-sample no-load current from the per-step values, by step number."""
-    by_step = {
-        r["step"]: r[field]
-        for r in step_results
-        if r.get("step") is not None and r.get(field) is not None
-    }
+    by_step = {r["step"]: r[field] for r in step_results if r.get("step") is not None and r.get(field) is not None}
     out = np.full(len(step), np.nan)
     for number, value in by_step.items():
         out[step == number] = value
@@ -207,9 +192,7 @@ def hole_from_messages(
     result_id = to_int(str(_find(result, "ResultMetaData.ResultId")))
     trace_id = to_int(str(_find(trace, "PositionTrace.StepResultId")))
     if result_id is not None and trace_id is not None and result_id != trace_id:
-        raise InputError(
-            f"Trace is for ResultId {trace_id} but the Result is ResultId {result_id}", source
-        )
+        raise InputError(f"Trace is for ResultId {trace_id} but the Result is ResultId {result_id}", source)
 
     arrays = _trace_arrays(trace, result, source)
     step_results, note = _step_results(result)
@@ -235,11 +218,7 @@ def hole_from_messages(
     tag = _find(heads, "Identification.SerialNumber")
     head_name = _find(heads, "Identification.DefaultInstanceBrowseName")
     serial = _find(result, "ResultMetaData.SerialNumber")
-    head_id = (
-        head_identity(tag and str(tag), head_name and str(head_name), serial and str(serial))
-        or tool
-        or device
-    )
+    head_id = head_identity(tag and str(tag), head_name and str(head_name), serial and str(serial)) or tool or device
     global_counter = to_int(str(_find(heads, "LifeTimeCycleCounter"))) or result_id
     created = _find(result, "ResultMetaData.CreationTime")
     meta = {
@@ -247,10 +226,7 @@ def hole_from_messages(
         "format_version": to_int(str(_find(result, "ResultMetaData.Version"))),
         "date": _message_date(created),
         "sample_rate_hz": to_number(
-            str(
-                _find(trace, "PositionTrace.SamplingInterval")
-                or _find(result, "ResultMetaData.SampleRate")
-            )
+            str(_find(trace, "PositionTrace.SamplingInterval") or _find(result, "ResultMetaData.SampleRate"))
         ),
         "cycle_id": _text(_find(result, "ResultMetaData.JobId")),
         "controller_name": None,
@@ -262,8 +238,7 @@ def hole_from_messages(
         "head_name": _text(head_name),
         "head_tag": _text(tag),
         "cutting_tool": _text(
-            _find(heads, "Identification.CustomerInformation")
-            or _find(result, "ResultMetaData.CustomerInformation")
+            _find(heads, "Identification.CustomerInformation") or _find(result, "ResultMetaData.CustomerInformation")
         ),
         "global_counter": global_counter,
         "tool_age": to_int(str(_find(tools, "OperationCycleCounter"))),

@@ -62,8 +62,6 @@ def finish(hole: Hole, source: str, kind: str, sha256: str) -> None:
     if not hole.meta.get("hole_id"):
         # No head or counter in the metadata: fall back to a content-derived id, stable per file.
         hole.meta["hole_id"] = f"unknown-{sha256[:12]}"
-        hole.warn(
-            "no head identity or global counter in the metadata: hole id derived from the content"
-        )
+        hole.warn("no head identity or global counter in the metadata: hole id derived from the content")
     if all(name in hole.signals for name in ("depth_mm", "torque_a", "thrust_a")):
         hole.meta["signals_hash"] = signals_hash(hole.signals)

@@ -356,17 +356,11 @@ def signal_names(header: list[str]) -> list[str]:
         if key in _REQUIRED_HEADERS:
             names.append(_RAW_REQUIRED[_REQUIRED_HEADERS.index(key)])
         else:
-            names.append(
-                EXTRA_SIGNALS.get(key)
-                or re.sub(r"[^a-z0-9]+", "_", key).strip("_")
-                or f"column_{position}"
-            )
+            names.append(EXTRA_SIGNALS.get(key) or re.sub(r"[^a-z0-9]+", "_", key).strip("_") or f"column_{position}")
     return names
 
 
-def _read_body_arrow(
-    body: bytes, sep: str, n_values: int, n_fields: int, decimal: str
-) -> tuple[list[np.ndarray], int]:
+def _read_body_arrow(body: bytes, sep: str, n_values: int, n_fields: int, decimal: str) -> tuple[list[np.ndarray], int]:
     """The numeric body as `n_values` float columns, and how many malformed rows were dropped."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -396,9 +390,7 @@ def _read_body_arrow(
     return [float_column(table.column(i)) for i in range(n_values)], dropped
 
 
-def _read_body_python(
-    lines: list[str], header: list[str], n_values: int, source: str
-) -> tuple[list[np.ndarray], int]:
+def _read_body_python(lines: list[str], header: list[str], n_values: int, source: str) -> tuple[list[np.ndarray], int]:
     """Slow reader that names the first cell that is not a number."""
     rows: list[list[float]] = []
     dropped = 0
@@ -448,9 +440,7 @@ def read_signal_table(data: bytes, source: str) -> tuple[list[str], dict[str, np
     try:
         columns, dropped = _read_body_arrow(body, sep, n_values, n_fields, decimal)
     except Exception:
-        columns, dropped = _read_body_python(
-            body.decode("latin-1").splitlines(), header, n_values, source
-        )
+        columns, dropped = _read_body_python(body.decode("latin-1").splitlines(), header, n_values, source)
     if np.isnan(columns[0]).any():
         # Rows made only of separators read as all-NaN: they are padding, not data.
         keep = ~np.logical_and.reduce([np.isnan(c) for c in columns])
@@ -474,9 +464,7 @@ def finish_signals(signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, column in signals.items():
         if name == "position_mm":
-            out["depth_mm"] = (
-                -np.asarray(column, dtype=np.float64) + 0.0
-            )  # + 0.0 turns -0.0 into 0.0
+            out["depth_mm"] = -np.asarray(column, dtype=np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0
         elif name in INTEGER_SIGNALS:
             column = np.asarray(column, dtype=np.float64)
             if np.isfinite(column).all():
@@ -485,9 +473,7 @@ def finish_signals(signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 out[name] = column  # kept as float so that the non-finite check sees it
         else:
             out[name] = np.asarray(column, dtype=np.float64)
-    order = [n for n in REQUIRED_SIGNALS if n in out] + [
-        n for n in out if n not in REQUIRED_SIGNALS
-    ]
+    order = [n for n in REQUIRED_SIGNALS if n in out] + [n for n in out if n not in REQUIRED_SIGNALS]
     return {n: out[n] for n in order}
 
 
@@ -521,17 +507,11 @@ def hole_from_rows(metadata_rows: list[list[str]], source: str) -> Hole:
     """A hole from its metadata rows; signals are added by the caller."""
     flat = flatten_sections(parse_sections(metadata_rows))
     if not flat:
-        raise InputError(
-            "not a Setitec file: no '*** Section ***' banner before the Datas table", source
-        )
+        raise InputError("not a Setitec file: no '*** Section ***' banner before the Datas table", source)
     meta = metadata_fields(flat)
     program = _table_records(flat.get("program", []), _PROGRAM_ALIASES, PROGRAM_FIELDS)
-    step_results = _table_records(
-        flat.get("step results", []), _STEP_RESULT_ALIASES, STEP_RESULT_FIELDS
-    )
-    return Hole(
-        meta=meta, signals={}, program=program, step_results=step_results, raw_metadata=flat
-    )
+    step_results = _table_records(flat.get("step results", []), _STEP_RESULT_ALIASES, STEP_RESULT_FIELDS)
+    return Hole(meta=meta, signals={}, program=program, step_results=step_results, raw_metadata=flat)
 
 
 def _as_single_byte_text(raw: bytes, source: str) -> bytes:
@@ -568,15 +548,11 @@ def parse_setitec_text(raw: bytes, source: str) -> Hole:
     return hole
 
 
-def attach_signals(
-    hole: Hole, header: list[str], signals: dict[str, np.ndarray], dropped: int
-) -> None:
+def attach_signals(hole: Hole, header: list[str], signals: dict[str, np.ndarray], dropped: int) -> None:
     hole.signals = signals
     hole.meta["signal_columns"] = header
     if dropped:
-        hole.warn(
-            f"{dropped} incomplete row{'s' if dropped > 1 else ''} in the Datas table dropped (truncated file?)"
-        )
+        hole.warn(f"{dropped} incomplete row{'s' if dropped > 1 else ''} in the Datas table dropped (truncated file?)")
     version = hole.meta.get("format_version")
     if version is not None and version not in KNOWN_VERSIONS:
         hole.warn(f"unknown format version {version}: parsed as best it can")

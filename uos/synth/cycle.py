@@ -42,6 +42,8 @@ class StepSpec:
     trigger: str = "stroke"  # stroke | torque_max | torque_min
     threshold_a: float = 0.0
     gap_mm: float = 0.0  # torque_min: travel on after the drop before stopping
+    peck_mm: float = 0.0  # micro-pecks: retract `peck_back_mm` after every `peck_mm` of advance
+    peck_back_mm: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,14 @@ class Program:
     pset: int = 0
 
 
-def _production(name: str, pset: int, rise_a: float) -> Program:
+def _production(name: str, pset: int, rise_a: float, peck_mm: float = 0.0) -> Program:
     """Torque-triggered production program: drill the CFRP until the torque rises at the metal
-    (`rise_a` set between the two materials' levels), the metal at low speed until the torque
-    drops at breakthrough, then clear to the end of travel."""
+    (`rise_a` set between the two materials' levels), the metal at low speed (with micro-pecks
+    every `peck_mm` if set) until the torque drops at breakthrough, then clear to the end of
+    travel, where the countersink meets the part."""
     return Program(name, "production", (
         StepSpec(1, 1500, 1.0, 50.0, "torque_max", threshold_a=rise_a),
-        StepSpec(2, 320, 0.16, 50.0, "torque_min", threshold_a=1.0, gap_mm=2.0),
+        StepSpec(2, 320, 0.16, 50.0, "torque_min", threshold_a=1.0, gap_mm=2.0, peck_mm=peck_mm),
         StepSpec(3, 1500, 1.0, 50.0),
     ), pset=pset)  # fmt: skip
 
@@ -66,6 +69,8 @@ def _production(name: str, pset: int, rise_a: float) -> Program:
 PROGRAMS = {
     "production-ti": _production("production-ti", 0, 3.0),
     "production-al": _production("production-al", 1, 1.8),
+    "production-ti-pecking": _production("production-ti-pecking", 4, 3.0, peck_mm=1.5),
+    "production-al-pecking": _production("production-al-pecking", 5, 1.8, peck_mm=1.5),
     # Stroke-triggered lab program: fast approach and first layer, slow through the rest.
     "lab": Program("lab", "lab", (StepSpec(2, 4000, 3.0, 15.7), StepSpec(3, 1000, 0.75, 25.0)), pset=2),
     "lab-short": Program("lab-short", "lab", (StepSpec(2, 4000, 3.0, 15.7), StepSpec(3, 1000, 0.75, 22.5)), pset=3),
@@ -109,6 +114,21 @@ def _increments(rng: np.random.Generator, per_sample: float, n: int, jitter: flo
     return steps
 
 
+def _with_pecks(steps: np.ndarray, per_sample: float, peck_mm: float, back_mm: float, rows: int = 4) -> np.ndarray:
+    """Insert a quick retract of `back_mm` (over `rows` samples) after every `peck_mm` of advance;
+    the drill then feeds back through the air it just left before it cuts again."""
+    peck_q, back_q = round(peck_mm / POSITION_Q), round(back_mm / POSITION_Q)
+    advanced = np.cumsum(steps)
+    cuts = np.searchsorted(advanced, peck_q * np.arange(1, int(advanced[-1] // peck_q) + 1))
+    retract = -np.diff(np.round(np.linspace(0, back_q, rows + 1))).astype(np.int64)
+    pieces, start = [], 0
+    for cut in cuts:
+        pieces += [steps[start : cut + 1], retract]
+        start = cut + 1
+    pieces.append(steps[start:])
+    return np.concatenate(pieces)[: len(steps)]
+
+
 def _currents(
     depth: np.ndarray,
     cutting: np.ndarray,
@@ -138,9 +158,7 @@ def _currents(
             if spec.ply_step_mm is not None:  # a change of ply orientation: the torque steps up
                 shape = shape + 0.2 * np.clip((depth - spec.ply_step_mm) / 0.6, 0.0, 1.0)
             if machine.smooth_rows > 1:  # lab: torque creeps up through the first layer
-                shape = shape + 0.06 * np.clip(
-                    (depth - layer.top_mm) / max(layer.bottom_mm - layer.top_mm, 1e-6), 0, 1
-                )
+                shape = shape + 0.06 * np.clip((depth - layer.top_mm) / max(layer.bottom_mm - layer.top_mm, 1e-6), 0, 1)
         elif machine.smooth_rows > 1:
             # Lab metal: a hump, the torque easing off (heat, chip flow) once the point is through.
             shape = shape * (1.0 - 0.06 * np.clip(depth - layer.top_mm - tip, 0.0, None))
@@ -156,21 +174,15 @@ def _currents(
         # Low-speed cutting of metal rings at 1.5 x the spindle frequency.
         t = np.arange(len(depth)) / 100.0
         phase = (
-            2 * np.pi * 1.508 * step.rpm / 60.0 * t
-            + rng.uniform(0, 2 * np.pi)
-            + np.cumsum(rng.normal(0, 0.02, len(t)))
+            2 * np.pi * 1.508 * step.rpm / 60.0 * t + rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.02, len(t)))
         )
         metal = torque > 2.0
         torque = torque + np.where(metal, machine.oscillation * torque * np.sin(phase), 0.0)
-        thrust = thrust + np.where(
-            metal, 1.1 * machine.oscillation * thrust * np.sin(phase + 0.3), 0.0
-        )
+        thrust = thrust + np.where(metal, 1.1 * machine.oscillation * thrust * np.sin(phase + 0.3), 0.0)
     return np.where(cutting, torque, 0.0), np.where(cutting, thrust, 0.0)
 
 
-def _end_of_travel(
-    depth: np.ndarray, machine: MachineParams, torque: np.ndarray, thrust: np.ndarray
-) -> None:
+def _end_of_travel(depth: np.ndarray, machine: MachineParams, torque: np.ndarray, thrust: np.ndarray) -> None:
     """Near the hard stop the nose piece meets the part: contact torque, then a thrust spike."""
     eot = machine.end_of_travel_mm
     if machine.format_version >= 7:
@@ -202,9 +214,7 @@ def _stop_index(
     if eot is not None:
         # At the hard stop the unit ends on thrust limit, unless the stroke ended the step there.
         code = (
-            stopcodes.STROKE
-            if stroke is not None and stroke <= eot and rng.random() < 0.85
-            else stopcodes.THRUST_LIMIT
+            stopcodes.STROKE if stroke is not None and stroke <= eot and rng.random() < 0.85 else stopcodes.THRUST_LIMIT
         )
         candidates.append((eot, code, "end of travel"))
     if step.trigger == "torque_max":
@@ -273,12 +283,14 @@ def _simulate_step(
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
     """One step from encoder `position`: its logged columns, its step result, the trigger that ended it."""
     # Slow feeds lag their programmed value a little more.
-    per_sample = (
-        (FEED_RATIO if step.feed_mm_s >= 0.5 else 0.974) * step.feed_mm_s / 100.0 / POSITION_Q
-    )
+    per_sample = (FEED_RATIO if step.feed_mm_s >= 0.5 else 0.974) * step.feed_mm_s / 100.0 / POSITION_Q
     travel = machine.end_of_travel_mm + 0.1 - position * POSITION_Q
     n_max = int(np.ceil(max(travel, 0.05) / (per_sample * POSITION_Q))) + 5
+    if step.peck_mm:  # room for the retracts and for feeding back through them
+        n_max += int(travel / step.peck_mm + 1) * int(5 + step.peck_back_mm / (per_sample * POSITION_Q))
     steps = _increments(rng, per_sample, n_max, jitter=0.017 if per_sample < 1 else 0.0)
+    if step.peck_mm:
+        steps = _with_pecks(steps, per_sample, step.peck_mm, step.peck_back_mm)
     depth = (position + np.concatenate([[0], np.cumsum(steps[:-1])])) * POSITION_Q
     # Cutting only where the drill is on fresh material (not after a retract, until it is back).
     deepest = np.maximum.accumulate(np.concatenate([[reached], depth]))[:-1]
@@ -288,9 +300,7 @@ def _simulate_step(
     _end_of_travel(depth, machine, torque, thrust)
     torque_q, thrust_q = _measure(torque, thrust, step, machine, rng)
     torque_empty, thrust_empty = noload(machine, step.rpm)
-    torque_empty = (
-        round(torque_empty * (1 + rng.normal(0, machine.noload_jitter)) / TORQUE_Q) * TORQUE_Q
-    )
+    torque_empty = round(torque_empty * (1 + rng.normal(0, machine.noload_jitter)) / TORQUE_Q) * TORQUE_Q
     thrust_empty = max(round(thrust_empty / THRUST_Q + rng.normal(0, 0.7)), 1) * THRUST_Q
 
     last, code, trigger = _stop_index(step, depth, torque_q, cutting, machine, spec.abort_mm, rng)
@@ -307,8 +317,8 @@ def _simulate_step(
         "thrust_empty_a": np.full(rows, thrust_empty),
         "step": np.full(rows, step.number, dtype=np.int64),
         "stop_code": stop,
-        "rpm": np.round((step.rpm - 0.7 * logged_torque + rng.normal(0, 6.0, rows)) / 1.055)
-        * 1.055,
+        "rpm": np.round((step.rpm - 0.7 * logged_torque + rng.normal(0, 6.0, rows)) / 1.055) * 1.055,
+        "nominal_rpm": np.full(rows, float(step.rpm)),
         "feed_mm_s": np.round(step.feed_mm_s * 0.995 + rng.normal(0, 0.006, rows), 3),
     }
     result = {
@@ -332,15 +342,11 @@ def simulate(spec: HoleSpec, params: SynthParams) -> Cycle:
     machine = params.machines[spec.program.machine]
     logged: list[dict[str, np.ndarray]] = []
     results: list[dict[str, Any]] = []
-    position = round(
-        (machine.start_depth_mm + rng.normal(0.0, 0.004)) / POSITION_Q
-    )  # encoder quanta
+    position = round((machine.start_depth_mm + rng.normal(0.0, 0.004)) / POSITION_Q)  # encoder quanta
     reached = -np.inf  # deepest depth cut so far
     trigger = ""
     for index, step in enumerate(spec.program.steps):
-        columns, result, trigger = _simulate_step(
-            step, position, reached, spec, machine, params, rng
-        )
+        columns, result, trigger = _simulate_step(step, position, reached, spec, machine, params, rng)
         logged.append(columns)
         results.append(result)
         depth = columns["depth_mm"]
@@ -351,10 +357,14 @@ def simulate(spec: HoleSpec, params: SynthParams) -> Cycle:
         position = round(depth[-1] / POSITION_Q) - round((back + rng.normal(0, 0.004)) / POSITION_Q)
 
     signals = {name: np.concatenate([c[name] for c in logged]) for name in logged[0]}
-    torque, empty, rpm = signals["torque_a"], signals["torque_empty_a"], np.abs(signals["rpm"])
-    power = machine.power_torque * torque * rpm + machine.power_noload * empty * rpm
-    if machine.smooth_rows > 1:  # the lab unit logs power a couple of rows late
+    nominal = signals.pop("nominal_rpm")
+    torque, empty = signals["torque_a"], signals["torque_empty_a"]
+    if machine.smooth_rows > 1:
+        # The lab unit computes power from its measured speed, and logs it a couple of rows late.
+        power = (machine.power_torque * torque + machine.power_noload * empty) * np.abs(signals["rpm"])
         power = np.concatenate([power[:1], power[:1], power[:-2]])
+    else:
+        power = (machine.power_torque * torque + machine.power_noload * empty) * nominal
     signals["power_w"] = np.round(power + 0.7)
     signals["gap_mm"] = np.zeros(len(torque))
     return Cycle(signals=signals, step_results=results, aborted=trigger == "abort")

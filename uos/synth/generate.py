@@ -27,7 +27,8 @@ from uos.synth.setitec_file import render
 TRUTH_FILE = "truth.csv"
 TRUTH_COLUMNS = [
     "file", "hole_id", "unit", "program", "kind", "entry_mm", "transition_mm", "exit_mm", "thickness_mm",
-    "top_material", "top_thickness_mm", "bottom_material", "bottom_thickness_mm", "tool_age", "max_depth_mm",
+    "top_material", "top_thickness_mm", "bottom_material", "bottom_thickness_mm", "tool_age", "pecking",
+    "max_depth_mm",
 ]  # fmt: skip
 
 
@@ -54,9 +55,8 @@ def program_table(program: Program, machine: str) -> list[dict[str, Any]]:
                        lub_flow=4.0 if step.rpm < 2000 else 2.0)  # fmt: skip
             previous = step.stroke_mm
         else:
-            row.update(
-                stroke_mm=step.stroke_mm, lub_air=8.0, lub_flow=8.0, vacuum=1.0, gap_mm=step.gap_mm
-            )
+            row.update(stroke_mm=step.stroke_mm, lub_air=8.0, lub_flow=8.0, vacuum=1.0, gap_mm=step.gap_mm,
+                       pecks=round(20 / step.peck_mm) if step.peck_mm else 0)  # fmt: skip
             if step.trigger == "torque_max":
                 row["torque_max_a"] = step.threshold_a
             elif step.trigger == "torque_min":
@@ -97,16 +97,13 @@ def build_hole(planned: PlannedHole, params: SynthParams) -> tuple[Hole, dict[st
         "entry_mm": entry,
         "transition_mm": transition,
         "exit_mm": exit_,
-        "thickness_mm": round(exit_ - entry, 4)
-        if entry is not None and exit_ is not None
-        else None,
+        "thickness_mm": round(exit_ - entry, 4) if entry is not None and exit_ is not None else None,
         "top_material": layers[0].material if layers else None,
         "top_thickness_mm": round(layers[0].bottom_mm - layers[0].top_mm, 4) if layers else None,
         "bottom_material": layers[1].material if len(layers) > 1 else None,
-        "bottom_thickness_mm": round(layers[1].bottom_mm - layers[1].top_mm, 4)
-        if len(layers) > 1
-        else None,
+        "bottom_thickness_mm": round(layers[1].bottom_mm - layers[1].top_mm, 4) if len(layers) > 1 else None,
         "tool_age": meta["tool_age"],
+        "pecking": any(step.peck_mm for step in planned.spec.program.steps),
         "max_depth_mm": round(reached, 4),
     }
     return hole, truth
@@ -141,9 +138,7 @@ def synthesize(
     if out.exists() and not out.is_dir():
         raise UosError(f"{out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UosError(
-            f"{out} is not empty: choose an empty folder, or --overwrite to replace the generated files"
-        )
+        raise UosError(f"{out} is not empty: choose an empty folder, or --overwrite to replace the generated files")
     out.mkdir(parents=True, exist_ok=True)
     planned = plan_fleet(params)
     jobs = [(hole, params, out) for hole in planned]

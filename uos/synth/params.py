@@ -100,24 +100,19 @@ class SynthParams:
     production_tool_life: int = 40  # holes per cutting tool before a change
     lab_tool_life: int = 300
     production_heads: int = 2
-    entry_mm: list[float] = field(
-        default_factory=lambda: [4.9, 5.6]
-    )  # production stack top surface
+    entry_mm: list[float] = field(default_factory=lambda: [4.9, 5.6])  # production stack top surface
     lab_entry_mm: list[float] = field(default_factory=lambda: [6.2, 6.8])
-    cfrp_mm: list[float] = field(
-        default_factory=lambda: [4.5, 15.5]
-    )  # production CFRP thickness range
+    cfrp_mm: list[float] = field(default_factory=lambda: [4.5, 15.5])  # production CFRP thickness range
     metal_mm: list[float] = field(default_factory=lambda: [5.0, 12.0])
     max_stack_mm: float = 24.0  # production CFRP + metal
     lab_cfrp_mm: list[float] = field(default_factory=lambda: [9.0, 10.2])
     lab_metal_mm: list[float] = field(default_factory=lambda: [5.0, 6.6])
-    metals: list[str] = field(
-        default_factory=lambda: ["ti", "al"]
-    )  # metal drawn per production part
+    metals: list[str] = field(default_factory=lambda: ["ti", "al"])  # metal drawn per production part
     thickness_jitter_mm: float = 0.04  # hole-to-hole variation within a part
     single_layer_rate: float = 0.03  # CFRP only (no transition)
     air_cut_rate: float = 0.01  # no material at all
     abort_rate: float = 0.015  # operator abort mid-cycle (0x400)
     cfrp_ply_step_rate: float = 0.7  # production CFRP torque steps up (~+20 %) part-way through
+    pecking_rate: float = 0.15  # share of production parts whose metal is drilled with micro-pecks
     materials: dict[str, MaterialParams] = field(default_factory=_materials)
     machines: dict[str, MachineParams] = field(default_factory=_machines)

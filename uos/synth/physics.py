@@ -39,20 +39,8 @@ def cutting_levels(
     feed_rev = feed_mm_s * 60.0 / rpm
     feed = (feed_rev / REFERENCE_FEED_REV) ** material.feed_exponent
     wear = tool_factor * (1.0 + machine.wear_per_hole * material.wear_sensitivity * tool_age)
-    torque = (
-        machine.torque_gain
-        * material.torque
-        * feed
-        * (rpm / 1000.0) ** material.torque_rpm_exponent
-        * wear
-    )
-    thrust = (
-        machine.thrust_gain
-        * material.thrust
-        * feed
-        * (rpm / 1000.0) ** material.thrust_rpm_exponent
-        * wear
-    )
+    torque = machine.torque_gain * material.torque * feed * (rpm / 1000.0) ** material.torque_rpm_exponent * wear
+    thrust = machine.thrust_gain * material.thrust * feed * (rpm / 1000.0) ** material.thrust_rpm_exponent * wear
     return torque, thrust
 
 
@@ -67,9 +55,7 @@ def engagement(depth: np.ndarray, layer: Layer, tip_length: float) -> np.ndarray
 def point_inside(depth: np.ndarray, layer: Layer, width: float = 0.4) -> np.ndarray:
     """How much of the drill's chisel edge (at the point, `width` long) is inside the layer: it
     carries part of the thrust, and leaves the layer before the lips do."""
-    return np.clip((depth - layer.top_mm) / width, 0.0, 1.0) - np.clip(
-        (depth - layer.bottom_mm) / width, 0.0, 1.0
-    )
+    return np.clip((depth - layer.top_mm) / width, 0.0, 1.0) - np.clip((depth - layer.bottom_mm) / width, 0.0, 1.0)
 
 
 def quantise(values: np.ndarray, quantum: float) -> np.ndarray:

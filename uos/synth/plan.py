@@ -72,9 +72,7 @@ def _units(params: SynthParams, rng: np.random.Generator) -> dict[str, list[_Uni
     return {"production": production, "lab": lab}
 
 
-def _stack(
-    params: SynthParams, machine: str, rng: np.random.Generator
-) -> tuple[float, float, float, str]:
+def _stack(params: SynthParams, machine: str, rng: np.random.Generator) -> tuple[float, float, float, str]:
     """A part's stack: entry depth, CFRP and metal thickness, metal."""
     if machine == "lab":
         return (float(rng.uniform(*params.lab_entry_mm)), float(rng.uniform(*params.lab_cfrp_mm)),
@@ -92,6 +90,7 @@ def plan_fleet(params: SynthParams) -> list[PlannedHole]:
     machines = ["lab"] * n_lab + ["production"] * (params.holes - n_lab)
     holes: list[PlannedHole] = []
     part: dict[str, tuple[int, tuple[float, float, float, str]]] = {}
+    pecking_parts: dict[tuple[float, float, float, str], bool] = {}
     for number, machine in enumerate(machines):
         fleet = units[machine]
         # Units take turns, a part's worth of holes at a time.
@@ -119,23 +118,15 @@ def plan_fleet(params: SynthParams) -> list[PlannedHole]:
             layers.append(Layer("cfrp", entry, entry + cfrp))
             if kind != "single-layer":
                 layers.append(Layer(metal_name, entry + cfrp, entry + cfrp + metal))
-        abort = (
-            float(rng.uniform(entry + 1.0, entry + cfrp + metal - 0.5))
-            if kind == "aborted"
-            else None
-        )
+        abort = float(rng.uniform(entry + 1.0, entry + cfrp + metal - 0.5)) if kind == "aborted" else None
         ply = None
-        if (
-            machine == "production"
-            and layers
-            and rng.random() < params.cfrp_ply_step_rate
-            and cfrp > 4.0
-        ):
+        if machine == "production" and layers and rng.random() < params.cfrp_ply_step_rate and cfrp > 4.0:
             ply = float(rng.uniform(entry + 2.5, min(entry + 5.5, entry + cfrp - 1.0)))
         if machine == "lab":
             program: Program = PROGRAMS["lab-short" if rng.random() < 0.12 else "lab"]
-        else:  # the part's program is set for its metal
-            program = PROGRAMS[f"production-{metal_name}"]
+        else:  # the part's program is set for its metal; some parts are drilled with micro-pecks
+            pecking = "-pecking" if pecking_parts.setdefault(stack, rng.random() < params.pecking_rate) else ""
+            program = PROGRAMS[f"production-{metal_name}{pecking}"]
         spec = HoleSpec(
             program,
             layers,
@@ -156,9 +147,7 @@ def plan_fleet(params: SynthParams) -> list[PlannedHole]:
             "head_tag": unit.head_tag,
             "global_counter": unit.global_counter,
             "tool_age": unit.tool_age,
-            "cutting_tool": f"ST{unit.tool_serial:08d}"
-            if machine == "production"
-            else str(unit.tool_serial),
+            "cutting_tool": f"ST{unit.tool_serial:08d}" if machine == "production" else str(unit.tool_serial),
             "pset": program.pset,
             "cycle_id": str(int(rng.integers(10**9, 4 * 10**9))),
             "date": unit.clock,

@@ -37,9 +37,7 @@ def _banner(name: str, width: int) -> str:
 
 def _program_rows(program: list[dict[str, Any]], version: int) -> list[str]:
     stroke, feed, feed_rev = (
-        ("Stroke (mm)", "Feed (mm/s)", "Feed (mm/tr)")
-        if version >= 7
-        else ("DEP (mm)", "AV (mm/s)", "AV (mm/tr)")
+        ("Stroke (mm)", "Feed (mm/s)", "Feed (mm/tr)") if version >= 7 else ("DEP (mm)", "AV (mm/s)", "AV (mm/tr)")
     )
     header = [
         "Step Nb", "Step On/Off", stroke, "RPM", feed, feed_rev, "Thrust Max (A)", "Torque Max (A)",
@@ -57,9 +55,7 @@ def _program_rows(program: list[dict[str, Any]], version: int) -> list[str]:
         cells = []
         for key in keys:
             value = step.get(key)
-            cells.append(
-                "Inf" if value is None and key == "feed_mm_rev" else _comma(float(value or 0))
-            )
+            cells.append("Inf" if value is None and key == "feed_mm_rev" else _comma(float(value or 0)))
         rows.append("\t".join(cells))
     return rows
 
