@@ -63,13 +63,7 @@ def common_stats(hole: Hole) -> dict[str, float]:
 
 def production_stats(hole: Hole) -> dict[str, float]:
     s = hole.signals
-    depth, torque, thrust, step, code = (
-        s["depth_mm"],
-        s["torque_a"],
-        s["thrust_a"],
-        s["step"],
-        s["stop_code"],
-    )
+    depth, torque, thrust, step, code = (s[k] for k in ("depth_mm", "torque_a", "thrust_a", "step", "stop_code"))
     stats = common_stats(hole)
     bounds = {n: (a, b) for n, a, b in _step_bounds(step)}
     if set(bounds) != {1, 2, 3}:
@@ -108,13 +102,7 @@ def production_stats(hole: Hole) -> dict[str, float]:
 
 def lab_stats(hole: Hole) -> dict[str, float]:
     s = hole.signals
-    depth, torque, thrust, step, code = (
-        s["depth_mm"],
-        s["torque_a"],
-        s["thrust_a"],
-        s["step"],
-        s["stop_code"],
-    )
+    depth, torque, thrust, step, code = (s[k] for k in ("depth_mm", "torque_a", "thrust_a", "step", "stop_code"))
     stats = common_stats(hole)
     bounds = {n: (a, b) for n, a, b in _step_bounds(step)}
     if set(bounds) != {2, 3}:
