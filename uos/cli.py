@@ -7,6 +7,7 @@ import sys
 import click
 
 from uos import __version__
+from uos.commands.label import label_command
 from uos.commands.parse import parse_command
 from uos.commands.show import show_command
 from uos.commands.summary import summary_command
@@ -41,11 +42,13 @@ def main() -> None:
     Typical flow (each step is also a DVC stage, see dvc.yaml):
       uos synth data/raw --holes 300            demo holes with exact ground truth
       uos parse data/raw --out build/parsed     files -> one clean dataset
+      uos label build/parsed --out build/labels  keypoints with source and confidence
       uos show build/parsed HOLE                 look at one hole in the terminal
     """
 
 
 main.add_command(parse_command)
 main.add_command(show_command)
+main.add_command(label_command)
 main.add_command(summary_command)
 main.add_command(synth_command)

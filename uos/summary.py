@@ -20,6 +20,9 @@ def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
     parsed = _read_json(root / "build/parsed/summary.json")
     if parsed:
         summary["parse"] = parsed
+    labels = _read_json(root / "build/labels/metrics.json")
+    if labels:
+        summary["label"] = labels
     return summary
 
 
@@ -34,5 +37,21 @@ def render_summary(summary: dict[str, Any]) -> str:
         )
     else:
         lines.append("Holes      nothing parsed yet: put Setitec files in data/raw and run `dvc repro`")
-    lines.append("Next       uos show HOLE_ID (one hole in the terminal), just --list (daily recipes)")
+    labels = summary.get("label")
+    if labels:
+        sources = {}
+        for name in ("entry", "transition", "exit"):
+            for source, n in labels["by_source"][name].items():
+                if "absent" not in source:
+                    sources[source] = sources.get(source, 0) + n
+        shown = ", ".join(f"{n} from {source}s" for source, n in sorted(sources.items()))
+        lines.append(
+            f"Labels     {labels['holes']} holes, {labels['reviewed']} reviewed by a human, {labels['rejected']} rejected: "
+            f"{shown} (build/labels/labels.parquet)"
+        )
+        synthetic = labels.get("synthetic")
+        if synthetic:
+            maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.2f}" for k in ("entry", "transition", "exit"))
+            lines.append(f"           against the synthetic ground truth, MAE mm: {maes}")
+    lines.append("Next       uos show HOLE_ID (one hole in the terminal), uos annotate (review labels), just --list")
     return "\n".join(lines)

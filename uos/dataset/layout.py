@@ -251,6 +251,63 @@ def read_signals(
     return frame
 
 
+def _hole_from_row(row: dict[str, Any], signals: dict[str, np.ndarray], raw: bool = True) -> Hole:
+    meta = {k: row[k] for k in META_FIELDS}
+    meta["signal_columns"] = row["signal_columns"]
+    return Hole(
+        meta=meta,
+        signals=signals,
+        program=row["program"],
+        step_results=row["step_results"],
+        raw_metadata=json.loads(row["raw_metadata"]) if raw else {},
+        issues=[Issue(i["level"], i["reason"]) for i in row["issues"]],
+    )
+
+
+def load_holes(
+    directory: str | Path, columns: list[str] | None = None, hole_ids: list[str] | None = None
+) -> list[Hole]:
+    """Holes of the dataset with their signals (only `columns`, default all), read in bulk."""
+    import pyarrow.parquet as pq
+
+    directory = Path(directory)
+    filters = [("hole_id", "in", list(hole_ids))] if hole_ids is not None else None
+    rows = pq.read_table(_require(directory, HOLES_FILE), filters=filters).to_pylist()
+    wanted = None if columns is None else ["hole_id", *columns]
+    table = pq.read_table(_require(directory, SIGNALS_DIR), columns=wanted, filters=filters)
+    import pyarrow as pa
+
+    ids = table.column("hole_id").combine_chunks()
+    if isinstance(ids, pa.DictionaryArray):
+        codes = ids.indices.to_numpy(zero_copy_only=False)
+        names = ids.dictionary.to_pylist()
+    else:
+        names, codes = np.unique(np.asarray(ids.to_pylist(), dtype=object), return_inverse=True)
+        names = list(names)
+    # Rows of one hole are contiguous: cut each column where the hole changes.
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(codes)]])
+    arrays = {}
+    for name in table.column_names:
+        if name in ("hole_id", "sample"):
+            continue
+        column = table.column(name)
+        values = column.to_numpy()
+        if name in INTEGER_SIGNALS and column.null_count == 0:
+            values = values.astype(np.int64)
+        arrays[name] = values[order]
+    by_id: dict[str, dict[str, np.ndarray]] = {}
+    for start, end in zip(starts, ends, strict=True):
+        hole_id = names[sorted_codes[start]]
+        by_id[hole_id] = {
+            n: v[start:end] for n, v in arrays.items() if not np.all(np.isnan(v[start:end].astype(float)))
+        }
+    return [_hole_from_row(row, by_id.get(row["hole_id"], {}), raw=False) for row in rows]
+
+
 def load_hole(directory: str | Path, hole_id: str) -> Hole:
     """One hole back from the dataset, as the parser built it."""
     import pyarrow.parquet as pq
@@ -268,14 +325,4 @@ def load_hole(directory: str | Path, hole_id: str) -> Hole:
         signals[name] = column.to_numpy(
             dtype=np.int64 if name in INTEGER_SIGNALS and not column.isna().any() else np.float64
         )
-    meta = {k: row[k] for k in META_FIELDS}
-    meta["signal_columns"] = row["signal_columns"]
-    issues = [Issue(i["level"], i["reason"]) for i in row["issues"]]
-    return Hole(
-        meta=meta,
-        signals=signals,
-        program=row["program"],
-        step_results=row["step_results"],
-        raw_metadata=json.loads(row["raw_metadata"]),
-        issues=issues,
-    )
+    return _hole_from_row(row, signals)

@@ -163,8 +163,11 @@ def _currents(
             # Lab metal: a hump, the torque easing off (heat, chip flow) once the point is through.
             shape = shape * (1.0 - 0.06 * np.clip(depth - layer.top_mm - tip, 0.0, None))
         if index == last and layer.material != "cfrp":
-            # Just before breakthrough the last layer bulges under the thrust: a small bump.
-            shape = shape * (1.0 + 0.07 * np.exp(-(((depth - layer.bottom_mm + 0.4) / 0.5) ** 2)))
+            # Just before breakthrough the last layer bulges under the thrust: the torque bumps up
+            # until the point breaks through.
+            shape = shape * (
+                1.0 + 0.07 * np.exp(-(((np.minimum(depth, layer.bottom_mm) - layer.bottom_mm) / 0.6) ** 2))
+            )
         torque += level_t * share * shape
         # Thrust: mostly from the lips (ramps like torque), partly from the chisel edge at the point.
         thrust += level_f * shape * (0.7 * share + 0.3 * point_inside(depth, layer))

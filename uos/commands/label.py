@@ -1,0 +1,84 @@
+"""`uos label`: automatic keypoint labels with source and confidence; human annotations win."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from uos.commands.common import params_option, progress_bar, warn
+
+
+@click.command("label")
+@click.argument("parsed", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for labels.parquet and metrics.json.",
+)
+@click.option(
+    "--annotations",
+    "annotations_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Human annotations (data/annotations): they always win.",
+)
+@click.option(
+    "--truth",
+    "truth_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Ground truth of synthetic holes (uos synth's truth.csv), to measure accuracy; skipped when absent.",
+)
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: one per core).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+@params_option
+def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json, params_path):
+    """Label entry, transition and exit of every hole of a parsed dataset.
+
+    \b
+    Each keypoint gets a depth (mm), its source (human, event or signal), a confidence in [0, 1]
+    and a reason; a point that does not exist (air cut, one layer, a recording that stops before
+    breakthrough) is null with the reason. Machine events (stop codes of torque-triggered steps)
+    are corrected for the unit's detection lag by the torque ramp around them; everywhere else the
+    signals alone decide. Writes labels.parquet and metrics.json (counts by source and confidence,
+    accuracy against synthetic ground truth and of the signals alone against the events).
+
+    \b
+    Examples:
+      uos label build/parsed --out build/labels --annotations data/annotations
+      uos label build/parsed --out /tmp/labels --truth data/raw/truth.csv --json | jq .synthetic
+    """
+    import dataclasses
+    import json
+
+    from uos.labels.label import LabelParams, label_dataset
+    from uos.params import load_params
+
+    params = load_params(LabelParams, "label", params_path)
+    if workers is not None:
+        params = dataclasses.replace(params, workers=workers)
+    if truth_path is not None and not truth_path.exists():
+        warn(f"{truth_path}: no ground truth there; accuracy on synthetic holes not measured")
+        truth_path = None
+    with progress_bar("Labelling") as update:
+        summary = label_dataset(parsed, out_dir, annotations_dir, truth_path, params, progress=update)
+    for problem in summary.problems:
+        warn(problem)
+    metrics = summary.metrics
+    counts = ", ".join(
+        f"{name} " + "/".join(f"{n} {source}" for source, n in metrics["by_source"][name].items())
+        for name in ("entry", "transition", "exit")
+    )
+    click.echo(
+        f"{metrics['holes']} holes labelled in {out_dir} ({metrics['reviewed']} reviewed, {metrics['rejected']} rejected): {counts}",
+        err=True,
+    )
+    synthetic = metrics.get("synthetic")
+    if synthetic:
+        maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.3f}" for k in ("entry", "transition", "exit"))
+        click.echo(f"Against the synthetic ground truth ({synthetic['holes']} holes), MAE mm: {maes}", err=True)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))

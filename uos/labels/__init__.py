@@ -1,0 +1,1 @@
+"""Where a hole gets its keypoints: machine events, signal analysis and human annotations."""

@@ -1,0 +1,216 @@
+"""Locating a keypoint on one edge of the torque profile.
+
+Around a keypoint the torque ramps (up at entry and transition, down at exit) over the drill
+point's length, linearly in depth, from the level before to the level after. The keypoint is
+where that ramp starts: the early part of the ramp is fitted with a line, which is extended back
+to the level before. Fitting the early part only keeps away from what happens later in a ramp
+(a step change of spindle speed, a retract) and from the rounding where it meets the plateau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from uos.labels.profile import Profile
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A located keypoint and what supports it."""
+
+    depth_mm: float
+    before_a: float  # torque level before the edge
+    after_a: float  # level after it
+    residual_a: float  # rms misfit of the ramp line
+    points: int  # profile points the line was fitted on
+
+    @property
+    def contrast_a(self) -> float:
+        return abs(self.after_a - self.before_a)
+
+
+def ramp_extent(profile: Profile, anchor: int, rising: bool, contrast_a: float, max_mm: float = 4.0) -> tuple[int, int]:
+    """The run of profile points around `anchor` over which the torque keeps rising (falling).
+
+    Slopes are taken over 0.2 mm, and a point belongs to the ramp while its slope exceeds a small
+    share of what a ramp of `contrast_a` over the longest drill point would need: a jump (a step
+    change of speed inside the ramp) does not make the rest of the ramp look flat."""
+    torque = profile.torque if rising else -profile.torque
+    step = profile.depth[1] - profile.depth[0]
+    k = max(int(0.1 / step), 1)
+    padded = np.pad(torque, k, mode="edge")
+    slope = (padded[2 * k :] - padded[: -2 * k]) / (2 * k * step)
+    threshold = max(0.05 * abs(contrast_a) / 1.0, 3 * profile.noise / (2 * k * step))
+    limit = int(max_mm / step)
+    start = anchor
+    while start > 0 and anchor - start < limit and slope[start - 1] > threshold:
+        start -= 1
+    end = anchor
+    while end < len(slope) - 1 and end - anchor < limit and slope[end + 1] > threshold:
+        end += 1
+    return start, end
+
+
+def fit_edge(profile: Profile, start: int, end: int, level_mm: float = 0.25, early: float = 0.4) -> Edge | None:
+    """Fit the early part of the ramp on profile points [start, end]; the keypoint is where the
+    line meets the level just before the ramp (the median over `level_mm` before it: close, as a
+    layer's level may drift, and a speed change may have moved it, just before the edge)."""
+    depth, torque = profile.depth, profile.torque
+    step = depth[1] - depth[0]
+    lo = max(start - int(level_mm / step), 0)
+    before = float(np.median(torque[lo : max(start, lo + 1)]))
+    hi = min(end + 1 + int(0.6 / step), len(torque))
+    after = float(np.median(torque[min(end + 1, hi - 1) : hi]))
+    rise = after - before
+    if abs(rise) < 1e-6:
+        return None
+    # The early part of the ramp: past the noise, up to `early` of the way to the level after.
+    fraction = (torque[start : end + 1] - before) / rise
+    lower = min(0.05 + 3 * profile.noise / abs(rise), 0.2)
+    inside = (fraction >= lower) & (fraction <= early)
+    if inside.sum() < 3:
+        inside = (fraction >= lower / 2) & (fraction <= 0.6)
+    indices = np.flatnonzero(inside)
+    if len(indices) < 2:
+        return None
+    # The first contiguous run only: later runs belong to another part of the ramp.
+    breaks = np.flatnonzero(np.diff(indices) > 2)
+    run = indices[: breaks[0] + 1] if len(breaks) else indices
+    if len(run) < 2:
+        run = indices
+    x = depth[start + run]
+    y = torque[start + run]
+    slope, intercept = np.polyfit(x, y, 1)
+    if slope * rise <= 0:
+        return None
+    keypoint = (before - intercept) / slope
+    residual = float(np.sqrt(np.mean((slope * x + intercept - y) ** 2)))
+    # Never before the ramp's own start by more than a little (a shallow fit extrapolates far).
+    keypoint = float(np.clip(keypoint, depth[start] - 0.5, depth[start + run[0]]))
+    return Edge(keypoint, before, after, residual, len(run))
+
+
+def window_levels(profile: Profile, window_mm: float = 1.0, skip_mm: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Mean torque over the `window_mm` before and after each point (`skip_mm` left out around
+    it); NaN where a window is cut short by the ends of the profile."""
+    torque = profile.torque
+    step = profile.depth[1] - profile.depth[0]
+    w, s = max(int(window_mm / step), 1), max(int(skip_mm / step), 0)
+    cumulative = np.concatenate([[0.0], np.cumsum(torque)])
+    n = len(torque)
+    index = np.arange(n)
+    a0, a1 = np.clip(index + s, 0, n), np.clip(index + s + w, 0, n)
+    b0, b1 = np.clip(index - s - w, 0, n), np.clip(index - s, 0, n)
+    after = (cumulative[a1] - cumulative[a0]) / np.maximum(a1 - a0, 1)
+    before = (cumulative[b1] - cumulative[b0]) / np.maximum(b1 - b0, 1)
+    short = (a1 - a0 < w // 2) | (b1 - b0 < w // 2)
+    before[short] = after[short] = np.nan
+    return before, after
+
+
+def _least_squares(
+    z: np.ndarray, y: np.ndarray, after_jump: np.ndarray | None, starts: np.ndarray, length: float, drift_limit: float
+):
+    """For one ramp length and many ramp starts: the sum of squared errors and coefficients of
+
+        torque = A (1 - r) + B r + a min(z - k, 0),   r = clip((z - k) / L, 0, 1)
+
+    with separate A, B after a retract. The level before the ramp may drift (a layer's torque
+    creeps, a hump eases off before breakthrough), but only gently: |a| <= `drift_limit`."""
+    r = np.clip((z[None, :] - starts[:, None]) / length, 0.0, 1.0)
+    drift = np.minimum(z[None, :] - starts[:, None], 0.0)
+    basis = [1.0 - r, r]
+    if after_jump is not None:
+        basis = [b * (1.0 - after_jump) for b in basis] + [b * after_jump for b in basis]
+    yy = float(y @ y)
+
+    def solve(columns: list[np.ndarray], target: np.ndarray):
+        gram = np.stack([np.stack([(a * b).sum(axis=1) for b in columns], axis=-1) for a in columns], axis=-2)
+        rhs = np.stack([a @ target if target.ndim == 1 else (a * target).sum(axis=1) for a in columns], axis=-1)
+        coefficients = np.linalg.solve(gram + np.eye(len(columns)) * 1e-6, rhs[..., None])[..., 0]
+        return coefficients, rhs
+
+    coefficients, rhs = solve([*basis, drift], y)
+    slope = coefficients[:, -1]
+    sse = yy - np.einsum("sc,sc->s", coefficients, rhs)
+    over = np.abs(slope) > drift_limit
+    if over.any():
+        # Too steep a drift: clamp it and fit the levels to what is left.
+        clamped = np.sign(slope[over]) * drift_limit
+        target = y[None, :] - clamped[:, None] * drift[over]
+        levels, rhs_levels = solve([b[over] for b in basis], target)
+        residual_yy = (target * target).sum(axis=1)
+        sse[over] = residual_yy - np.einsum("sc,sc->s", levels, rhs_levels)
+        coefficients[over, :-1] = levels
+        coefficients[over, -1] = clamped
+    return sse, coefficients
+
+
+def fit_ramp(
+    profile: Profile, lo_mm: float, hi_mm: float, rising: bool, max_ramp_mm: float = 4.0, channel: str = "torque"
+) -> Edge | None:
+    """Fit, on the profile between `lo_mm` and `hi_mm`, a level, a linear ramp and another level:
+
+        torque(z) = A + (B - A) * clip((z - k) / L, 0, 1)   (+ a gentle drift of the level before)
+
+    by least squares over ramp starts k and lengths L (levels in closed form), coarse then fine,
+    keeping only ramps in the expected direction. k is the keypoint. A retract inside the window
+    (a step change: the spindle speed, hence the torque levels, may change there) gets its own
+    levels, so that a jump does not bend the ramp."""
+    window = profile.window(lo_mm, hi_mm)
+    z, y = profile.depth[window], getattr(profile, channel)[window]
+    if len(z) < 8:
+        return None
+    step = z[1] - z[0]
+    after_jump = None
+    jumps = profile.reentries[(profile.reentries > z[0] + 0.1) & (profile.reentries < z[-1] - 0.1)]
+    if len(jumps):
+
+        def change(at: float) -> float:
+            i = int(np.searchsorted(z, at))
+            return abs(float(np.mean(y[i : i + 3]) - np.mean(y[max(i - 3, 0) : i])))
+
+        after_jump = (z >= max(jumps, key=change)).astype(float)
+    # A drift of at most 15 % of the contrast per mm: far gentler than any ramp over a drill point.
+    drift_limit = 0.15 * float(np.ptp(y))
+    sign = 1.0 if rising else -1.0
+
+    def search(starts: np.ndarray, lengths: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+        best = (np.inf, 0.0, 0.0, np.zeros(3))
+        for length in lengths:
+            sse, coefficients = _least_squares(z, y, after_jump, starts, float(length), drift_limit)
+            rise = coefficients[:, 1] - coefficients[:, 0]
+            if after_jump is not None:
+                rise = np.where(starts >= z[np.argmax(after_jump)], coefficients[:, 3] - coefficients[:, 2], rise)
+            sse = np.where(sign * rise > 0, sse, np.inf)
+            i = int(np.argmin(sse))
+            if sse[i] < best[0]:
+                best = (float(sse[i]), float(starts[i]), float(length), coefficients[i])
+        return best
+
+    lengths = np.arange(max(3 * step, 0.1), max_ramp_mm + 1e-9, 0.15)
+    sse, k, length, _ = search(z[:-3:3], lengths)
+    if not np.isfinite(sse):
+        return None
+    fine_starts = z[(z >= k - 0.1) & (z <= k + 0.1)]
+    fine_lengths = np.arange(max(length - 0.15, 3 * step), length + 0.15 + 1e-9, 0.02)
+    sse, k, length, coefficients = search(fine_starts, fine_lengths)
+    if not np.isfinite(sse):
+        return None
+    residual = float(np.sqrt(max(sse, 0.0) / len(z)))
+    if after_jump is not None:
+        jump_at = float(z[np.argmax(after_jump)])
+        if k >= jump_at:
+            before, after = coefficients[2], coefficients[3]
+        else:
+            before, after = coefficients[0], coefficients[1]
+            # Before the retract the fitted ramp barely rose: the ramp really starts after it,
+            # and the two sets of levels only blur where. Fit again from the retract on.
+            rise_before_jump = abs(after - before) * min((jump_at - k) / length, 1.0)
+            if rise_before_jump < max(5 * profile.noise, 0.1 * abs(coefficients[3] - coefficients[2])):
+                return fit_ramp(profile, jump_at, hi_mm, rising, max_ramp_mm, channel)
+    else:
+        before, after = coefficients[0], coefficients[1]
+    return Edge(k, float(before), float(after), residual, round(length / step))

@@ -1,0 +1,310 @@
+"""`uos label`: entry, transition and exit for every hole, each with its source and confidence.
+
+Evidence, strongest first: a human annotation (data/annotations/) always wins; then the machine's
+events, corrected for the unit's detection lag by the torque ramp around them; then the signals
+alone. Where a point does not exist (air cut, one layer, a recording that stops before
+breakthrough) the label is null and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uos.holes.record import Hole
+from uos.labels import annotations as human
+from uos.labels.detect import KEYPOINTS, Keypoint, detect, null
+from uos.labels.events import refine, step_events
+from uos.labels.profile import build_profile
+
+LABELS_FILE = "labels.parquet"
+METRICS_FILE = "metrics.json"
+SIGNAL_COLUMNS = ["depth_mm", "torque_a", "thrust_a", "step", "stop_code"]
+BUCKETS = [(0.0, 0.5), (0.5, 0.8), (0.8, 0.9), (0.9, 1.01)]
+
+
+@dataclass(frozen=True)
+class LabelParams:
+    """`[label]` in params.toml."""
+
+    min_contact_mm: float = 2.5  # less cutting travel than this: air cut, no keypoints
+    cutting_a: float = 0.5  # torque (A above no-load) that means the drill is cutting
+    disagreement_mm: float = 0.5  # event and signals further apart: the label is less sure
+    workers: int = 0  # 0: one per core
+
+
+def _human(annotation: human.Annotation, name: str) -> Keypoint:
+    value = annotation.points[name]
+    who = f"{annotation.annotator or 'someone'} on {annotation.time or 'an unknown date'}"
+    if value is None:
+        return Keypoint(None, "human", 1.0, f"marked absent by {who}")
+    return Keypoint(value, "human", 1.0, f"set by {who}")
+
+
+def label_hole(hole: Hole, annotation: human.Annotation | None, params: LabelParams) -> dict[str, Any]:
+    """One row of the labels table."""
+    row: dict[str, Any] = {
+        "hole_id": hole.hole_id,
+        "signals_hash": hole.meta.get("signals_hash"),
+        "source": hole.meta.get("source"),
+        "head_id": hole.meta.get("head_id"),
+        "tool_age": hole.meta.get("tool_age"),
+        "status": "auto",
+        "rejected": None,
+    }
+    signals = hole.signals
+    profile = None
+    if all(k in signals for k in ("depth_mm", "torque_a")):
+        profile = build_profile(signals["depth_mm"], signals["torque_a"], signals.get("thrust_a", np.zeros(0)))
+    if profile is None:
+        found = {k: null("too little travel to label", confidence=0.5) for k in KEYPOINTS}
+        signal_found = dict(found)
+    else:
+        detection = detect(profile, params.min_contact_mm, params.cutting_a)
+        signal_found = detection.points
+        found = dict(signal_found)
+        # Machine events, refined on the profile, replace the signal-only estimates.
+        lower = -np.inf
+        for event in step_events(hole):
+            point, _ = refine(event, profile, lower, detection.baseline_a, params.cutting_a)
+            if point.depth_mm is None:
+                if found[event.keypoint].depth_mm is None:  # both agree the point does not exist
+                    found[event.keypoint] = point
+                continue
+            lower = point.depth_mm + 0.3
+            alone = signal_found.get(event.keypoint)
+            if (
+                alone is not None
+                and alone.depth_mm is not None
+                and abs(alone.depth_mm - point.depth_mm) > params.disagreement_mm
+            ):
+                point = Keypoint(point.depth_mm, "event", point.confidence * 0.6,
+                                 f"{point.reason}; the signals alone put it at {alone.depth_mm:.2f} mm")  # fmt: skip
+            elif alone is not None and alone.depth_mm is None:
+                point = Keypoint(point.depth_mm, "event", point.confidence * 0.8,
+                                 f"{point.reason}; the signals alone found none ({alone.reason})")  # fmt: skip
+            found[event.keypoint] = point
+    if annotation is not None:
+        for name in annotation.points:
+            found[name] = _human(annotation, name)
+        if annotation.points:
+            row["status"] = "reviewed"
+        if annotation.rejected is not None:
+            row["status"], row["rejected"] = "rejected", annotation.rejected
+
+    depths = [found[k].depth_mm for k in KEYPOINTS]
+    present = [d for d in depths if d is not None]
+    if present != sorted(present):  # out of order: something is wrong with the automatic ones
+        for name in KEYPOINTS:
+            point = found[name]
+            if point.source != "human" and point.depth_mm is not None:
+                found[name] = Keypoint(
+                    point.depth_mm, point.source, point.confidence * 0.3, point.reason + "; out of order"
+                )
+    for name in KEYPOINTS:
+        point = found[name]
+        row[f"{name}_mm"] = None if point.depth_mm is None else round(float(point.depth_mm), 3)
+        row[f"{name}_source"] = point.source
+        row[f"{name}_confidence"] = round(float(point.confidence), 3)
+        row[f"{name}_reason"] = point.reason
+        alone = signal_found.get(name)
+        row[f"{name}_signal_mm"] = None if alone is None or alone.depth_mm is None else round(float(alone.depth_mm), 3)
+        row[f"{name}_signal_confidence"] = None if alone is None else round(float(alone.confidence), 3)
+    entry, transition, exit_ = (row[f"{k}_mm"] for k in KEYPOINTS)
+    row["thickness_mm"] = round(exit_ - entry, 3) if entry is not None and exit_ is not None else None
+    row["top_layer_mm"] = round(transition - entry, 3) if entry is not None and transition is not None else None
+    row["bottom_layer_mm"] = round(exit_ - transition, 3) if transition is not None and exit_ is not None else None
+    row["min_confidence"] = min(row[f"{k}_confidence"] for k in KEYPOINTS)
+    return row
+
+
+# --- the whole dataset -------------------------------------------------------------------------
+
+_WORK: dict[str, Any] = {}  # inherited by forked workers
+
+
+def _label_chunk(indices: list[int]) -> list[dict[str, Any]]:
+    holes, notes, params = _WORK["holes"], _WORK["annotations"], _WORK["params"]
+    return [label_hole(holes[i], notes.get(holes[i].hole_id), params) for i in indices]
+
+
+@dataclass
+class LabelSummary:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    problems: list[str]
+
+
+def label_dataset(
+    parsed_dir: str | Path,
+    out_dir: str | Path,
+    annotations_dir: str | Path | None = None,
+    truth_path: str | Path | None = None,
+    params: LabelParams | None = None,
+    progress=None,
+) -> LabelSummary:
+    """Label every hole of a parsed dataset; write labels.parquet and metrics.json."""
+    from uos.dataset.layout import load_holes
+
+    params = params or LabelParams()
+    out = Path(out_dir)
+    problems: list[str] = []
+    holes = load_holes(parsed_dir, SIGNAL_COLUMNS)
+    notes: dict[str, human.Annotation] = {}
+    if annotations_dir is not None:
+        for hole_id, annotation in human.load(annotations_dir, problems).items():
+            notes[hole_id] = annotation
+    known = {h.hole_id: h.meta.get("signals_hash") for h in holes}
+    for hole_id, annotation in list(notes.items()):
+        if hole_id not in known:
+            problems.append(f"annotation for {hole_id}: no such hole in {parsed_dir} (kept, not used)")
+            del notes[hole_id]
+        elif annotation.signals_hash and known[hole_id] and annotation.signals_hash != known[hole_id]:
+            problems.append(f"annotation for {hole_id}: the hole's signals changed since it was annotated (not used)")
+            del notes[hole_id]
+
+    _WORK.update(holes=holes, annotations=notes, params=params)
+    chunks = [list(range(i, min(i + 16, len(holes)))) for i in range(0, len(holes), 16)]
+    workers = min(params.workers or os.cpu_count() or 1, max(len(chunks), 1))
+    rows: list[dict[str, Any]] = []
+    done = 0
+    if workers <= 1:
+        results = map(_label_chunk, chunks)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
+        results = pool.map(_label_chunk, chunks)
+    try:
+        for chunk_rows in results:
+            rows.extend(chunk_rows)
+            done += len(chunk_rows)
+            if progress:
+                progress(done, len(holes))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        _WORK.clear()
+
+    metrics = label_metrics(rows, truth_path)
+    out.mkdir(parents=True, exist_ok=True)
+    write_labels(out / LABELS_FILE, rows)
+    tmp = out / f".{METRICS_FILE}.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, out / METRICS_FILE)
+    return LabelSummary(out, rows, metrics, problems)
+
+
+def write_labels(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).sort_values("hole_id")
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def read_labels(directory: str | Path):
+    """The labels table as a DataFrame."""
+    import pandas as pd
+
+    from uos.errors import UosError
+
+    path = Path(directory) / LABELS_FILE
+    if not path.exists():
+        raise UosError(f"{path} not found: run `uos label` first (or `dvc repro`)")
+    return pd.read_parquet(path)
+
+
+def _bucket(confidence: float) -> str:
+    for low, high in BUCKETS:
+        if low <= confidence < high:
+            return f"{low:.1f}-{min(high, 1.0):.1f}"
+    return "unknown"
+
+
+def _errors_by_bucket(errors: list[tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Mean absolute error and count per confidence bucket, from (confidence, error) pairs."""
+    table: dict[str, list[float]] = {}
+    for confidence, error in errors:
+        table.setdefault(_bucket(confidence), []).append(abs(error))
+    return {b: {"holes": len(v), "mae_mm": round(float(np.mean(v)), 3)} for b, v in sorted(table.items())}
+
+
+def label_metrics(rows: list[dict[str, Any]], truth_path: str | Path | None) -> dict[str, Any]:
+    """Counts by source and confidence; accuracy against exact truth (synthetic holes) and of
+    the signals alone against the machine's events (holes that have them)."""
+    metrics: dict[str, Any] = {
+        "holes": len(rows),
+        "reviewed": sum(r["status"] == "reviewed" for r in rows),
+        "rejected": sum(r["status"] == "rejected" for r in rows),
+        "by_source": {},
+        "by_confidence": {},
+    }
+    for name in KEYPOINTS:
+        sources: dict[str, int] = {}
+        buckets: dict[str, int] = {}
+        for r in rows:
+            kind = r[f"{name}_source"] if r[f"{name}_mm"] is not None else f"{r[f'{name}_source']} (absent)"
+            sources[kind] = sources.get(kind, 0) + 1
+            buckets[_bucket(r[f"{name}_confidence"])] = buckets.get(_bucket(r[f"{name}_confidence"]), 0) + 1
+        metrics["by_source"][name] = dict(sorted(sources.items()))
+        metrics["by_confidence"][name] = dict(sorted(buckets.items()))
+
+    # The signals alone against the (lag-corrected) machine events, where holes have them.
+    events: dict[str, Any] = {}
+    for name in ("transition", "exit"):
+        pairs = [
+            (r[f"{name}_signal_confidence"], r[f"{name}_signal_mm"] - r[f"{name}_mm"])
+            for r in rows
+            if r[f"{name}_source"] == "event" and r[f"{name}_mm"] is not None and r[f"{name}_signal_mm"] is not None
+        ]
+        if pairs:
+            errors = np.abs([e for _, e in pairs])
+            events[name] = {"holes": len(pairs), "mae_mm": round(float(errors.mean()), 3),
+                            "by_confidence": _errors_by_bucket(pairs)}  # fmt: skip
+    if events:
+        metrics["signal_vs_events"] = events
+
+    if truth_path is not None and Path(truth_path).exists():
+        metrics["synthetic"] = _truth_metrics(rows, Path(truth_path))
+    return metrics
+
+
+def _truth_metrics(rows: list[dict[str, Any]], truth_path: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    truth = pd.read_csv(truth_path, dtype={"hole_id": str}).set_index("hole_id")
+    result: dict[str, Any] = {"holes": 0}
+    matched = [r for r in rows if r["hole_id"] in truth.index]
+    result["holes"] = len(matched)
+    for name in KEYPOINTS:
+        pairs, signal_pairs, wrong_null = [], [], 0
+        for r in matched:
+            expected = truth.at[r["hole_id"], f"{name}_mm"]
+            value = r[f"{name}_mm"]
+            if pd.isna(expected) or value is None:
+                wrong_null += int(pd.isna(expected) != (value is None))
+                continue
+            pairs.append((r[f"{name}_confidence"], value - float(expected)))
+            if r[f"{name}_signal_mm"] is not None:
+                signal_pairs.append((r[f"{name}_signal_confidence"], r[f"{name}_signal_mm"] - float(expected)))
+        errors = np.abs([e for _, e in pairs]) if pairs else np.array([np.nan])
+        result[name] = {
+            "holes": len(pairs),
+            "mae_mm": round(float(np.mean(errors)), 3),
+            "p95_abs_error_mm": round(float(np.percentile(errors, 95)), 3),
+            "wrong_presence": wrong_null,
+            "signal_only_mae_mm": round(float(np.mean(np.abs([e for _, e in signal_pairs]))), 3)
+            if signal_pairs
+            else None,
+            "by_confidence": _errors_by_bucket(pairs),
+        }
+    return result
