@@ -30,6 +30,13 @@ fmt:
 repro *args:
     {{run}} dvc repro {{args}}
 
+# Review labels in the terminal, then version data/ with DVC and relabel
+annotate *args:
+    {{run}} uos annotate {{args}}
+    {{run}} dvc add --quiet data
+    {{run}} dvc repro
+    {{run}} uos summary
+
 # Synthetic demo holes with exact ground truth (into an empty folder)
 synth out *args:
     {{run}} uos synth {{out}} {{args}}

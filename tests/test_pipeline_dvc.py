@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from uos.labels.annotations import ensure_folder
 from uos.synth.generate import synthesize
 from uos.synth.params import SynthParams
 
@@ -32,6 +33,7 @@ def project(tmp_path):
     assert _run(["git", "init", "-q"], tmp_path).returncode == 0
     assert _run(["dvc", "init", "-q"], tmp_path).returncode == 0
     synthesize(tmp_path / "data" / "raw", SynthParams(holes=12, seed=3))
+    ensure_folder(tmp_path / "data" / "annotations")
     assert _run(["dvc", "add", "-q", "data"], tmp_path).returncode == 0
     return tmp_path
 
@@ -71,6 +73,7 @@ def test_demo_data_reproduces_data_dvc(tmp_path):
     assert _run(["git", "init", "-q"], tmp_path).returncode == 0
     assert _run(["dvc", "init", "-q"], tmp_path).returncode == 0
     synthesize(tmp_path / "data" / "raw", load_params(SynthParams, "synth", ROOT / "params.toml"))
+    ensure_folder(tmp_path / "data" / "annotations")
     assert _run(["dvc", "add", "-q", "data"], tmp_path).returncode == 0
     generated = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]
     committed = yaml.safe_load((ROOT / "data.dvc").read_text())["outs"][0]

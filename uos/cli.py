@@ -7,6 +7,7 @@ import sys
 import click
 
 from uos import __version__
+from uos.commands.annotate import annotate_command
 from uos.commands.label import label_command
 from uos.commands.parse import parse_command
 from uos.commands.show import show_command
@@ -43,6 +44,7 @@ def main() -> None:
       uos synth data/raw --holes 300            demo holes with exact ground truth
       uos parse data/raw --out build/parsed     files -> one clean dataset
       uos label build/parsed --out build/labels  keypoints with source and confidence
+      uos annotate                               review and fix labels (keyboard TUI)
       uos show build/parsed HOLE                 look at one hole in the terminal
     """
 
@@ -50,5 +52,6 @@ def main() -> None:
 main.add_command(parse_command)
 main.add_command(show_command)
 main.add_command(label_command)
+main.add_command(annotate_command)
 main.add_command(summary_command)
 main.add_command(synth_command)

@@ -134,3 +134,21 @@ def load(directory: str | Path, problems: list[str] | None = None) -> dict[str, 
             continue
         annotations[annotation.hole_id] = annotation
     return annotations
+
+
+README = """# Human annotations
+
+One JSON file per hole, written by `uos annotate` (see uos/labels/annotations.py for the format).
+They always win over the automatic labels when `uos label` runs (`dvc repro`). Versioned with the
+rest of data/ by DVC (`dvc add data`, or `just annotate`, which does it for you).
+"""
+
+
+def ensure_folder(directory: str | Path) -> None:
+    """Create the annotations folder with its README (DVC versions files, not empty folders, and
+    the label stage depends on the folder)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    readme = directory / "README.md"
+    if not readme.exists():
+        readme.write_text(README)

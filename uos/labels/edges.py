@@ -111,40 +111,48 @@ def window_levels(profile: Profile, window_mm: float = 1.0, skip_mm: float = 0.2
 
 
 def _least_squares(
-    z: np.ndarray, y: np.ndarray, after_jump: np.ndarray | None, starts: np.ndarray, length: float, drift_limit: float
-):
-    """For one ramp length and many ramp starts: the sum of squared errors and coefficients of
+    z: np.ndarray,
+    y: np.ndarray,
+    after_jump: np.ndarray | None,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    drift_limit: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every ramp length and start: the sum of squared errors and the coefficients of
 
         torque = A (1 - r) + B r + a min(z - k, 0),   r = clip((z - k) / L, 0, 1)
 
-    with separate A, B after a retract. The level before the ramp may drift (a layer's torque
-    creeps, a hump eases off before breakthrough), but only gently: |a| <= `drift_limit`."""
-    r = np.clip((z[None, :] - starts[:, None]) / length, 0.0, 1.0)
-    drift = np.minimum(z[None, :] - starts[:, None], 0.0)
-    basis = [1.0 - r, r]
+    with separate A, B after a retract (shapes: lengths x starts, and lengths x starts x terms).
+    The level before the ramp may drift (a layer's torque creeps, a hump eases off before
+    breakthrough), but only gently: |a| <= `drift_limit`."""
+    offset = z[None, None, :] - starts[None, :, None]
+    r = np.clip(offset / lengths[:, None, None], 0.0, 1.0)
+    drift = np.broadcast_to(np.minimum(offset, 0.0), r.shape)
+    levels = [1.0 - r, r]
     if after_jump is not None:
-        basis = [b * (1.0 - after_jump) for b in basis] + [b * after_jump for b in basis]
-    yy = float(y @ y)
+        levels = [b * (1.0 - after_jump) for b in levels] + [b * after_jump for b in levels]
+    basis = np.stack([*levels, drift])  # terms x lengths x starts x points
 
-    def solve(columns: list[np.ndarray], target: np.ndarray):
-        gram = np.stack([np.stack([(a * b).sum(axis=1) for b in columns], axis=-1) for a in columns], axis=-2)
-        rhs = np.stack([a @ target if target.ndim == 1 else (a * target).sum(axis=1) for a in columns], axis=-1)
-        coefficients = np.linalg.solve(gram + np.eye(len(columns)) * 1e-6, rhs[..., None])[..., 0]
-        return coefficients, rhs
+    def solve(terms: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        gram = np.einsum("alsn,blsn->lsab", terms, terms, optimize=True)
+        rhs = np.einsum("alsn,lsn->lsa", terms, target, optimize=True)
+        ridge = np.eye(len(terms)) * 1e-6
+        coefficients = np.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
+        sse = np.einsum("lsn,lsn->ls", target, target) - np.einsum("lsa,lsa->ls", coefficients, rhs)
+        return coefficients, sse, rhs
 
-    coefficients, rhs = solve([*basis, drift], y)
-    slope = coefficients[:, -1]
-    sse = yy - np.einsum("sc,sc->s", coefficients, rhs)
+    target = np.broadcast_to(y, r.shape)
+    coefficients, sse, _ = solve(basis, target)
+    slope = coefficients[..., -1]
     over = np.abs(slope) > drift_limit
     if over.any():
-        # Too steep a drift: clamp it and fit the levels to what is left.
-        clamped = np.sign(slope[over]) * drift_limit
-        target = y[None, :] - clamped[:, None] * drift[over]
-        levels, rhs_levels = solve([b[over] for b in basis], target)
-        residual_yy = (target * target).sum(axis=1)
-        sse[over] = residual_yy - np.einsum("sc,sc->s", levels, rhs_levels)
-        coefficients[over, :-1] = levels
-        coefficients[over, -1] = clamped
+        # Too steep a drift: clamp it, and fit the levels to what is left.
+        clamped = np.clip(slope, -drift_limit, drift_limit)
+        rest = target - clamped[..., None] * drift
+        level_coefficients, level_sse, _ = solve(basis[:-1], rest)
+        sse = np.where(over, level_sse, sse)
+        coefficients[..., :-1] = np.where(over[..., None], level_coefficients, coefficients[..., :-1])
+        coefficients[..., -1] = np.where(over, clamped, slope)
     return sse, coefficients
 
 
@@ -178,24 +186,21 @@ def fit_ramp(
     sign = 1.0 if rising else -1.0
 
     def search(starts: np.ndarray, lengths: np.ndarray) -> tuple[float, float, float, np.ndarray]:
-        best = (np.inf, 0.0, 0.0, np.zeros(3))
-        for length in lengths:
-            sse, coefficients = _least_squares(z, y, after_jump, starts, float(length), drift_limit)
-            rise = coefficients[:, 1] - coefficients[:, 0]
-            if after_jump is not None:
-                rise = np.where(starts >= z[np.argmax(after_jump)], coefficients[:, 3] - coefficients[:, 2], rise)
-            sse = np.where(sign * rise > 0, sse, np.inf)
-            i = int(np.argmin(sse))
-            if sse[i] < best[0]:
-                best = (float(sse[i]), float(starts[i]), float(length), coefficients[i])
-        return best
+        sse, coefficients = _least_squares(z, y, after_jump, starts, lengths, drift_limit)
+        rise = coefficients[..., 1] - coefficients[..., 0]
+        if after_jump is not None:
+            later = (starts >= z[np.argmax(after_jump)])[None, :]
+            rise = np.where(later, coefficients[..., 3] - coefficients[..., 2], rise)
+        sse = np.where(sign * rise > 0, sse, np.inf)
+        i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
+        return float(sse[i, j]), float(starts[j]), float(lengths[i]), coefficients[i, j]
 
-    lengths = np.arange(max(3 * step, 0.1), max_ramp_mm + 1e-9, 0.15)
-    sse, k, length, _ = search(z[:-3:3], lengths)
+    lengths = np.arange(max(3 * step, 0.1), max_ramp_mm + 1e-9, 0.2)
+    sse, k, length, _ = search(z[:-3:4], lengths)
     if not np.isfinite(sse):
         return None
     fine_starts = z[(z >= k - 0.1) & (z <= k + 0.1)]
-    fine_lengths = np.arange(max(length - 0.15, 3 * step), length + 0.15 + 1e-9, 0.02)
+    fine_lengths = np.arange(max(length - 0.2, 3 * step), length + 0.2 + 1e-9, 0.02)
     sse, k, length, coefficients = search(fine_starts, fine_lengths)
     if not np.isfinite(sse):
         return None

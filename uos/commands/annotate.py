@@ -1,0 +1,64 @@
+"""`uos annotate`: review and fix keypoint labels in the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("annotate")
+@click.option(
+    "--data",
+    "parsed_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build/parsed"),
+    show_default=True,
+    help="Parsed dataset.",
+)
+@click.option(
+    "--labels",
+    "labels_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build/labels"),
+    show_default=True,
+    help="Automatic labels (uos label).",
+)
+@click.option(
+    "--annotations",
+    "annotations_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data/annotations"),
+    show_default=True,
+    help="Where your annotations are saved.",
+)
+@click.option("--annotator", default=None, help="Your name in the annotations (default: $UOS_ANNOTATOR or $USER).")
+@click.option(
+    "--filter",
+    "filter_",
+    default=None,
+    help="review (default: holes nobody annotated, lowest confidence first), all, rejected, head:TEXT, folder:TEXT.",
+)
+def annotate_command(parsed_dir, labels_dir, annotations_dir, annotator, filter_):
+    """Review and fix keypoint labels, keyboard first (press ? for every key).
+
+    \b
+    Holes come lowest confidence first. Move the cursor, set entry / transition / exit at it,
+    mark a point absent, accept the automatic labels, or reject a hole; every change is saved
+    at once to data/annotations/ (one small JSON file per hole), and reopening resumes where you
+    stopped. Then `dvc repro` relabels with your calls, which always win.
+
+    \b
+    Examples:
+      uos annotate
+      uos annotate --filter head:114-V3-002 --annotator alice
+    """
+    from uos.annotate.app import make_app
+    from uos.annotate.session import open_session
+
+    state = Path(".uos") / f"annotate-{annotator or 'default'}.json"
+    session = open_session(parsed_dir, labels_dir, annotations_dir, annotator, state, filter_)
+    make_app(session).run()
+    done, total, _ = session.progress()
+    click.echo(f"{len(session.annotated)} holes annotated in this session; {done}/{total} of the queue done. "
+               f"Run `dvc repro` to relabel with them (or `just annotate` next time, which does it for you).", err=True)  # fmt: skip
