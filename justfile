@@ -49,6 +49,10 @@ parse *args:
 show target *args:
     {{run}} uos show {{target}} {{args}}
 
+# Labelling accuracy (synthetic truth, real events) and speed
+bench-label *args:
+    {{run}} python bench/label_bench.py {{args}}
+
 # Benchmark uos parse over ../shared/setitec, cold and warm, against a bare pandas read
 bench-parse *args:
     {{run}} python bench/parse_bench.py {{args}}

@@ -39,10 +39,8 @@ def signal_confidence(edge: Edge, noise: float, thrust: Edge | None = None) -> f
     ramp_mm = edge.points * 0.02
     if not 0.3 <= ramp_mm <= 3.6:
         confidence *= 0.6
-    if thrust is None:
-        confidence *= 0.85
-    elif abs(thrust.depth_mm - edge.depth_mm) > 0.4:
-        confidence *= 0.6
+    if thrust is not None and abs(thrust.depth_mm - edge.depth_mm) > 0.4:
+        confidence *= 0.6  # (no clear thrust edge at all says nothing: CFRP barely pushes back)
     return float(np.clip(confidence, 0.05, 0.97))
 
 
