@@ -1,7 +1,9 @@
-"""The DVC pipeline as a user runs it: `dvc repro` builds the dataset, a second run is a no-op."""
+"""The DVC pipeline as a user runs it: `dvc repro` runs parse, label, split and train on a small
+synthetic set, a second run is a no-op, `dvc exp run -S` retrains."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,8 +22,21 @@ PROJECT_FILES = ["dvc.yaml", "params.toml", ".dvcignore"]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com", GIT_COMMITTER_NAME="test",
+               GIT_COMMITTER_EMAIL="test@example.com")  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own SQLite file, as for a user
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+def _quick_params(path: Path) -> None:
+    """Small folds and the CI training profile, for a few holes."""
+    text = path.read_text()
+    for old, new in (("\nk = 5 ", "\nk = 3 "), ("\nlife_block = 20 ", "\nlife_block = 0 "), ("\nepochs = 40", "\nepochs = 20"),
+                     ("\nbatch_size = 32", "\nbatch_size = 16")):  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path.write_text(text)
 
 
 @pytest.fixture
@@ -32,18 +47,34 @@ def project(tmp_path):
     shutil.copytree(ROOT / "uos", tmp_path / "uos", ignore=shutil.ignore_patterns("__pycache__"))
     assert _run(["git", "init", "-q"], tmp_path).returncode == 0
     assert _run(["dvc", "init", "-q"], tmp_path).returncode == 0
-    synthesize(tmp_path / "data" / "raw", SynthParams(holes=12, seed=3))
+    _quick_params(tmp_path / "params.toml")
+    synthesize(tmp_path / "data" / "raw", SynthParams(holes=24, seed=3, production_tool_life=6, lab_tool_life=6))
     ensure_folder(tmp_path / "data" / "annotations")
     assert _run(["dvc", "add", "-q", "data"], tmp_path).returncode == 0
     return tmp_path
 
 
-def test_repro_builds_the_dataset_then_is_a_no_op(project):
+def test_repro_runs_the_pipeline_then_is_a_no_op_and_exp_run_retrains(project):
+    import yaml
+
     first = _run(["dvc", "repro"], project)
     assert first.returncode == 0, first.stderr
-    assert "Running stage 'parse'" in first.stdout
+    for stage in ("parse", "label", "split", "train"):
+        assert f"Running stage '{stage}'" in first.stdout, stage
     assert (project / "build/parsed/holes.parquet").exists()
-    assert (project / "dvc.lock").exists()
+    metrics = json.loads((project / "build/model/metrics.json").read_text())
+    assert metrics["model"]["alias"] == "candidate"
+    assert (project / "mlflow.db").exists()
+
+    # The registered model records the data it came from, as DVC hashed it.
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    labels_md5 = next(o["md5"] for o in lock["label"]["outs"] if o["path"] == "build/labels/labels.parquet")
+    data_md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
+    show = _run([sys.executable, "-c", LINEAGE], project)
+    assert show.returncode == 0, show.stderr
+    tags = json.loads(show.stdout)
+    assert tags["labels_md5"] == labels_md5 and tags["data_md5"] == data_md5
+    assert tags["git_commit"] and tags["parsed_md5"]
 
     started = time.perf_counter()
     second = _run(["dvc", "repro"], project)
@@ -51,6 +82,22 @@ def test_repro_builds_the_dataset_then_is_a_no_op(project):
     assert second.returncode == 0, second.stderr
     assert "Data and pipelines are up to date." in second.stdout
     assert elapsed < 4.0, f"no-op dvc repro took {elapsed:.1f} s"
+
+    assert _run(["git", "add", "-A"], project).returncode == 0
+    assert _run(["git", "commit", "-qm", "pipeline"], project).returncode == 0
+    experiment = _run(["dvc", "exp", "run", "-S", "params.toml:train.epochs=10"], project)
+    assert experiment.returncode == 0, experiment.stderr
+    assert "Running stage 'train'" in experiment.stdout and "Running stage 'parse'" not in experiment.stdout
+    assert "epochs = 10" in (project / "params.toml").read_text()
+
+
+LINEAGE = """
+import json
+from uos.training import tracking
+tracking.configure()
+version = tracking.version_for_alias(tracking.CANDIDATE)
+print(json.dumps(version.tags))
+"""
 
 
 def test_changed_parse_params_rerun_the_stage(project):

@@ -10,9 +10,13 @@ from uos import __version__
 from uos.commands.annotate import annotate_command
 from uos.commands.label import label_command
 from uos.commands.parse import parse_command
+from uos.commands.predict import predict_command
+from uos.commands.report import report_command
 from uos.commands.show import show_command
+from uos.commands.split import split_command
 from uos.commands.summary import summary_command
 from uos.commands.synth import synth_command
+from uos.commands.train import promote_command, train_command
 
 
 class UosGroup(click.Group):
@@ -45,6 +49,8 @@ def main() -> None:
       uos parse data/raw --out build/parsed     files -> one clean dataset
       uos label build/parsed --out build/labels  keypoints with source and confidence
       uos annotate                               review and fix labels (keyboard TUI)
+      uos split build/parsed build/labels --out build/folds
+      uos train build/parsed build/labels build/folds --out build/model
       uos show build/parsed HOLE                 look at one hole in the terminal
     """
 
@@ -53,5 +59,10 @@ main.add_command(parse_command)
 main.add_command(show_command)
 main.add_command(label_command)
 main.add_command(annotate_command)
+main.add_command(split_command)
+main.add_command(train_command)
+main.add_command(promote_command)
+main.add_command(predict_command)
+main.add_command(report_command)
 main.add_command(summary_command)
 main.add_command(synth_command)

@@ -1,0 +1,293 @@
+"""Folds, training, registry, prediction and report, on a small synthetic set with a real MLflow
+(a SQLite file of the test's own) and real PyTorch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from uos.dataset.build import parse_dataset
+from uos.labels import annotations
+from uos.labels.label import label_dataset
+from uos.params import load_params
+from uos.synth.generate import synthesize
+from uos.synth.params import SynthParams
+from uos.training.folds import SplitParams, read_folds, split_dataset
+from uos.training.train import TrainParams
+
+SYNTH = dataclasses.replace(SynthParams(), holes=48, seed=11, production_tool_life=8, lab_tool_life=8)
+SPLIT = SplitParams(k=3, life_block=0)
+QUICK = load_params(TrainParams, "train", ROOT / "params.toml").with_profile("ci")  # what CI trains
+
+
+@pytest.fixture(scope="module")
+def tracking_home(tmp_path_factory):
+    """MLflow in a SQLite file of this module's own (the product's default is the project's)."""
+    home = tmp_path_factory.mktemp("mlflow")
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    yield home
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """48 synthetic holes, plus a re-exported copy of one (same signals, another name), a broken
+    file, and one hole an expert rejected."""
+    raw = tmp_path_factory.mktemp("raw")
+    synthesize(raw, SYNTH)
+    files = sorted(p for p in raw.iterdir() if p.suffix == ".xls")
+    (raw / "again").mkdir()
+    # Re-exported: other bytes (Windows line ends), the same recording.
+    (raw / "again" / f"copy_{files[0].name}").write_bytes(
+        files[0].read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    )
+    (raw / "broken_ST_1_1.xls").write_bytes(b"\xd0\xcf\x11\xe0 not really a workbook")
+    # Cut short after 20 samples: a hole with an id, but an error (too few samples to use).
+    lines = files[1].read_bytes().split(b"\n")
+    header = next(i for i, line in enumerate(lines) if line.startswith(b"Position (mm)"))
+    (raw / "again" / f"short_{files[1].name}").write_bytes(b"\n".join(lines[: header + 21]) + b"\n")
+    parsed = tmp_path_factory.mktemp("parsed")
+    parse_dataset([str(raw)], parsed, cache_root=tmp_path_factory.mktemp("cache"))
+    labels_first = tmp_path_factory.mktemp("labels-first")
+    label_dataset(parsed, labels_first)
+    from uos.labels.label import read_labels
+
+    rejected_id = read_labels(labels_first)["hole_id"].iloc[5]
+    notes = tmp_path_factory.mktemp("annotations")
+    annotations.save(notes, annotations.Annotation(rejected_id, rejected="drill slipped", annotator="test"))
+    labels = tmp_path_factory.mktemp("labels")
+    label_dataset(parsed, labels, annotations_dir=notes)
+    folds = tmp_path_factory.mktemp("folds")
+    summary = split_dataset(parsed, labels, folds, SPLIT)
+    return {"raw": raw, "parsed": parsed, "labels": labels, "folds": folds, "split": summary, "rejected": rejected_id}
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tracking_home, tmp_path_factory):
+    from uos.training.run import run_training
+
+    out = tmp_path_factory.mktemp("model")
+    summary = run_training(dataset["parsed"], dataset["labels"], dataset["folds"], out, QUICK,
+                           truth_path=dataset["raw"] / "truth.csv", root=tmp_path_factory.mktemp("project"))  # fmt: skip
+    return summary
+
+
+def _env(tracking_home: Path) -> dict[str, str]:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                MLFLOW_TRACKING_URI=f"sqlite:///{tracking_home / 'mlflow.db'}")  # fmt: skip
+
+
+# --- split --------------------------------------------------------------------------------------
+
+
+def test_groups_never_straddle_folds(dataset):
+    from uos.dataset.layout import read_holes
+
+    folds = read_folds(dataset["folds"])
+    assert folds.groupby("group")["fold"].nunique().max() == 1
+    assert sorted(folds["fold"].unique()) == [0, 1, 2]
+    # Tool lives: every (head, tool life) of the synthetic fleet sits in one fold.
+    holes = read_holes(dataset["parsed"], ["hole_id", "head_id", "tool_age", "signals_hash", "source"]).merge(
+        folds, on="hole_id"
+    )
+    assert len(holes) == len(folds)
+
+
+def test_same_signals_stay_together_and_bad_holes_are_left_out(dataset):
+    from uos.dataset.layout import read_holes
+
+    folds = read_folds(dataset["folds"])
+    holes = read_holes(dataset["parsed"], ["hole_id", "signals_hash", "status"])
+    twins = holes[holes["signals_hash"].duplicated(keep=False) & (holes["status"] != "error")]
+    assert len(twins) >= 2, "the re-exported copy should be a second hole with the same signals"
+    assert folds[folds["hole_id"].isin(twins["hole_id"])]["fold"].nunique() == 1
+    assert dataset["rejected"] not in set(folds["hole_id"])
+    errored = set(holes.loc[holes["status"] == "error", "hole_id"])
+    assert errored and not errored & set(folds["hole_id"])
+    assert dataset["split"].left_out["rejected"] == 1
+    assert dataset["split"].left_out["parse error"] >= 1
+
+
+def test_program_families_are_spread_over_folds(dataset):
+    folds = read_folds(dataset["folds"])
+    per_fold = folds.groupby("fold")["family"].nunique()
+    assert folds["family"].nunique() >= 2
+    assert (per_fold == folds["family"].nunique()).all(), folds.groupby(["fold", "family"]).size()
+
+
+def test_too_few_groups_is_a_clear_error(dataset, tmp_path):
+    from uos.errors import UosError
+
+    with pytest.raises(UosError, match="groups of holes for 60 folds"):
+        split_dataset(dataset["parsed"], dataset["labels"], tmp_path, SplitParams(k=60, life_block=0))
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+def test_training_is_deterministic_for_a_seed(dataset):
+    import torch
+
+    from uos.dataset.layout import load_holes
+    from uos.labels.label import read_labels
+    from uos.training.train import build_examples, fit
+
+    holes = load_holes(
+        dataset["parsed"],
+        ["depth_mm", "torque_a", "thrust_a"],
+        hole_ids=list(read_folds(dataset["folds"])["hole_id"][:16]),
+    )
+    examples = build_examples([h for h in holes if h.signals], read_labels(dataset["labels"]), QUICK)
+    params = dataclasses.replace(QUICK, epochs=2)
+    first, history_first = fit(examples, params)
+    second, history_second = fit(examples, params)
+    assert history_first == history_second
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[name]), name
+
+
+def test_train_tracks_everything_in_mlflow(trained, dataset):
+    import mlflow
+
+    from uos.training import tracking
+
+    metrics = json.loads((trained.out_dir / "metrics.json").read_text())
+    for name in ("entry", "transition", "exit", "thickness"):
+        assert metrics["cv"][name]["mae_mm"] is not None
+        assert name in metrics["baseline"]
+    assert metrics["synthetic_truth"]["model"]["exit_n"] > 30
+
+    client = tracking.client()
+    parent = client.get_run(trained.run_id)
+    assert parent.data.params["epochs"] == str(QUICK.epochs) and parent.data.params["split_k"] == "3"
+    assert {"cv_exit_mae_mean", "cv_exit_mae_sd", "cv_thickness_mae_mean"} <= set(parent.data.metrics)
+    assert "git_commit" in parent.data.tags and "data_md5" in parent.data.tags
+    assert parent.inputs.dataset_inputs and parent.inputs.dataset_inputs[0].dataset.name == "uos-holes"
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{trained.run_id}'")
+    assert len(children) == 3
+    assert len(client.get_metric_history(children[0].info.run_id, "train_loss")) == QUICK.epochs
+    artifacts = {a.path for a in client.list_artifacts(trained.run_id, "plots")}
+    assert {"plots/error_histogram.png", "plots/predicted_vs_label.png", "plots/learning_curve.png"} <= artifacts
+
+    version = tracking.version_for_alias(tracking.CANDIDATE)
+    assert version.version == trained.version and version.run_id == trained.run_id
+    assert "labels_md5" in version.tags
+    del mlflow
+
+
+def test_weights_load_without_pickled_code(trained):
+    import torch
+
+    from uos.training.model import DepthNet, NetConfig
+
+    config = json.loads((trained.out_dir / "config.json").read_text())
+    state = torch.load(trained.out_dir / "weights.pt", weights_only=True)
+    net = DepthNet(NetConfig(**config["net"]))
+    net.load_state_dict(state)
+
+
+def test_registered_model_takes_raw_signals(trained, dataset):
+    import mlflow
+    import pandas as pd
+
+    from uos.dataset.layout import load_holes
+
+    model = mlflow.pyfunc.load_model("models:/uos-depth@candidate")
+    holes = [h for h in load_holes(dataset["parsed"], ["depth_mm", "torque_a", "thrust_a"]) if h.signals][:5]
+    frame = pd.DataFrame({k: [h.signals[k] for h in holes] for k in ("depth_mm", "torque_a", "thrust_a")})
+    result = model.predict(frame)
+    assert list(result.columns[:4]) == ["entry_mm", "transition_mm", "exit_mm", "thickness_mm"]
+    assert len(result) == 5 and result["entry_mm"].notna().all()
+    assert model.metadata.signature is not None
+
+
+def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_home, tmp_path):
+    from uos.training import tracking
+    from uos.training.run import run_training
+
+    tracking.configure()
+    champion = tracking.version_for_alias(tracking.CHAMPION)
+    moved, reason = tracking.promote()
+    assert moved or (champion is not None and "already" in reason), reason
+    assert tracking.version_for_alias(tracking.CHAMPION).version == trained.version
+
+    # A model trained for one epoch: worse, so it stays a candidate.
+    worse = run_training(dataset["parsed"], dataset["labels"], dataset["folds"], tmp_path / "worse",
+                         dataclasses.replace(QUICK, epochs=1, refine=False), root=tmp_path)  # fmt: skip
+    old = tracking.version_metrics(tracking.version_for_alias(tracking.CHAMPION))
+    new = tracking.version_metrics(tracking.version_for_alias(tracking.CANDIDATE))
+    assert any(new[k] > old[k] for k in new if k.endswith("_mae_mean")), "the one-epoch model should be worse"
+    result = subprocess.run(["uos", "promote"], env=_env(tracking_home), capture_output=True, text=True)
+    assert result.returncode == 1 and "regresses" in result.stderr, result.stderr
+    assert tracking.version_for_alias(tracking.CHAMPION).version == trained.version
+    forced = subprocess.run(["uos", "promote", "--force"], env=_env(tracking_home), capture_output=True, text=True)
+    assert forced.returncode == 0 and "forced" in forced.stderr
+    assert tracking.version_for_alias(tracking.CHAMPION).version == worse.version
+    # Leave the good model as champion for the other tests.
+    tracking.client().set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, trained.version)
+
+
+def test_predict_gives_one_json_line_per_hole_and_survives_bad_files(trained, dataset, tracking_home, tmp_path):
+    raw = dataset["raw"]
+    good = sorted(p for p in raw.iterdir() if p.suffix == ".xls" and not p.name.startswith("broken"))[:3]
+    bad = tmp_path / "empty_ST_9_9.xls"
+    bad.write_bytes(b"")
+    args = [
+        "uos",
+        "predict",
+        *map(str, good),
+        str(bad),
+        str(raw / "broken_ST_1_1.xls"),
+        "--model",
+        "models:/uos-depth@candidate",
+    ]
+    result = subprocess.run(args, env=_env(tracking_home), capture_output=True, text=True)
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 5
+    for record in records:
+        assert set(record) >= {"source", "hole_id", "entry_mm", "transition_mm", "exit_mm", "thickness_mm", "error"}
+    by_source = {Path(r["source"]).name: r for r in records}
+    for path in good:
+        record = by_source[path.name]
+        assert record["error"] is None and record["entry_mm"] is not None
+    assert by_source[bad.name]["error"] and by_source["broken_ST_1_1.xls"]["error"]
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 2
+
+
+def test_predict_without_a_model_is_a_clear_error(tmp_path, dataset):
+    env = dict(_env(tmp_path), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty.db'}")
+    result = subprocess.run(["uos", "predict", str(dataset["raw"])], env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("Error: cannot load model models:/uos-depth@champion")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_report_shows_champion_and_candidate(trained, tracking_home):
+    result = subprocess.run(
+        ["uos", "report", "--width", "100"], env=_env(tracking_home), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Cross-validated MAE" in result.stdout
+    assert "champion v" in result.stdout and "candidate v" in result.stdout
+    assert "learning curve" in result.stdout and "out-of-fold error" in result.stdout
+
+
+def test_the_ci_profile_is_quick_and_still_accurate(trained):
+    """The CI profile trains (cross-validation and final model) in under a minute, and its
+    out-of-fold keypoints are within 0.2 mm of the exact synthetic truth."""
+    assert trained.seconds < 60
+    exact = json.loads((trained.out_dir / "metrics.json").read_text())["synthetic_truth"]["model"]
+    for name in ("entry", "transition", "exit", "thickness"):
+        assert exact[name] < 0.2, exact

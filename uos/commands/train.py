@@ -1,0 +1,98 @@
+"""`uos train` and `uos promote`: the depth model, tracked in MLflow and registered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from uos.commands.common import params_option
+
+
+@click.command("train")
+@click.argument("parsed", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("labels", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folds", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the weights, metrics and plots.",
+)
+@click.option(
+    "--profile", default=None, help="A [train.profiles.NAME] table overriding [train] (e.g. ci: a quick run)."
+)
+@click.option(
+    "--truth",
+    "truth_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Ground truth of synthetic holes (truth.csv), for exact accuracy; skipped when absent.",
+)
+@params_option
+def train_command(parsed, labels, folds, out_dir, profile, truth_path, params_path):
+    """Train the depth model: cross-validated over the folds, then on every labelled hole.
+
+    \b
+    Every run is tracked in MLflow (MLFLOW_TRACKING_URI, default a SQLite file mlflow.db in the
+    project): params, losses per epoch, MAE per keypoint and thickness per fold and as mean and
+    sd, error plots, out-of-fold predictions, data lineage. The final model is registered as
+    uos-depth with the alias candidate; `uos promote` makes it the champion.
+
+    \b
+    Examples:
+      uos train build/parsed build/labels build/folds --out build/model
+      uos train build/parsed build/labels build/folds --out /tmp/m --profile ci
+    """
+    from uos.params import load_params
+    from uos.training.run import run_training
+    from uos.training.train import TrainParams
+
+    params = load_params(TrainParams, "train", params_path).with_profile(profile)
+    summary = run_training(parsed, labels, folds, out_dir, params, truth_path=truth_path if truth_path and truth_path.exists() else None,
+                           profile=profile, progress=lambda message: click.echo(message, err=True))  # fmt: skip
+    cv = summary.metrics["cv"]
+    base = summary.metrics["baseline"]
+    figures = ", ".join(
+        f"{k} {cv[k]['mae_mm']:.3f} ± {cv[k]['sd_mm']:.3f}"
+        for k in ("entry", "transition", "exit", "thickness")
+        if cv[k]["mae_mm"] is not None
+    )
+    click.echo(f"Cross-validated MAE mm: {figures}", err=True)
+    independent = summary.metrics.get("independent_labels")
+    if independent:
+        shown = ", ".join(
+            f"{k} {independent['model'][k]:.3f} vs {independent['baseline'][k]:.3f}"
+            for k in ("transition", "exit", "thickness") if independent["model"][k] is not None and independent["baseline"][k] is not None
+        )  # fmt: skip
+        click.echo(f"Against event and human labels, model vs signal-only baseline, MAE mm: {shown}", err=True)
+    del base
+    click.echo(
+        f"Registered {summary.model_uri} as candidate ({summary.seconds:.0f} s); `uos promote` to make it the champion.",
+        err=True,
+    )
+
+
+@click.command("promote")
+@click.option("--force", is_flag=True, help="Promote even when the candidate's cross-validated error is worse.")
+def promote_command(force):
+    """Make the candidate model the champion, unless its cross-validated error regresses.
+
+    \b
+    Compares the candidate's cross-validated MAE per keypoint and thickness with the current
+    champion's and says why it did or did not move the alias.
+
+    \b
+    Example:
+      uos promote
+    """
+    import sys
+
+    from uos.training import tracking
+
+    tracking.configure()
+    moved, reason = tracking.promote(force)
+    click.echo(reason, err=True)
+    if not moved and "regresses" in reason:
+        sys.exit(1)

@@ -1,0 +1,45 @@
+"""From raw signals to the model's input: channels on a fixed depth grid.
+
+The same function serves training, `uos predict` and `uos serve` (inside the registered MLflow
+model), so that a hole is seen the same way everywhere. Only depth, torque and thrust are used:
+step numbers and stop codes are the labels' evidence, not inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from uos.labels.profile import build_profile
+
+GRID_MM = 0.1  # the network localises on this grid; soft-argmax and the ramp fit go finer
+MAX_DEPTH_MM = 40.0
+N_BINS = int(MAX_DEPTH_MM / GRID_MM)
+CHANNELS = ("torque/10", "thrust", "torque shape", "thrust shape", "torque slope", "drilled")
+
+
+def depth_grid() -> np.ndarray:
+    return (np.arange(N_BINS) + 0.5) * GRID_MM
+
+
+def hole_features(depth: np.ndarray, torque: np.ndarray, thrust: np.ndarray) -> np.ndarray:
+    """(channels, bins) float32: levels, shapes (scaled to the hole's maximum), the torque's slope
+    and where the drill has been; zeros beyond the recording."""
+    features = np.zeros((len(CHANNELS), N_BINS), dtype=np.float32)
+    depth = np.asarray(depth, dtype=np.float64)
+    torque = np.asarray(torque, dtype=np.float64)
+    thrust = np.nan_to_num(np.asarray(thrust, dtype=np.float64))
+    profile = build_profile(depth, torque, thrust) if len(depth) else None
+    if profile is None:
+        return features
+    grid = depth_grid()
+    drilled = (grid >= profile.depth[0]) & (grid <= profile.depth[-1])
+    t = np.interp(grid, profile.depth, profile.torque) * drilled
+    f = np.interp(grid, profile.depth, profile.thrust) * drilled
+    slope = np.gradient(t, GRID_MM)
+    features[0] = t / 10.0
+    features[1] = f
+    features[2] = t / max(float(np.max(np.abs(t))), 0.1)
+    features[3] = f / max(float(np.max(np.abs(f))), 0.02)
+    features[4] = slope / max(float(np.max(np.abs(slope))), 0.1)
+    features[5] = drilled
+    return features

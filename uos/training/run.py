@@ -1,0 +1,315 @@
+"""One `uos train` run: cross-validation, the final model, metrics and plots for DVC, and
+everything tracked in MLflow (a parent run, a nested run per fold, the registered model)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uos.training.model import KEYPOINTS
+from uos.training.train import Examples, TrainParams, build_examples, cross_validate, errors, fit
+
+METRICS_FILE = "metrics.json"
+PLOTS_DIR = "plots"
+OUTPUT_COLUMNS = (
+    "entry_mm",
+    "transition_mm",
+    "exit_mm",
+    "thickness_mm",
+    "entry_presence",
+    "transition_presence",
+    "exit_presence",
+)
+INDEPENDENT_SOURCES = ("event", "human")  # labels not made by the signal-only detector itself
+
+
+@dataclass
+class TrainSummary:
+    out_dir: Path
+    metrics: dict[str, Any]
+    model_uri: str
+    version: str
+    run_id: str
+    seconds: float
+
+
+def _mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None, None
+    return float(np.mean(present)), float(np.std(present))
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    return value
+
+
+def _subset_errors(predicted: np.ndarray, expected: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """errors() counting, for each keypoint, only the holes in `mask` (holes x 3); thickness where
+    the exit is in the mask (an independent exit makes an independent thickness)."""
+    result = errors(np.where(mask, predicted, np.nan), np.where(mask, expected, np.nan))
+    thickness = errors(np.where(mask[:, 2:3], predicted, np.nan), np.where(mask[:, 2:3], expected, np.nan))
+    result["thickness"], result["thickness_n"] = thickness["thickness"], thickness["thickness_n"]
+    return result
+
+
+def _metrics(examples: Examples, labels, oof: np.ndarray, fold_errors, families: np.ndarray, truth) -> dict[str, Any]:
+    rows = labels.set_index("hole_id").loc[examples.hole_ids]
+    baseline = np.array([[rows.at[h, f"{k}_signal_mm"] for k in KEYPOINTS] for h in examples.hole_ids], dtype=float)
+    sources = np.array([[rows.at[h, f"{k}_source"] for k in KEYPOINTS] for h in examples.hole_ids], dtype=object)
+    independent = np.isin(sources, INDEPENDENT_SOURCES)
+    metrics: dict[str, Any] = {"holes": len(examples.hole_ids), "folds": len(fold_errors), "cv": {}, "baseline": {}}
+    for name in (*KEYPOINTS, "thickness"):
+        mean, sd = _mean_sd([f[name] for f in fold_errors])
+        metrics["cv"][name] = {"mae_mm": mean, "sd_mm": sd}
+    for name, value in errors(baseline, examples.positions).items():
+        if not name.endswith(("_n", "_errors")):
+            metrics["baseline"][name] = {"mae_mm": value}
+    # Against labels the signal-only detector did not make itself (machine events, humans).
+    if independent.any():
+        metrics["independent_labels"] = {
+            "model": _subset_errors(oof, examples.positions, independent),
+            "baseline": _subset_errors(baseline, examples.positions, independent),
+        }
+    if truth is not None:
+        exact = np.array(
+            [[truth.at[h, f"{k}_mm"] if h in truth.index else np.nan for k in KEYPOINTS] for h in examples.hole_ids],
+            dtype=float,
+        )
+        known = np.array([h in truth.index for h in examples.hole_ids])
+        if known.any():
+            metrics["synthetic_truth"] = {
+                "model": errors(oof[known], exact[known]),
+                "baseline": errors(baseline[known], exact[known]),
+            }
+    by_family = {}
+    for family in sorted(set(families.tolist())):
+        members = families == family
+        entry: dict[str, Any] = {
+            "holes": int(members.sum()),
+            "model_vs_labels": errors(oof[members], examples.positions[members]),
+        }
+        if independent[members].any():
+            entry["model_vs_independent"] = _subset_errors(
+                oof[members], examples.positions[members], independent[members]
+            )
+            entry["baseline_vs_independent"] = _subset_errors(
+                baseline[members], examples.positions[members], independent[members]
+            )
+        by_family[family] = entry
+    metrics["by_family"] = by_family
+    return _round(metrics)
+
+
+def _write_plots(out: Path, examples: Examples, oof: np.ndarray, histories) -> list[Path]:
+    """DVC plots data (CSV) and the same as PNG for MLflow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    plots = out / PLOTS_DIR
+    plots.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, hole_id in enumerate(examples.hole_ids):
+        for j, name in enumerate(KEYPOINTS):
+            if np.isfinite(examples.positions[i, j]) and np.isfinite(oof[i, j]):
+                rows.append({"hole_id": hole_id, "keypoint": name, "label_mm": round(examples.positions[i, j], 4),
+                             "predicted_mm": round(oof[i, j], 4), "error_mm": round(oof[i, j] - examples.positions[i, j], 4)})  # fmt: skip
+    predictions = pd.DataFrame(rows, columns=["hole_id", "keypoint", "label_mm", "predicted_mm", "error_mm"])
+    predictions.to_csv(plots / "predictions.csv", index=False)
+    # The error histogram as counts per 0.05 mm bin (clipped at +/- 1 mm), one column per keypoint.
+    edges = np.round(np.arange(-1.0, 1.0001, 0.05), 3)
+    histogram = pd.DataFrame({"error_mm": np.round((edges[:-1] + edges[1:]) / 2, 3)})
+    for name in KEYPOINTS:
+        values = predictions.loc[predictions["keypoint"] == name, "error_mm"].clip(-0.999, 0.999)
+        histogram[name] = np.histogram(values, bins=edges)[0]
+    histogram.to_csv(plots / "error_histogram.csv", index=False)
+    curve = pd.DataFrame(
+        [
+            {"fold": f, "epoch": e, "train_loss": round(t, 5), "validation_loss": None if v is None else round(v, 5)}
+            for f, history in enumerate(histories)
+            for e, t, v in history
+        ]
+    )
+    curve.to_csv(plots / "learning_curve.csv", index=False)
+    mean_curve = curve.groupby("epoch")[["train_loss", "validation_loss"]].mean().reset_index()
+    mean_curve.to_csv(plots / "learning_curve_mean.csv", index=False)
+
+    images = []
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for axis, name in zip(axes, KEYPOINTS, strict=True):
+        part = predictions[predictions["keypoint"] == name]
+        axis.scatter(part["label_mm"], part["predicted_mm"], s=6)
+        if len(part):
+            lo, hi = part["label_mm"].min(), part["label_mm"].max()
+            axis.plot([lo, hi], [lo, hi], color="gray", lw=0.8)
+        axis.set(title=f"{name}: out-of-fold prediction", xlabel="label (mm)", ylabel="predicted (mm)")
+    figure.tight_layout()
+    images.append(plots / "predicted_vs_label.png")
+    figure.savefig(images[-1], dpi=80)
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name in KEYPOINTS:
+        part = predictions[predictions["keypoint"] == name]["error_mm"].clip(-1, 1)
+        axis.hist(part, bins=50, alpha=0.5, label=name)
+    axis.set(title="out-of-fold error (clipped at 1 mm)", xlabel="predicted - label (mm)", ylabel="keypoints")
+    axis.legend()
+    images.append(plots / "error_histogram.png")
+    figure.savefig(images[-1], dpi=80)
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.plot(mean_curve["epoch"], mean_curve["train_loss"], label="train")
+    axis.plot(mean_curve["epoch"], mean_curve["validation_loss"], label="validation")
+    axis.set(title="learning curve (mean over folds)", xlabel="epoch", ylabel="loss")
+    axis.legend()
+    images.append(plots / "learning_curve.png")
+    figure.savefig(images[-1], dpi=80)
+    plt.close("all")
+    return images
+
+
+def _flat(prefix: str, data: dict[str, Any], into: dict[str, float]) -> dict[str, float]:
+    for key, value in data.items():
+        name = f"{prefix}_{key}" if prefix else key
+        if isinstance(value, dict):
+            _flat(name, value, into)
+        elif isinstance(value, int | float) and not isinstance(value, bool) and value is not None:
+            into[name.replace("/", "_")] = float(value)
+    return into
+
+
+def run_training(
+    parsed_dir: str | Path,
+    labels_dir: str | Path,
+    folds_dir: str | Path,
+    out_dir: str | Path,
+    params: TrainParams,
+    truth_path: str | Path | None = None,
+    profile: str | None = None,
+    root: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrainSummary:
+    import mlflow
+    import pandas as pd
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Schema
+
+    from uos.dataset.layout import load_holes
+    from uos.labels.label import read_labels
+    from uos.training import tracking
+    from uos.training.folds import read_folds
+
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    out = Path(out_dir)
+    root = (root or Path.cwd()).resolve()
+    folds_frame = read_folds(folds_dir)
+    labels = read_labels(labels_dir)
+    fold_of = dict(zip(folds_frame["hole_id"], folds_frame["fold"], strict=True))
+    family_of = dict(zip(folds_frame["hole_id"], folds_frame["family"], strict=True))
+    say(f"loading {len(fold_of)} holes")
+    holes = [
+        h for h in load_holes(parsed_dir, ["depth_mm", "torque_a", "thrust_a"], hole_ids=list(fold_of)) if h.signals
+    ]
+    examples = build_examples(holes, labels, params)
+    folds = np.array([fold_of[h] for h in examples.hole_ids])
+    families = np.array([family_of[h] for h in examples.hole_ids], dtype=object)
+    truth = None
+    if truth_path is not None and Path(truth_path).exists():
+        truth = pd.read_csv(truth_path, dtype={"hole_id": str}).set_index("hole_id")
+
+    tracking.configure(root)
+    facts = tracking.lineage(root)
+    summary_path = Path(folds_dir) / "folds.json"
+    split_facts = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    logged_params = {k: v for k, v in dataclasses.asdict(params).items() if k != "profiles"}
+    with mlflow.start_run(run_name=f"train{'-' + profile if profile else ''}") as parent:
+        mlflow.log_params({**logged_params, "profile": profile or "default", "holes": len(examples.hole_ids)})
+        mlflow.log_params({f"split_{k}": v for k, v in split_facts.items() if not isinstance(v, dict)})
+        mlflow.set_tags({k: str(v) for k, v in facts.items()})
+        digest = facts["labels_md5"] or facts["data_md5"] or "unversioned"
+        dataset_frame = pd.DataFrame({"hole_id": examples.hole_ids, "fold": folds, "family": families})
+        mlflow.log_input(mlflow.data.from_pandas(dataset_frame, source=str(Path(labels_dir).resolve()), name="uos-holes",
+                                                 digest=str(digest)[:36]), context="training")  # fmt: skip
+
+        def on_fold(fold: int, result: dict[str, Any], history) -> None:
+            with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
+                mlflow.log_params({"fold": fold, "test_holes": int((folds == fold).sum())})
+                for epoch, train_loss, validation_loss in history:
+                    mlflow.log_metric("train_loss", train_loss, step=epoch)
+                    if validation_loss is not None:
+                        mlflow.log_metric("validation_loss", validation_loss, step=epoch)
+                mlflow.log_metrics({f"mae_{k}": v for k, v in result.items() if isinstance(v, float)})
+
+        cv = cross_validate(examples, folds, params, progress=say, on_fold=on_fold)
+        metrics = _metrics(examples, labels, cv.oof, cv.fold_errors, families, truth)
+        for name in (*KEYPOINTS, "thickness"):
+            mean, sd = metrics["cv"][name]["mae_mm"], metrics["cv"][name]["sd_mm"]
+            if mean is not None:
+                mlflow.log_metrics({f"cv_{name}_mae_mean": mean, f"cv_{name}_mae_sd": sd})
+        mlflow.log_metrics(_flat("", {k: v for k, v in metrics.items() if k not in ("cv", "by_family")}, {}))
+
+        say(f"final model: training on all {len(examples.hole_ids)} holes")
+        model, history = fit(examples, params)
+        out.mkdir(parents=True, exist_ok=True)
+        weights, config = out / "weights.pt", out / "config.json"
+        torch.save(model.state_dict(), weights)
+        config.write_text(
+            json.dumps(
+                {"net": params.net().to_dict(), "refine": params.refine, "min_gap_mm": params.min_layer_mm}, indent=2
+            )
+            + "\n"
+        )
+        for epoch, train_loss, _ in history:
+            mlflow.log_metric("final_train_loss", train_loss, step=epoch)
+
+        _write_plots(out, examples, cv.oof, cv.histories)
+        mlflow.log_artifacts(str(out / PLOTS_DIR), artifact_path="plots")
+        oof = pd.DataFrame(cv.oof, columns=[f"{k}_mm" for k in KEYPOINTS]).assign(hole_id=examples.hole_ids, fold=folds)
+        oof.to_csv(out / PLOTS_DIR / "out_of_fold.csv", index=False)
+        mlflow.log_artifact(str(out / PLOTS_DIR / "out_of_fold.csv"), artifact_path="predictions")
+
+        signature = ModelSignature(
+            inputs=Schema(
+                [
+                    ColSpec(Array("double"), "depth_mm"),
+                    ColSpec(Array("double"), "torque_a"),
+                    ColSpec(Array("double"), "thrust_a"),
+                ]
+            ),
+            outputs=Schema([ColSpec("double", c) for c in OUTPUT_COLUMNS]),
+        )
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("pyfunc.py")),
+            artifacts={"weights": str(weights), "config": str(config)},
+            signature=signature,
+            pip_requirements=["mlflow", "torch==2.13.0", "numpy", "pandas", "uos"],
+        )
+        version = mlflow.register_model(info.model_uri, tracking.MODEL_NAME)
+        client = tracking.client()
+        client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CANDIDATE, version.version)
+        for key, value in {**facts, "profile": profile or "default"}.items():
+            client.set_model_version_tag(tracking.MODEL_NAME, version.version, key, str(value))
+        run_id = parent.info.run_id
+
+    metrics["model"] = {"name": tracking.MODEL_NAME, "version": version.version, "alias": tracking.CANDIDATE, "run_id": run_id,
+                        "tracking_uri": tracking.tracking_uri(root)}  # fmt: skip
+    tmp = out / f".{METRICS_FILE}.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, out / METRICS_FILE)
+    return TrainSummary(out, metrics, f"models:/{tracking.MODEL_NAME}/{version.version}", version.version, run_id,
+                        time.perf_counter() - started)  # fmt: skip

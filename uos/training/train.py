@@ -1,0 +1,261 @@
+"""`uos train`: the depth model, cross-validated over the folds, then trained on every labelled hole.
+
+A plain PyTorch loop (deterministic for a seed): heatmap cross-entropy against a Gaussian around
+each labelled keypoint, weighted by the label's confidence, plus presence; null labels teach
+presence only. Every run is tracked in MLflow (tracking.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from uos.errors import ConfigError
+from uos.params import from_table
+from uos.training.features import GRID_MM, N_BINS, hole_features
+from uos.training.model import KEYPOINTS, NetConfig, decode, refine
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """`[train]` in params.toml; `[train.profiles.NAME]` tables override it (`uos train --profile`)."""
+
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 0.002
+    weight_decay: float = 0.0001
+    width: int = 8
+    levels: int = 3
+    kernel: int = 5
+    sigma_bins: float = 1.5  # width of the target around a keypoint, in grid bins
+    shift_mm: float = 2.0  # augmentation: random shift along depth
+    gain: float = 0.3  # augmentation: torque and thrust scaled by up to +/- this share
+    confidence_weight: bool = True  # weight each label by its confidence
+    min_confidence: float = 0.0  # labels less sure than this are left out
+    refine: bool = True  # move predictions to the start of the fitted ramp nearby
+    min_layer_mm: float = 1.0  # keypoints are decoded in depth order, at least this far apart
+    seed: int = 0
+    threads: int = 2
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def with_profile(self, name: str | None) -> TrainParams:
+        if not name:
+            return self
+        if name not in self.profiles:
+            raise ConfigError(
+                f"[train.profiles.{name}] not in params.toml (profiles: {', '.join(self.profiles) or 'none'})"
+            )
+        table = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | self.profiles[name]
+        return from_table(TrainParams, table, f"[train.profiles.{name}]")
+
+    def net(self) -> NetConfig:
+        return NetConfig(width=self.width, levels=self.levels, kernel=self.kernel)
+
+
+@dataclass
+class Examples:
+    """Model inputs and targets for a set of holes."""
+
+    hole_ids: list[str]
+    features: np.ndarray  # (holes, channels, bins)
+    positions: np.ndarray  # (holes, 3) label depth in mm, NaN where the point does not exist
+    weights: np.ndarray  # (holes, 3) label confidence (0: left out)
+    raw: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # depth, torque, thrust, for refinement
+
+    def subset(self, index: np.ndarray) -> Examples:
+        return Examples([self.hole_ids[i] for i in index], self.features[index], self.positions[index],
+                        self.weights[index], [self.raw[i] for i in index])  # fmt: skip
+
+
+def build_examples(holes: list, labels, params: TrainParams) -> Examples:
+    """Features of every hole that has a labels row, with its keypoints and their weights."""
+    rows = labels.set_index("hole_id")
+    ids, features, positions, weights, raw = [], [], [], [], []
+    for hole in holes:
+        if hole.hole_id not in rows.index:
+            continue
+        row = rows.loc[hole.hole_id]
+        s = hole.signals
+        ids.append(hole.hole_id)
+        features.append(hole_features(s["depth_mm"], s["torque_a"], s["thrust_a"]))
+        raw.append((s["depth_mm"], s["torque_a"], s["thrust_a"]))
+        positions.append([row[f"{k}_mm"] if row[f"{k}_mm"] is not None else np.nan for k in KEYPOINTS])
+        confidence = np.array([row[f"{k}_confidence"] for k in KEYPOINTS], dtype=float)
+        weight = confidence if params.confidence_weight else np.ones(3)
+        weights.append(np.where(confidence >= params.min_confidence, weight, 0.0))
+    return Examples(ids, np.stack(features) if features else np.zeros((0, 6, N_BINS), np.float32),
+                    np.array(positions, dtype=float).reshape(-1, 3), np.array(weights, dtype=float).reshape(-1, 3), raw)  # fmt: skip
+
+
+def _torch_setup(params: TrainParams):
+    import torch
+
+    torch.manual_seed(params.seed)
+    torch.set_num_threads(params.threads)
+    torch.use_deterministic_algorithms(True)
+    return torch
+
+
+def _augment(torch, x, positions, generator, params: TrainParams):
+    """Random gain on the level channels and a random shift along depth (targets shift along)."""
+    x = x.clone()
+    batch = x.shape[0]
+    gain = 1.0 + params.gain * (2 * torch.rand((batch, 2, 1), generator=generator) - 1)
+    x[:, 0:1] *= gain[:, 0:1]
+    x[:, 1:2] *= gain[:, 1:2]
+    limit = int(params.shift_mm / GRID_MM)
+    shifted = torch.zeros_like(x)
+    shifts = torch.randint(-limit, limit + 1, (batch,), generator=generator).tolist()
+    for i, shift in enumerate(shifts):
+        if shift >= 0:
+            shifted[i, :, shift:] = x[i, :, : N_BINS - shift]
+        else:
+            shifted[i, :, :shift] = x[i, :, -shift:]
+    return shifted, positions + torch.tensor(shifts, dtype=positions.dtype)[:, None] * GRID_MM
+
+
+def _loss(torch, heatmaps, presence, positions, weights, sigma_bins: float):
+    import torch.nn.functional as F
+
+    present = ~torch.isnan(positions)
+    grid = (torch.arange(N_BINS, dtype=heatmaps.dtype) + 0.5) * GRID_MM
+    centre = torch.nan_to_num(positions, nan=0.0)[..., None]
+    target = torch.exp(-0.5 * ((grid - centre) / (sigma_bins * GRID_MM)) ** 2)
+    target = target / target.sum(dim=-1, keepdim=True).clamp_min(1e-9)
+    log_probability = F.log_softmax(heatmaps, dim=-1)
+    cross_entropy = -(target * log_probability).sum(dim=-1)  # (batch, 3)
+    used = present & (weights > 0)
+    position_loss = (cross_entropy * weights * used).sum() / (weights * used).sum().clamp_min(1e-9)
+    presence_weight = (weights > 0).to(heatmaps.dtype)
+    presence_loss = F.binary_cross_entropy_with_logits(
+        presence, present.to(heatmaps.dtype), weight=presence_weight, reduction="sum"
+    )
+    presence_loss = presence_loss / presence_weight.sum().clamp_min(1.0)
+    return position_loss + presence_loss
+
+
+def fit(
+    train: Examples,
+    params: TrainParams,
+    validation: Examples | None = None,
+    on_epoch: Callable[[int, float, float | None], None] | None = None,
+):
+    """Train a fresh network; returns it and the loss history [(epoch, train loss, validation loss)]."""
+    torch = _torch_setup(params)
+    from uos.training.model import DepthNet
+
+    model = DepthNet(params.net())
+    optimiser = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser,
+        max_lr=params.learning_rate,
+        total_steps=max(params.epochs * max(1, -(-len(train.hole_ids) // params.batch_size)), 1),
+    )
+    generator = torch.Generator().manual_seed(params.seed)
+    x_all = torch.from_numpy(train.features)
+    positions_all = torch.from_numpy(train.positions)
+    weights_all = torch.from_numpy(train.weights)
+    history = []
+    for epoch in range(1, params.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train.hole_ids), generator=generator)
+        total, count = 0.0, 0
+        for start in range(0, len(order), params.batch_size):
+            batch = order[start : start + params.batch_size]
+            x, positions = _augment(torch, x_all[batch], positions_all[batch], generator, params)
+            heatmaps, presence = model(x)
+            loss = _loss(torch, heatmaps, presence, positions, weights_all[batch], params.sigma_bins)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(batch)
+            count += len(batch)
+        validation_loss = evaluate_loss(model, validation, params) if validation is not None else None
+        history.append((epoch, total / max(count, 1), validation_loss))
+        if on_epoch:
+            on_epoch(epoch, total / max(count, 1), validation_loss)
+    return model, history
+
+
+def evaluate_loss(model, examples: Examples, params: TrainParams) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        heatmaps, presence = model(torch.from_numpy(examples.features))
+        return float(_loss(torch, heatmaps, presence, torch.from_numpy(examples.positions), torch.from_numpy(examples.weights),
+                           params.sigma_bins))  # fmt: skip
+
+
+def predict_examples(model, examples: Examples, params: TrainParams, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (holes, 3) in mm (NaN: absent) and presence probabilities."""
+    import torch
+
+    model.eval()
+    outputs, presences = [], []
+    with torch.no_grad():
+        for start in range(0, len(examples.hole_ids), batch):
+            heatmaps, presence = model(torch.from_numpy(examples.features[start : start + batch]))
+            outputs.append(heatmaps.numpy())
+            presences.append(presence.numpy())
+    if not outputs:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    positions, probability = decode(np.concatenate(outputs), np.concatenate(presences), params.min_layer_mm)
+    if params.refine:
+        for i, (depth, torque, thrust) in enumerate(examples.raw):
+            positions[i] = refine(positions[i], depth, torque, thrust)
+    return positions, probability
+
+
+def errors(predicted: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
+    """MAE per keypoint and for thickness (exit - entry) where both sides have the point; and how
+    often presence disagrees."""
+    result: dict[str, Any] = {}
+    for i, name in enumerate(KEYPOINTS):
+        both = np.isfinite(predicted[:, i]) & np.isfinite(expected[:, i])
+        result[name] = float(np.mean(np.abs(predicted[both, i] - expected[both, i]))) if both.any() else None
+        result[f"{name}_n"] = int(both.sum())
+        result[f"{name}_presence_errors"] = int((np.isfinite(predicted[:, i]) != np.isfinite(expected[:, i])).sum())
+    thick_p = predicted[:, 2] - predicted[:, 0]
+    thick_e = expected[:, 2] - expected[:, 0]
+    both = np.isfinite(thick_p) & np.isfinite(thick_e)
+    result["thickness"] = float(np.mean(np.abs(thick_p[both] - thick_e[both]))) if both.any() else None
+    result["thickness_n"] = int(both.sum())
+    return result
+
+
+@dataclass
+class CrossValidation:
+    oof: np.ndarray  # out-of-fold predictions (holes, 3)
+    fold_errors: list[dict[str, Any]]
+    histories: list[list[tuple[int, float, float | None]]]
+    seconds: float
+
+
+def cross_validate(examples: Examples, folds: np.ndarray, params: TrainParams, progress: Callable[[str], None] | None = None,
+                   on_fold: Callable[[int, dict[str, Any], list], None] | None = None) -> CrossValidation:  # fmt: skip
+    started = time.perf_counter()
+    oof = np.full(examples.positions.shape, np.nan)
+    fold_errors, histories = [], []
+    for fold in sorted(set(folds.tolist())):
+        test = np.flatnonzero(folds == fold)
+        train = np.flatnonzero(folds != fold)
+        if progress:
+            progress(
+                f"fold {fold + 1}/{len(set(folds.tolist()))}: training on {len(train)} holes, testing on {len(test)}"
+            )
+        model, history = fit(examples.subset(train), params, examples.subset(test))
+        predicted, _ = predict_examples(model, examples.subset(test), params)
+        oof[test] = predicted
+        result = errors(predicted, examples.positions[test])
+        fold_errors.append(result)
+        histories.append(history)
+        if on_fold:
+            on_fold(fold, result, history)
+    return CrossValidation(oof, fold_errors, histories, time.perf_counter() - started)
