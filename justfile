@@ -49,6 +49,30 @@ parse *args:
 show target *args:
     {{run}} uos show {{target}} {{args}}
 
+# Cross-validated errors of the champion and the candidate model, in the terminal
+report *args:
+    {{run}} uos report {{args}}
+
+# Make the candidate model the champion, unless its cross-validated error regresses
+promote *args:
+    {{run}} uos promote {{args}}
+
+# Keypoints for Setitec files or folders, one JSON line per hole
+predict +paths:
+    {{run}} uos predict {{paths}}
+
+# Try training parameters as a DVC experiment, e.g. `just exp train.epochs=60`
+exp +settings:
+    {{run}} dvc exp run {{ prepend("-S params.toml:", settings) }}
+
+# The MLflow UI on 127.0.0.1 (from your machine: ssh -L 5000:127.0.0.1:5000 server, open localhost:5000)
+mlflow-ui port="5000":
+    {{run}} mlflow ui --backend-store-uri "${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}" --host 127.0.0.1 --port {{port}}
+
+# Accuracy of the trained pipeline per source folder and program family (model vs baseline)
+bench-accuracy *args:
+    {{run}} python bench/accuracy.py {{args}}
+
 # Labelling accuracy (synthetic truth, real events) and speed
 bench-label *args:
     {{run}} python bench/label_bench.py {{args}}

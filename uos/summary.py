@@ -23,7 +23,23 @@ def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
     labels = _read_json(root / "build/labels/metrics.json")
     if labels:
         summary["label"] = labels
+    folds = _read_json(root / "build/folds/folds.json")
+    if folds:
+        summary["split"] = folds
+    model = _read_json(root / "build/model/metrics.json")
+    if model:
+        summary["train"] = model
     return summary
+
+
+def _mae_line(figures: dict[str, Any], keys=("entry", "transition", "exit", "thickness")) -> str:
+    shown = []
+    for key in keys:
+        value = figures.get(key)
+        value = value.get("mae_mm") if isinstance(value, dict) else value
+        if value is not None:
+            shown.append(f"{key} {value:.3f}")
+    return ", ".join(shown)
 
 
 def render_summary(summary: dict[str, Any]) -> str:
@@ -53,5 +69,21 @@ def render_summary(summary: dict[str, Any]) -> str:
         if synthetic:
             maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.2f}" for k in ("entry", "transition", "exit"))
             lines.append(f"           against the synthetic ground truth, MAE mm: {maes}")
-    lines.append("Next       uos show HOLE_ID (one hole in the terminal), uos annotate (review labels), just --list")
+    split = summary.get("split")
+    if split:
+        sizes = "/".join(str(n) for n in split["fold_sizes"].values())
+        lines.append(f"Folds      {split['holes']} holes in {split['k']} folds of {sizes} ({split['groups']} groups by {split['group_by']})")
+    model = summary.get("train")
+    if model:
+        info = model.get("model", {})
+        lines.append(f"Model      {info.get('name')} version {info.get('version')} ({info.get('alias')}), "
+                     f"cross-validated MAE mm: {_mae_line(model['cv'])}")  # fmt: skip
+        lines.append(f"           signal-only baseline against the same labels: {_mae_line(model['baseline'])}")
+        exact = model.get("synthetic_truth")
+        if exact:
+            lines.append(f"           against the synthetic ground truth: {_mae_line(exact['model'])}")
+        lines.append("Next       uos report (errors in the terminal), uos promote (candidate -> champion), "
+                     "uos predict FILE, uos annotate, just --list")  # fmt: skip
+    else:
+        lines.append("Next       uos show HOLE_ID (one hole in the terminal), uos annotate (review labels), just --list")
     return "\n".join(lines)
