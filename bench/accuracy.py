@@ -30,7 +30,9 @@ def _mae(frame: pd.DataFrame, predicted: str, only_independent: bool) -> dict[st
         error = (rows[f"{name}_{predicted}"] - rows[f"{name}_mm"]).abs().dropna()
         result[name] = (float(error.mean()) if len(error) else np.nan, len(error))
     rows = frame[frame["exit_source"].isin(INDEPENDENT)] if only_independent else frame
-    error = ((rows[f"exit_{predicted}"] - rows[f"entry_{predicted}"]) - (rows["exit_mm"] - rows["entry_mm"])).abs().dropna()
+    error = (
+        ((rows[f"exit_{predicted}"] - rows[f"entry_{predicted}"]) - (rows["exit_mm"] - rows["entry_mm"])).abs().dropna()
+    )
     result["thickness"] = (float(error.mean()) if len(error) else np.nan, len(error))
     return result
 
@@ -51,7 +53,9 @@ def main() -> None:
     folds = read_folds(build / "folds")[["hole_id", "family"]]
     oof = pd.read_csv(build / "model/plots/out_of_fold.csv", dtype={"hole_id": str})
     oof = oof.rename(columns={f"{k}_mm": f"{k}_model" for k in KEYPOINTS})
-    frame = labels.merge(oof, on="hole_id").merge(folds, on="hole_id").merge(holes, on="hole_id", suffixes=("", "_parsed"))
+    frame = (
+        labels.merge(oof, on="hole_id").merge(folds, on="hole_id").merge(holes, on="hole_id", suffixes=("", "_parsed"))
+    )
     frame = frame.rename(columns={f"{k}_signal_mm": f"{k}_signal" for k in KEYPOINTS})
     source = frame["source_parsed"] if "source_parsed" in frame else frame["source"]
     frame["folder"] = [Path(s).parent.name for s in source]

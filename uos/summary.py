@@ -72,7 +72,9 @@ def render_summary(summary: dict[str, Any]) -> str:
     split = summary.get("split")
     if split:
         sizes = "/".join(str(n) for n in split["fold_sizes"].values())
-        lines.append(f"Folds      {split['holes']} holes in {split['k']} folds of {sizes} ({split['groups']} groups by {split['group_by']})")
+        lines.append(
+            f"Folds      {split['holes']} holes in {split['k']} folds of {sizes} ({split['groups']} groups by {split['group_by']})"
+        )
     model = summary.get("train")
     if model:
         info = model.get("model", {})
@@ -85,5 +87,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append("Next       uos report (errors in the terminal), uos promote (candidate -> champion), "
                      "uos predict FILE, uos annotate, just --list")  # fmt: skip
     else:
-        lines.append("Next       uos show HOLE_ID (one hole in the terminal), uos annotate (review labels), just --list")
+        lines.append(
+            "Next       uos show HOLE_ID (one hole in the terminal), uos annotate (review labels), just --list"
+        )
     return "\n".join(lines)
