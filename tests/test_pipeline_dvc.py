@@ -62,8 +62,10 @@ def test_repro_runs_the_pipeline_then_is_a_no_op_and_exp_run_retrains(project):
     for stage in ("parse", "label", "split", "train"):
         assert f"Running stage '{stage}'" in first.stdout, stage
     assert (project / "build/parsed/holes.parquet").exists()
+    details = json.loads((project / "build/model/details.json").read_text())
+    assert details["model"]["alias"] == "candidate"
     metrics = json.loads((project / "build/model/metrics.json").read_text())
-    assert metrics["model"]["alias"] == "candidate"
+    assert set(metrics["cv_mae"]) == {"entry", "transition", "exit", "thickness"} and "baseline_mae" in metrics
     assert (project / "mlflow.db").exists()
 
     # The registered model records the data it came from, as DVC hashed it.

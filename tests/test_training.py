@@ -162,7 +162,9 @@ def test_train_tracks_everything_in_mlflow(trained, dataset):
 
     from uos.training import tracking
 
-    metrics = json.loads((trained.out_dir / "metrics.json").read_text())
+    metrics = json.loads((trained.out_dir / "details.json").read_text())
+    headline = json.loads((trained.out_dir / "metrics.json").read_text())
+    assert headline["cv_mae"]["exit"] == metrics["cv"]["exit"]["mae_mm"] and "truth_model_mae" in headline
     for name in ("entry", "transition", "exit", "thickness"):
         assert metrics["cv"][name]["mae_mm"] is not None
         assert name in metrics["baseline"]
@@ -288,6 +290,6 @@ def test_the_ci_profile_is_quick_and_still_accurate(trained):
     """The CI profile trains (cross-validation and final model) in under a minute, and its
     out-of-fold keypoints are within 0.2 mm of the exact synthetic truth."""
     assert trained.seconds < 60
-    exact = json.loads((trained.out_dir / "metrics.json").read_text())["synthetic_truth"]["model"]
+    exact = json.loads((trained.out_dir / "details.json").read_text())["synthetic_truth"]["model"]
     for name in ("entry", "transition", "exit", "thickness"):
         assert exact[name] < 0.2, exact

@@ -26,7 +26,7 @@ def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
     folds = _read_json(root / "build/folds/folds.json")
     if folds:
         summary["split"] = folds
-    model = _read_json(root / "build/model/metrics.json")
+    model = _read_json(root / "build/model/details.json")
     if model:
         summary["train"] = model
     return summary

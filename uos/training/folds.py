@@ -158,10 +158,15 @@ def split_dataset(
 
 
 def fold_table(frame) -> str:
-    """Fold sizes by program family, as a table for the terminal."""
-    table = frame.pivot_table(index="fold", columns="family", values="hole_id", aggfunc="count", fill_value=0)
-    table["holes"] = table.sum(axis=1)
-    table["groups"] = frame.groupby("fold")["group"].nunique()
+    """Holes per fold and program family (families as rows: there may be many), with totals and
+    the number of groups per fold, as a table for the terminal."""
+    table = frame.pivot_table(index="family", columns="fold", values="hole_id", aggfunc="count", fill_value=0)
+    table.columns = [f"fold {c}" for c in table.columns]
+    table["all"] = table.sum(axis=1)
+    table.loc["holes"] = table.sum(axis=0)
+    groups = frame.groupby("fold")["group"].nunique()
+    table.loc["groups"] = [*groups.tolist(), frame["group"].nunique()]
+    table.index.name = None
     return table.to_string()
 
 

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from uos.training.model import KEYPOINTS
-from uos.training.train import Examples, TrainParams, build_examples, cross_validate, errors, fit
+from uos.training.train import Examples, TrainParams, build_examples, cross_validate, epoch_progress, errors, fit
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = "metrics.json"  # the headline figures, for `dvc metrics show/diff`
+DETAILS_FILE = "details.json"  # every figure: per family, presence errors, counts, the registered version
 PLOTS_DIR = "plots"
 OUTPUT_COLUMNS = (
     "entry_mm",
@@ -180,6 +181,27 @@ def _write_plots(out: Path, examples: Examples, oof: np.ndarray, histories) -> l
     return images
 
 
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The figures worth a column in `dvc metrics show`: MAE per keypoint and thickness, for the
+    model (cross-validated, mean and sd over folds) and the signal-only baseline, against all
+    labels, against the independent (event, human) labels and against synthetic truth."""
+    names = (*KEYPOINTS, "thickness")
+    result: dict[str, Any] = {"holes": metrics["holes"], "cv_mae": {k: metrics["cv"][k]["mae_mm"] for k in names},
+                              "cv_sd": {k: metrics["cv"][k]["sd_mm"] for k in names},
+                              "baseline_mae": {k: metrics["baseline"][k]["mae_mm"] for k in names}}  # fmt: skip
+    for key, title in (("independent_labels", "independent"), ("synthetic_truth", "truth")):
+        if key in metrics:
+            for side in ("model", "baseline"):
+                result[f"{title}_{side}_mae"] = {k: metrics[key][side][k] for k in names}
+    return result
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def _flat(prefix: str, data: dict[str, Any], into: dict[str, float]) -> dict[str, float]:
     for key, value in data.items():
         name = f"{prefix}_{key}" if prefix else key
@@ -263,7 +285,7 @@ def run_training(
         mlflow.log_metrics(_flat("", {k: v for k, v in metrics.items() if k not in ("cv", "by_family")}, {}))
 
         say(f"final model: training on all {len(examples.hole_ids)} holes")
-        model, history = fit(examples, params)
+        model, history = fit(examples, params, on_epoch=epoch_progress(say, params.epochs))
         out.mkdir(parents=True, exist_ok=True)
         weights, config = out / "weights.pt", out / "config.json"
         torch.save(model.state_dict(), weights)
@@ -308,8 +330,7 @@ def run_training(
 
     metrics["model"] = {"name": tracking.MODEL_NAME, "version": version.version, "alias": tracking.CANDIDATE, "run_id": run_id,
                         "tracking_uri": tracking.tracking_uri(root)}  # fmt: skip
-    tmp = out / f".{METRICS_FILE}.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, out / METRICS_FILE)
+    _write_json(out / DETAILS_FILE, metrics)
+    _write_json(out / METRICS_FILE, headline(metrics))
     return TrainSummary(out, metrics, f"models:/{tracking.MODEL_NAME}/{version.version}", version.version, run_id,
                         time.perf_counter() - started)  # fmt: skip

@@ -230,6 +230,25 @@ def errors(predicted: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
     return result
 
 
+def epoch_progress(
+    progress: Callable[[str], None] | None, epochs: int
+) -> Callable[[int, float, float | None], None] | None:
+    """A line on a quarter of the epochs: long runs show they are alive, short ones stay quiet."""
+    if progress is None:
+        return None
+    every = max(epochs // 4, 1)
+    started = time.perf_counter()
+
+    def on_epoch(epoch: int, train_loss: float, validation_loss: float | None) -> None:
+        if epoch % every == 0 or epoch == epochs:
+            validation = "" if validation_loss is None else f", validation {validation_loss:.3f}"
+            progress(
+                f"  epoch {epoch}/{epochs}: loss {train_loss:.3f}{validation} ({time.perf_counter() - started:.0f} s)"
+            )
+
+    return on_epoch
+
+
 @dataclass
 class CrossValidation:
     oof: np.ndarray  # out-of-fold predictions (holes, 3)
@@ -250,7 +269,9 @@ def cross_validate(examples: Examples, folds: np.ndarray, params: TrainParams, p
             progress(
                 f"fold {fold + 1}/{len(set(folds.tolist()))}: training on {len(train)} holes, testing on {len(test)}"
             )
-        model, history = fit(examples.subset(train), params, examples.subset(test))
+        model, history = fit(
+            examples.subset(train), params, examples.subset(test), on_epoch=epoch_progress(progress, params.epochs)
+        )
         predicted, _ = predict_examples(model, examples.subset(test), params)
         oof[test] = predicted
         result = errors(predicted, examples.positions[test])
