@@ -32,7 +32,8 @@ def _number(value: float) -> float | None:
 
 
 def predict_paths(inputs: list[str], model, batch: int = 32) -> Iterator[dict[str, Any]]:
-    """One record per input, in order: the keypoints, or the reason the input could not be read."""
+    """One record per hole: the keypoints, or the reason the input could not be read (inputs that
+    do not exist come first, then the holes in the order found)."""
     import pandas as pd
 
     from uos.dataset.build import discover
