@@ -212,6 +212,10 @@ def test_registered_model_takes_raw_signals(trained, dataset):
     assert list(result.columns[:4]) == ["entry_mm", "transition_mm", "exit_mm", "thickness_mm"]
     assert len(result) == 5 and result["entry_mm"].notna().all()
     assert model.metadata.signature is not None
+    # Without the ramp-fit refinement (for speed): the network's positions, close to the refined.
+    fast = model.predict(frame, params={"refine": False})
+    assert list(fast.columns) == list(result.columns)
+    assert (fast["exit_mm"] - result["exit_mm"]).abs().max() < 0.5
 
 
 def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_home, tmp_path):

@@ -31,7 +31,7 @@ def _number(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 3)
 
 
-def predict_paths(inputs: list[str], model, batch: int = 32) -> Iterator[dict[str, Any]]:
+def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None = None) -> Iterator[dict[str, Any]]:
     """One record per hole: the keypoints, or the reason the input could not be read (inputs that
     do not exist come first, then the holes in the order found)."""
     import pandas as pd
@@ -52,7 +52,7 @@ def predict_paths(inputs: list[str], model, batch: int = 32) -> Iterator[dict[st
                 "thrust_a": [h.signals["thrust_a"] for _, h in pending],
             }
         )
-        result = model.predict(frame)
+        result = model.predict(frame, params=None if refine is None else {"refine": refine})
         for (source, hole), (_, row) in zip(pending, result.iterrows(), strict=True):
             yield _record(source, hole.hole_id, row, None)
         pending.clear()

@@ -2,9 +2,11 @@
 
 Input: one row per hole with the raw signals as arrays (`depth_mm`, `torque_a`, `thrust_a`);
 output: `entry_mm`, `transition_mm`, `exit_mm`, `thickness_mm` (NaN where a point does not exist)
-and the presence probability of each point. The preprocessing is inside, so that `uos predict`,
-`uos serve` and any MLflow client see holes exactly as training did. The weights are a plain
-state dict, loaded with `weights_only=True`: no pickled code runs on load.
+and the presence probability of each point. The param `refine` (default: as trained) turns the
+ramp-fit refinement off for speed: the network's own positions, ~2 ms instead of ~80 ms per hole.
+The preprocessing is inside, so that `uos predict`, `uos serve` and any MLflow client see holes
+exactly as training did. The weights are a plain state dict, loaded with `weights_only=True`: no
+pickled code runs on load.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class DepthModel(PythonModel):
         from uos.training.features import hole_features
         from uos.training.model import KEYPOINTS, decode, refine
 
+        refine_positions = bool((params or {}).get("refine", self.refine))
         rows = []
         signals = [
             (np.asarray(d, float), np.asarray(t, float), np.asarray(f, float))
@@ -51,7 +54,7 @@ class DepthModel(PythonModel):
                 heatmaps.numpy(), presence.numpy(), float(self.config.get("min_gap_mm", 1.0))
             )
             for i, s in enumerate(signals):
-                if self.refine:
+                if refine_positions:
                     positions[i] = refine(positions[i], *s)
                 row = {f"{k}_mm": float(positions[i, j]) for j, k in enumerate(KEYPOINTS)}
                 row["thickness_mm"] = row["exit_mm"] - row["entry_mm"]

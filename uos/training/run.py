@@ -227,7 +227,7 @@ def run_training(
     import pandas as pd
     import torch
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Schema
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
     from uos.dataset.layout import load_holes
     from uos.labels.label import read_labels
@@ -313,6 +313,7 @@ def run_training(
                 ]
             ),
             outputs=Schema([ColSpec("double", c) for c in OUTPUT_COLUMNS]),
+            params=ParamSchema([ParamSpec("refine", "boolean", params.refine)]),
         )
         info = mlflow.pyfunc.log_model(
             name="model",
