@@ -61,6 +61,18 @@ promote *args:
 predict +paths:
     {{run}} uos predict {{paths}}
 
+# Answer holes over MQTT with the champion model (broker from UOS_MQTT_* or options; see uos serve --help)
+serve *args:
+    {{run}} uos serve {{args}}
+
+# Publish Setitec files as drilling units do and print the answers, e.g. `just replay data/raw --rate 20`
+replay +args:
+    {{run}} uos replay {{args}}
+
+# A local MQTT broker on 127.0.0.1 for trying things out (mosquitto when installed)
+broker *args:
+    {{run}} uos broker {{args}}
+
 # Try training parameters as a DVC experiment, e.g. `just exp train.epochs=60`
 exp +settings:
     {{run}} dvc exp run {{ prepend("-S params.toml:", settings) }}
@@ -80,3 +92,7 @@ bench-label *args:
 # Benchmark uos parse over ../shared/setitec, cold and warm, against a bare pandas read
 bench-parse *args:
     {{run}} python bench/parse_bench.py {{args}}
+
+# Benchmark uos serve through mosquitto against a client that answers without computing
+bench-serve *args:
+    {{run}} python bench/serve_bench.py {{args}}

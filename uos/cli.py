@@ -8,10 +8,13 @@ import click
 
 from uos import __version__
 from uos.commands.annotate import annotate_command
+from uos.commands.broker import broker_command
 from uos.commands.label import label_command
 from uos.commands.parse import parse_command
 from uos.commands.predict import predict_command
+from uos.commands.replay import replay_command
 from uos.commands.report import report_command
+from uos.commands.serve import serve_command
 from uos.commands.show import show_command
 from uos.commands.split import split_command
 from uos.commands.summary import summary_command
@@ -52,6 +55,8 @@ def main() -> None:
       uos split build/parsed build/labels --out build/folds
       uos train build/parsed build/labels build/folds --out build/model
       uos show build/parsed HOLE                 look at one hole in the terminal
+      uos serve                                  answer holes over MQTT with the champion model
+      uos replay data/raw --rate 5               publish files as drilling units do
     """
 
 
@@ -64,5 +69,8 @@ main.add_command(train_command)
 main.add_command(promote_command)
 main.add_command(predict_command)
 main.add_command(report_command)
+main.add_command(serve_command)
+main.add_command(replay_command)
+main.add_command(broker_command)
 main.add_command(summary_command)
 main.add_command(synth_command)

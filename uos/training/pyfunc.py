@@ -34,34 +34,39 @@ class DepthModel(PythonModel):
         self.net.eval()
         self.refine = bool(config.get("refine", True))
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def keypoints(self, signals: list[tuple[np.ndarray, np.ndarray, np.ndarray]], refine_positions: bool | None = None):
+        """Positions (holes x 3, mm, NaN where absent) and presence probabilities for raw
+        (depth, torque, thrust) arrays: what `predict` returns, without the DataFrames (the path
+        `uos serve` takes, hundreds of holes a second)."""
         import torch
 
         from uos.training.features import hole_features
-        from uos.training.model import KEYPOINTS, decode, refine
+        from uos.training.model import decode, refine
 
-        refine_positions = bool((params or {}).get("refine", self.refine))
-        rows = []
+        if not signals:
+            return np.zeros((0, 3)), np.zeros((0, 3))
+        features = np.stack([hole_features(*s) for s in signals])
+        with torch.inference_mode():
+            heatmaps, presence = self.net(torch.from_numpy(features))
+        positions, probability = decode(heatmaps.numpy(), presence.numpy(), float(self.config.get("min_gap_mm", 1.0)))
+        if self.refine if refine_positions is None else refine_positions:
+            for i, s in enumerate(signals):
+                positions[i] = refine(positions[i], *s)
+        return positions, probability
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from uos.training.model import KEYPOINTS
+
         signals = [
             (np.asarray(d, float), np.asarray(t, float), np.asarray(f, float))
             for d, t, f in zip(model_input["depth_mm"], model_input["torque_a"], model_input["thrust_a"], strict=True)
         ]
-        if signals:
-            features = np.stack([hole_features(*s) for s in signals])
-            with torch.no_grad():
-                heatmaps, presence = self.net(torch.from_numpy(features))
-            positions, probability = decode(
-                heatmaps.numpy(), presence.numpy(), float(self.config.get("min_gap_mm", 1.0))
-            )
-            for i, s in enumerate(signals):
-                if refine_positions:
-                    positions[i] = refine(positions[i], *s)
-                row = {f"{k}_mm": float(positions[i, j]) for j, k in enumerate(KEYPOINTS)}
-                row["thickness_mm"] = row["exit_mm"] - row["entry_mm"]
-                row.update({f"{k}_presence": float(probability[i, j]) for j, k in enumerate(KEYPOINTS)})
-                rows.append(row)
-        columns = [f"{k}_mm" for k in KEYPOINTS] + ["thickness_mm"] + [f"{k}_presence" for k in KEYPOINTS]
-        return pd.DataFrame(rows, columns=columns)
+        positions, probability = self.keypoints(signals, bool((params or {}).get("refine", self.refine)))
+        frame = pd.DataFrame(positions, columns=[f"{k}_mm" for k in KEYPOINTS])
+        frame["thickness_mm"] = frame["exit_mm"] - frame["entry_mm"]
+        for j, name in enumerate(KEYPOINTS):
+            frame[f"{name}_presence"] = probability[:, j]
+        return frame
 
 
 mlflow.models.set_model(DepthModel())

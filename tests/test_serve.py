@@ -1,0 +1,405 @@
+"""`uos serve` and `uos replay` against a real mosquitto the tests start on a free port, with a
+real model in an MLflow registry of their own: answers as `uos predict` gives, every malformed
+input answered with an error, a broker restart losing nothing, SIGTERM draining, a new champion
+picked up, and two processes sharing the load."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from uos.serve import broker as brokers
+from uos.serve.connection import Connection
+from uos.serve.messages import Topics, unit_topic
+from uos.serve.replay import Replayer, prepare
+
+if brokers.find_mosquitto() is None:
+    if os.environ.get("UOS_REQUIRE_MOSQUITTO"):
+        raise RuntimeError("mosquitto is not installed, and CI requires it (.ci/run installs it)")
+    pytestmark = pytest.mark.skip(
+        reason="mosquitto is not installed (Debian: apt-get install mosquitto; .ci/run installs it)"
+    )
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A model trained on a few synthetic holes, registered twice (versions 1 and 2), v1 champion."""
+    from uos.dataset.build import parse_dataset
+    from uos.labels.label import label_dataset
+    from uos.synth.generate import synthesize
+    from uos.synth.params import SynthParams
+    from uos.training import tracking
+    from uos.training.folds import SplitParams, split_dataset
+    from uos.training.run import run_training
+    from uos.training.train import TrainParams
+
+    home = tmp_path_factory.mktemp("serve-mlflow")
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    raw = home / "raw"
+    synthesize(raw, dataclasses.replace(SynthParams(), holes=30, seed=5, production_tool_life=6, lab_tool_life=6))
+    parse_dataset([str(raw)], home / "parsed", cache_root=home / "cache")
+    label_dataset(home / "parsed", home / "labels")
+    split_dataset(home / "parsed", home / "labels", home / "folds", SplitParams(k=2, life_block=0))
+    run_training(
+        home / "parsed",
+        home / "labels",
+        home / "folds",
+        home / "model",
+        TrainParams(epochs=20, batch_size=16),
+        root=home,
+    )
+    tracking.configure()
+    client = tracking.client()
+    first = client.get_model_version(tracking.MODEL_NAME, "1")
+    client.create_model_version(
+        tracking.MODEL_NAME, source=first.source, run_id=first.run_id
+    )  # version 2, the same files
+    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, "1")
+    yield {"home": home, "raw": raw, "files": sorted(raw.glob("*.xls"))}
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+class Broker:
+    def __init__(self, data_dir: Path):
+        self.port = brokers.free_port()
+        self.data_dir = data_dir
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = brokers.start_mosquitto(self.port, self.data_dir)
+
+    def stop(self) -> None:
+        self.process.terminate()  # mosquitto saves its sessions and queued messages on the way out
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    running = Broker(tmp_path / "broker")
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+
+
+def _env(registry) -> dict[str, str]:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                MLFLOW_TRACKING_URI=f"sqlite:///{registry['home'] / 'mlflow.db'}")  # fmt: skip
+
+
+class Serve:
+    """`uos serve` as an operator runs it, with its stderr collected line by line."""
+
+    def __init__(self, registry, port: int, *args: str):
+        command = ["uos", "serve", "--port", str(port), "--status-every", "0.5", "--pair-timeout", "1.5", *args]
+        self.process = subprocess.Popen(
+            command, env=_env(registry), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for('"subscribed"', 60)
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def events(self, name: str) -> list[dict]:
+        found = []
+        for line in list(self.lines):
+            if f'"event": "{name}"' in line:
+                found.append(json.loads(line))
+        return found
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in list(self.lines)):
+            if self.process.poll() is not None:
+                raise AssertionError(f"uos serve exited ({self.process.returncode}):\n{''.join(self.lines)}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text} from uos serve within {timeout} s:\n{''.join(self.lines)}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=5)
+        return code
+
+
+@pytest.fixture
+def serve(registry, broker):
+    started = []
+
+    def start(*args: str) -> Serve:
+        process = Serve(registry, broker.port, *args)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.process.poll() is None:
+            process.process.kill()
+
+
+def _connection(port: int) -> Connection:
+    return Connection(port=port)
+
+
+def _collector(port: int) -> tuple[object, list[dict]]:
+    """A client that records every answer and error (persistent session: it misses nothing)."""
+    connection = _connection(port)
+    client = connection.client("test-collector", clean=False)
+    received: list[dict] = []
+    subscribed = threading.Event()
+
+    def on_connect(c, *_):
+        c.subscribe([("uos/keypoints/#", 1), ("uos/errors/#", 1)])
+
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda _c, _u, m: received.append({**json.loads(m.payload), "mqtt_topic": m.topic})
+    connection.connect(client)
+    client.loop_start()
+    assert subscribed.wait(10)
+    return client, received
+
+
+def _wait_until(condition, timeout: float, message) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(0.05)
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def test_replay_then_serve_gives_what_predict_gives(registry, broker, serve):
+    serve()
+    files = [str(p) for p in registry["files"][:12]]
+    replayed = subprocess.run(["uos", "replay", *files, "--port", str(broker.port), "--tools", "3", "--timeout", "30"],
+                              env=_env(registry), capture_output=True, text=True)  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr
+    answers = {a["hole_id"]: a for a in map(json.loads, replayed.stdout.splitlines())}
+    predicted = subprocess.run(
+        ["uos", "predict", *files, "--no-refine"], env=_env(registry), capture_output=True, text=True
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    expected = {p["hole_id"]: p for p in map(json.loads, predicted.stdout.splitlines())}
+    assert set(answers) == set(expected) and len(answers) == 12
+    for hole_id, answer in answers.items():
+        for key in ("entry_mm", "transition_mm", "exit_mm", "thickness_mm"):
+            assert answer[key] == expected[hole_id][key], (hole_id, key)
+        assert answer["model"] == "uos-depth" and answer["model_version"] == "1"
+        if answer["thickness_mm"] is not None:
+            assert answer["grip_code"] == int(-(-answer["thickness_mm"] // (25.4 / 16)))
+        assert answer["latency_ms"] >= 0 and answer["source_timestamp"]
+    summary = json.loads(replayed.stderr.strip().splitlines()[-1])
+    assert summary["answered"] == 12 and summary["unanswered"] == 0 and summary["unacknowledged"] == 0
+
+    # For people: a table; and a reader that stops early (`| head -n 2`) does not stall the replay.
+    piped = subprocess.run(f"uos replay {' '.join(files)} --port {broker.port} --table --timeout 30 | head -n 2",
+                           shell=True, env=_env(registry), capture_output=True, text=True)  # fmt: skip
+    lines = piped.stdout.splitlines()
+    assert lines[0].split()[:3] == ["hole", "entry", "transition"] and len(lines) == 2
+    assert lines[1].split()[0] in expected
+    summary = json.loads(piped.stderr.strip().splitlines()[-1])
+    assert summary["answered"] == 12, piped.stderr
+
+
+def _messages(registry, result_id: int, tool_index: int = 1):
+    items, _ = prepare([str(registry["files"][0])], first_result_id=result_id)
+    item = items[0]
+    return {kind: json.loads(data) for kind, data in item.payloads.items()}
+
+
+def test_every_malformed_input_gets_an_error_and_serve_stays_up(registry, broker, serve):
+    service = serve()
+    client, received = _collector(broker.port)
+    publisher = _connection(broker.port).client("test-publisher", clean=True)
+    _connection(broker.port).connect(publisher)
+    publisher.loop_start()
+    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+
+    def send(tool: str, kind: str, payload) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        publisher.publish(unit_topic("OPCPUBSUB", tool, kind), data, qos=1).wait_for_publish(5)
+
+    # Truncated JSON: the reason, the tool, and the ResultId read from what did arrive.
+    good = _messages(registry, 501)
+    send("box/truncated", "result", good["result"])
+    send("box/truncated", "trace", json.dumps(good["trace"]).encode()[:5000])
+    # A Result whose Trace never comes.
+    send("box/lonely", "result", _messages(registry, 502)["result"])
+    # A Trace without positions.
+    broken = _messages(registry, 503)
+    broken["trace"]["Messages"]["Payload"] = {
+        k: v for k, v in broken["trace"]["Messages"]["Payload"].items() if "PositionTrace" not in k
+    }
+    broken["trace"]["Messages"]["Payload"]["x.IntensityTorqueTrace.StepResultId"] = {"Value": "503"}
+    send("box/nopositions", "result", broken["result"])
+    send("box/nopositions", "trace", broken["trace"])
+    # Arrays of different lengths.
+    short = _messages(registry, 504)
+    for key, entry in short["trace"]["Messages"]["Payload"].items():
+        if key.endswith("IntensityThrustTrace.StepTraceContent[0].Values"):
+            entry["Value"] = entry["Value"][:-7]
+    send("box/lengths", "result", short["result"])
+    send("box/lengths", "trace", short["trace"])
+    # Not a PubSub message at all.
+    send("box/garbage", "result", {"hello": "world"})
+    # A re-sent duplicate: answered once.
+    twice = _messages(registry, 505)
+    for _ in range(2):
+        send("box/twice", "heads", twice["heads"])
+        send("box/twice", "result", twice["result"])
+        send("box/twice", "trace", twice["trace"])
+
+    def by_tool(tool: str) -> list[dict]:
+        return [r for r in received if r.get("tool") == tool]
+
+    _wait_until(lambda: all(by_tool(t) for t in ("box/truncated", "box/lonely", "box/nopositions", "box/lengths", "box/garbage", "box/twice")),
+                15, lambda: f"missing answers: {received}\n{''.join(service.lines)}")  # fmt: skip
+    time.sleep(1.0)  # a second answer to the duplicate would have come by now
+    truncated = by_tool("box/truncated")
+    assert len(truncated) == 1 and "not valid JSON" in truncated[0]["error"] and truncated[0]["result_id"] == "501"
+    lonely = by_tool("box/lonely")
+    assert len(lonely) == 1 and "Result without its Trace" in lonely[0]["error"] and lonely[0]["result_id"] == "502"
+    assert "no PositionTrace values" in by_tool("box/nopositions")[0]["error"]
+    assert "differ in length" in by_tool("box/lengths")[0]["error"] and by_tool("box/lengths")[0]["result_id"] == "504"
+    assert "not an OPC UA PubSub message" in by_tool("box/garbage")[0]["error"]
+    twice_answers = by_tool("box/twice")
+    assert len(twice_answers) == 1 and "error" not in twice_answers[0] and twice_answers[0]["result_id"] == "505"
+    assert all(r["mqtt_topic"].startswith("uos/errors/box/") for r in received if "error" in r)
+
+    # Still up: a good hole is answered, and the counters saw it all.
+    send("box/after", "result", _messages(registry, 506)["result"])
+    send("box/after", "trace", _messages(registry, 506)["trace"])
+    _wait_until(lambda: by_tool("box/after"), 10, "no answer after the bad inputs")
+    assert service.process.poll() is None
+
+    def settled() -> bool:
+        status = service.events("status")
+        return bool(status) and status[-1]["duplicates"] >= 2 and status[-1]["published"] >= 2
+
+    _wait_until(settled, 5, lambda: service.events("status")[-1:])
+    assert service.events("status")[-1]["errors"] == 5
+    assert service.stop() == 0
+    publisher.loop_stop()
+    client.loop_stop()
+
+
+def test_a_broker_restart_loses_no_hole(registry, broker, serve):
+    serve()
+    client, received = _collector(broker.port)
+    items, _ = prepare([str(p) for p in registry["files"]], tools=3, repeat=2)
+    replayer = Replayer(_connection(broker.port), Topics(), answers=False)
+    replayer.__enter__()
+    publishing = threading.Thread(target=replayer.publish, args=(items,), kwargs={"rate": 40.0})
+    publishing.start()
+    time.sleep(0.5)
+    broker.stop()
+    time.sleep(1.5)
+    broker.start()
+    publishing.join(timeout=60)
+    keys = {(i.tool, i.result_id) for i in items}
+
+    def answered() -> set:
+        return {(r["tool"], r["result_id"]) for r in received if "error" not in r}
+
+    _wait_until(lambda: answered() >= keys, 60, lambda: f"unanswered: {sorted(keys - answered())[:5]} of {len(keys)}")
+    time.sleep(1.0)
+    counts: dict = {}
+    for record in received:
+        counts[(record["tool"], record["result_id"])] = counts.get((record["tool"], record["result_id"]), 0) + 1
+    assert len(keys) == 60
+    assert all(counts.get(key) == 1 for key in keys), {k: v for k, v in counts.items() if v != 1}
+    replayer.__exit__(None, None, None)
+    client.loop_stop()
+
+
+def test_sigterm_answers_what_it_holds_and_exits_0(registry, broker, serve):
+    service = serve()
+    client, received = _collector(broker.port)
+    items, _ = prepare([str(p) for p in registry["files"]], tools=2)
+    with Replayer(_connection(broker.port), Topics(), answers=False) as replayer:
+        replayer.publish(items)
+        _wait_until(
+            lambda: service.events("status") and service.events("status")[-1]["received"] > 0, 10, "nothing received"
+        )
+        assert service.stop() == 0
+    stopped = service.events("stopped")[-1]
+    assert stopped["unacknowledged"] == 0
+    final = service.events("status")[-1]
+    _wait_until(
+        lambda: len(received) >= final["published"] + final["errors"],
+        10,
+        "answers published before exit did not arrive",
+    )
+    # Whatever this process did not take stays queued at the broker for the next one: none lost.
+    second = serve()
+    keys = {(i.tool, i.result_id) for i in items}
+    _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= keys, 30,
+                lambda: f"lost: {len(keys - {(r['tool'], r['result_id']) for r in received})}")  # fmt: skip
+    assert second.stop() == 0
+    client.loop_stop()
+
+
+def test_a_new_champion_is_picked_up_without_a_restart(registry, broker, serve):
+    from uos.training import tracking
+
+    tracking.configure()
+    client = tracking.client()
+    service = serve("--reload-every", "0.5")
+    # A version whose files are gone: it fails to load, and the old model stays.
+    broken = client.create_model_version(tracking.MODEL_NAME, source=str(registry["home"] / "missing"), run_id=None)
+    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, broken.version)
+    service.wait_for('"model-load-failed"', 20)
+    assert service.events("model-load-failed")[-1]["kept"] == "1"
+    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, "2")
+    service.wait_for('"model-switched"', 20)
+    assert service.events("model-switched")[-1]["version"] == "2"
+    report_lines = []
+    with Replayer(_connection(broker.port), Topics()) as replayer:
+        replayer.on_answer = report_lines.append
+        items, _ = prepare([str(registry["files"][0])])
+        replayer.publish(items)
+        replayer.wait(15)
+    assert report_lines and report_lines[0]["model_version"] == "2"
+    assert service.stop() == 0
+    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, "1")
+
+
+def test_two_processes_share_the_load_each_hole_answered_once(registry, broker, serve):
+    first = serve("--share", "uos")
+    second = serve("--share", "uos")
+    client, received = _collector(broker.port)
+    items, _ = prepare([str(p) for p in registry["files"]], tools=4, repeat=2)
+    with Replayer(_connection(broker.port), Topics(), answers=False) as replayer:
+        replayer.publish(items, rate=100)
+    keys = {(i.tool, i.result_id) for i in items}
+    _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= keys, 30,
+                lambda: f"{len(received)} answers for {len(keys)} holes: {first.events('status')[-1:]} {second.events('status')[-1:]}")  # fmt: skip
+    time.sleep(1.0)
+    assert len(received) == len(keys) == 60
+    assert all("error" not in r for r in received)
+    time.sleep(0.6)
+    shares = [s.events("status")[-1]["published"] for s in (first, second)]
+    assert sum(shares) == 60 and min(shares) > 0, shares
+    assert first.stop() == 0 and second.stop() == 0
+    client.loop_stop()

@@ -1,0 +1,33 @@
+"""Broker and topic options shared by `uos serve` and `uos replay` (each also from UOS_MQTT_*)."""
+
+from __future__ import annotations
+
+import click
+
+
+def connection_options(function):
+    options = [
+        click.option("--host", envvar="UOS_MQTT_HOST", default="127.0.0.1", show_default=True, help="Broker host [UOS_MQTT_HOST]."),
+        click.option("--port", envvar="UOS_MQTT_PORT", type=int, default=1883, show_default=True, help="Broker port [UOS_MQTT_PORT]."),
+        click.option("--client-id", envvar="UOS_MQTT_CLIENT_ID", default=None, help="MQTT client id (default: a new one) [UOS_MQTT_CLIENT_ID]."),
+        click.option("--username", envvar="UOS_MQTT_USERNAME", default=None, help="[UOS_MQTT_USERNAME]"),
+        click.option("--password", envvar="UOS_MQTT_PASSWORD", default=None, show_default=False,
+                     help="Better from UOS_MQTT_PASSWORD than on the command line; never printed."),
+        click.option("--tls-ca", envvar="UOS_MQTT_CA", default=None, type=click.Path(exists=True, dir_okay=False),
+                     help="CA certificate: connect with TLS [UOS_MQTT_CA]."),
+        click.option("--mqtt-version", envvar="UOS_MQTT_VERSION", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True,
+                     help="MQTT protocol version [UOS_MQTT_VERSION]."),
+        click.option("--root", default="OPCPUBSUB", show_default=True, help="Topic root the units publish under."),
+        click.option("--result-topic", default="uos/keypoints/{toolbox}/{tool}", show_default=True, help="Where answers go."),
+        click.option("--error-topic", default="uos/errors/{toolbox}/{tool}", show_default=True, help="Where errors go."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def build_connection(values: dict):
+    from uos.serve.connection import Connection
+
+    return Connection.from_env(host=values["host"], port=values["port"], client_id=values["client_id"], username=values["username"],
+                               password=values["password"], tls_ca=values["tls_ca"], version=values["mqtt_version"])  # fmt: skip

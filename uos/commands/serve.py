@@ -1,0 +1,75 @@
+"""`uos serve`: answer every hole drilling units publish over MQTT."""
+
+from __future__ import annotations
+
+import click
+
+from uos.commands.mqtt_options import build_connection, connection_options
+
+
+@click.command("serve")
+@connection_options
+@click.option(
+    "--tools", default="+/+", show_default=True, help="toolbox/tool topic levels to listen to (MQTT wildcards)."
+)
+@click.option("--status-topic", default="uos/status/{client_id}", show_default=True)
+@click.option(
+    "--share",
+    default=None,
+    help="MQTT shared-subscription group: several `uos serve` with the same group share the holes.",
+)
+@click.option("--model", "model_uri", default="models:/uos-depth@champion", show_default=True, help="MLflow model URI.")
+@click.option(
+    "--refine/--no-refine",
+    default=False,
+    show_default=True,
+    help="Ramp-fit refinement (~80 ms per hole) instead of the network's own positions (~2 ms).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Inference threads.")
+@click.option(
+    "--pair-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds a Result waits for its Trace (and back).",
+)
+@click.option("--status-every", type=float, default=10.0, show_default=True, help="Seconds between status lines.")
+@click.option(
+    "--reload-every", type=float, default=30.0, show_default=True, help="Seconds between checks for a new champion."
+)
+def serve_command(
+    tools, status_topic, share, model_uri, refine, workers, pair_timeout, status_every, reload_every, **mqtt
+):
+    """Answer each drilled hole with its keypoints, over MQTT (headless; Ctrl-C or SIGTERM drains).
+
+    \b
+    Listens to <root>/<toolbox>/<tool>/ResultManagement (Result), .../ResultManagement/Trace and
+    .../AssetManagement/Heads|CuttingTools; pairs each Result with its Trace by tool and
+    ResultId; answers on the result topic (keypoints, layer and total thickness, grip code, model
+    version, latency), QoS 1. Whatever cannot be answered gets a message on the error topic.
+    A status line (JSON) goes to stderr and to the status topic. A new champion in the registry
+    is picked up without a restart.
+
+    \b
+    Examples:
+      uos serve
+      UOS_MQTT_PASSWORD=... uos serve --host broker.shop --username uos --tls-ca ca.pem
+      uos serve --share uos &  uos serve --share uos &    # two processes share the load
+    """
+    import sys
+
+    from uos.serve.messages import Topics
+    from uos.serve.service import ServeOptions, Service
+
+    connection = build_connection(mqtt)
+    topics = Topics(
+        root=mqtt["root"],
+        tools=tools,
+        result=mqtt["result_topic"],
+        error=mqtt["error_topic"],
+        status=status_topic,
+        share=share,
+    )
+    options = ServeOptions(model_uri=model_uri, refine=refine, workers=workers, pair_timeout_s=pair_timeout,
+                           status_every_s=status_every, reload_every_s=reload_every)  # fmt: skip
+    sys.exit(Service(connection, topics, options).run())

@@ -1,0 +1,1 @@
+"""Serving: the MQTT service, replay and a local broker."""

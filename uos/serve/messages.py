@@ -1,0 +1,202 @@
+"""MQTT topics and messages of the serving loop: what units publish, what `uos serve` answers.
+
+Units publish OPC UA PubSub JSON (DOMAIN.md section 4) on
+`<root>/<toolbox>/<tool>/ResultManagement` (Result), `.../ResultManagement/Trace` (Trace) and
+`.../AssetManagement/Heads|CuttingTools`. `uos replay` writes the same messages from Setitec files;
+`uos serve` reads them with `uos.holes.mqtt`, the code `uos parse` reads capture folders with.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from uos.holes.record import Hole
+
+GRIP_STEP_MM = 25.4 / 16  # aerospace grip lengths come in 1/16 inch steps
+NAMESPACE = "nsu=http://airbus.com/IJT/ADrilling;s=Objects.DeviceSet"
+
+KINDS = {
+    ("ResultManagement",): "result",
+    ("ResultManagement", "Trace"): "trace",
+    ("AssetManagement", "Heads"): "heads",
+    ("AssetManagement", "CuttingTools"): "cutting_tools",
+}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Where units publish and where `uos serve` answers. `{toolbox}` and `{tool}` in the answer
+    topics are the unit's own topic levels."""
+
+    root: str = "OPCPUBSUB"
+    tools: str = "+/+"  # toolbox/tool levels to listen to (MQTT wildcards)
+    result: str = "uos/keypoints/{toolbox}/{tool}"
+    error: str = "uos/errors/{toolbox}/{tool}"
+    status: str = "uos/status/{client_id}"
+    share: str | None = None  # MQTT shared-subscription group: several `uos serve` share the load
+
+    def subscriptions(self, heads: bool = True) -> list[str]:
+        """Topic filters to subscribe to. With a share group the Traces (the large messages, where
+        the work is) are shared: each goes to one process of the group. Results and Heads (a few
+        KB) go to every process, so that whichever gets a Trace has its Result."""
+        shared = f"$share/{self.share}/" if self.share else ""
+        filters = [
+            f"{self.root}/{self.tools}/ResultManagement",
+            f"{shared}{self.root}/{self.tools}/ResultManagement/Trace",
+        ]
+        if heads:
+            filters += [
+                f"{self.root}/{self.tools}/AssetManagement/Heads",
+                f"{self.root}/{self.tools}/AssetManagement/CuttingTools",
+            ]
+        return filters
+
+    def answer(self, template: str, tool: str | None) -> str:
+        toolbox, _, name = (tool or "unknown/unknown").partition("/")
+        return template.format(toolbox=toolbox, tool=name or "unknown")
+
+
+def classify(topic: str, root: str) -> tuple[str | None, str | None]:
+    """(kind, "toolbox/tool") of a unit's topic; kind None when it is not one we read."""
+    levels = topic.split("/")
+    root_levels = root.split("/")
+    if levels[: len(root_levels)] != root_levels or len(levels) < len(root_levels) + 3:
+        return None, None
+    rest = levels[len(root_levels) :]
+    tool = f"{rest[0]}/{rest[1]}"
+    return KINDS.get(tuple(rest[2:])), tool
+
+
+def grip_code(thickness_mm: float | None) -> int | None:
+    """The grip length code: the stack thickness in 1/16 inch steps, rounded up."""
+    if thickness_mm is None or not math.isfinite(thickness_mm) or thickness_mm <= 0:
+        return None
+    return math.ceil(thickness_mm / GRIP_STEP_MM - 1e-9)
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, 3) if math.isfinite(value) else None
+
+
+def answer_payload(
+    prediction: dict[str, Any], *, tool: str | None, result_id: Any, hole_id: str | None, source_timestamp: str | None,
+    model: str, model_version: str, latency_ms: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The JSON `uos serve` publishes for one hole."""
+    entry, transition, exit_ = (prediction.get(f"{k}_mm") for k in ("entry", "transition", "exit"))
+
+    def layer(top: Any, bottom: Any) -> float | None:
+        return _number(bottom - top) if top is not None and bottom is not None else None
+
+    thickness = _number(prediction.get("thickness_mm"))
+    return {
+        "tool": tool,
+        "result_id": result_id,
+        "hole_id": hole_id,
+        "source_timestamp": source_timestamp,
+        "entry_mm": _number(entry),
+        "transition_mm": _number(transition),
+        "exit_mm": _number(exit_),
+        "top_layer_mm": layer(entry, transition),
+        "bottom_layer_mm": layer(transition, exit_),
+        "thickness_mm": thickness,
+        "grip_code": grip_code(thickness),
+        "model": model,
+        "model_version": model_version,
+        "latency_ms": round(latency_ms, 1),
+    }
+
+
+def error_payload(reason: str, *, tool: str | None, result_id: Any = None, topic: str | None = None) -> dict[str, Any]:
+    return {"error": reason, "tool": tool, "result_id": result_id, "topic": topic,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds")}  # fmt: skip
+
+
+# --- messages as units write them (for `uos replay`) --------------------------------------------
+
+
+def _envelope(device: str, values: dict[str, Any], timestamp: str) -> dict[str, Any]:
+    return {
+        "MessageId": str(uuid.uuid4()),
+        "MessageType": "ua-data",
+        "PublisherId": "uos-replay",
+        "Messages": {
+            "DataSetWriterId": device,
+            "Timestamp": timestamp,
+            "MessageType": "ua-keyframe",
+            "Payload": {
+                f"{NAMESPACE}.{device}.{node}": {"Value": value, "SourceTimestamp": timestamp}
+                for node, value in values.items()
+            },
+        },
+    }
+
+
+def _values(array: np.ndarray) -> list[Any]:
+    return [None if not math.isfinite(v) else v for v in np.asarray(array, dtype=np.float64).tolist()]
+
+
+def unit_messages(hole: Hole, device: str, result_id: int, timestamp: str | None = None) -> dict[str, dict[str, Any]]:
+    """The Result, Trace and Heads messages a unit publishes for this hole."""
+    timestamp = timestamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    meta, signals = hole.meta, hole.signals
+    results = "ResultManagement.Results.0"
+    created = meta.get("date")
+    result: dict[str, Any] = {
+        f"{results}.ResultMetaData.ResultId": str(result_id),
+        f"{results}.ResultMetaData.CreationTime": created.strftime("%Y-%m-%dT%H:%M:%SZ") if created else timestamp,
+        f"{results}.ResultMetaData.SerialNumber": "0",
+        f"{results}.ResultMetaData.InternalRecipeId": str(meta.get("pset") or 0),
+        f"{results}.ResultMetaData.ResultEvaluation": "OK" if meta.get("cycle_ok", True) else "NotOK",
+    }
+    if meta.get("cutting_tool"):
+        result[f"{results}.ResultMetaData.CustomerInformation"] = str(meta["cutting_tool"])
+    for i, step in enumerate(hole.step_results):
+        values = f"{results}.ResultContent.StepResults.{i}.StepResultValues"
+        for node, field in (("StepNumber", "step"), ("StopCode", "stop_code"), ("IntensityTorqueEmpty", "m1_no_load_a"),
+                            ("IntensityThrustEmpty", "m2_no_load_a")):  # fmt: skip
+            if step.get(field) is not None:
+                result[f"{values}.{node}.MeasuredValue"] = step[field]
+    trace: dict[str, Any] = {}
+    traces = f"{results}.ResultContent.Trace.StepTraces"
+    columns = {"PositionTrace": -np.asarray(signals["depth_mm"]) + 0.0, "IntensityTorqueTrace": signals["torque_a"],
+               "IntensityThrustTrace": signals["thrust_a"]}  # fmt: skip
+    if "step" in signals:
+        columns["StepNumberTrace"] = signals["step"]
+    for node, column in columns.items():
+        trace[f"{traces}.{node}.StepResultId"] = str(result_id)
+        trace[f"{traces}.{node}.SamplingInterval"] = int(meta.get("sample_rate_hz") or 100)
+        trace[f"{traces}.{node}.StepTraceContent[0].Values"] = _values(column)
+    messages = {"result": _envelope(device, result, timestamp), "trace": _envelope(device, trace, timestamp)}
+    if meta.get("head_tag") or meta.get("head_name"):
+        heads = "AssetManagement.Assets.Heads.0"
+        head = {f"{heads}.Identification.SerialNumber": meta.get("head_tag") or "",
+                f"{heads}.Identification.DefaultInstanceBrowseName": meta.get("head_name") or ""}  # fmt: skip
+        if meta.get("global_counter") is not None:
+            head[f"{heads}.LifetimeCounters.0.LifeTimeCycleCounter"] = int(meta["global_counter"])
+        messages["heads"] = _envelope(device, head, timestamp)
+    return messages
+
+
+def unit_topic(root: str, tool: str, kind: str) -> str:
+    suffix = {"result": "ResultManagement", "trace": "ResultManagement/Trace", "heads": "AssetManagement/Heads",
+              "cutting_tools": "AssetManagement/CuttingTools"}[kind]  # fmt: skip
+    return f"{root}/{tool}/{suffix}"
+
+
+def source_timestamp(message: dict[str, Any]) -> str | None:
+    """The SourceTimestamp of a message's first value (a unit stamps Result, Trace and Heads alike)."""
+    body = message.get("Messages") or {}
+    for entry in (body.get("Payload") or {}).values():
+        if isinstance(entry, dict) and entry.get("SourceTimestamp"):
+            return str(entry["SourceTimestamp"])
+    return None

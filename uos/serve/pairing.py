@@ -1,0 +1,189 @@
+"""Pairing a unit's messages into holes: a Result with its Trace (and the Heads and CuttingTools
+published with them), by tool and ResultId.
+
+No MQTT and no clock of its own here (`now` is passed in), so that every rule is easy to test:
+- a Result and a Trace pair by tool (topic levels) and ResultId; when a message has no ResultId,
+  by its SourceTimestamp (a unit stamps all of a hole's messages alike), else by arrival within
+  `window_s` (the fallback);
+- a tool that publishes Heads gets a short wait (`heads_wait_s`) for the Heads of the same hole, so
+  that the hole id comes from the head (as `uos parse` makes it), not from the ResultId;
+- a message whose partner does not come within `pair_timeout_s` is an error, with its reason (in
+  a share group a lone Result is not: its Trace went to another process, which answers it);
+- a hole already answered (same tool and ResultId, within `remember`) is a duplicate: ignored.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Part:
+    kind: str  # result | trace
+    tool: str
+    result_id: str | None
+    timestamp: str | None
+    message: dict[str, Any]
+    arrived: float
+
+
+@dataclass
+class Pair:
+    """A hole's messages, ready to be answered."""
+
+    tool: str
+    result_id: str | None
+    result: dict[str, Any]
+    trace: dict[str, Any]
+    heads: dict[str, Any] | None
+    cutting_tools: dict[str, Any] | None
+    timestamp: str | None
+    first_arrived: float
+    completed: float
+
+
+@dataclass
+class Problem:
+    reason: str
+    tool: str | None
+    result_id: str | None
+
+
+@dataclass
+class _Pending:
+    result: Part | None = None
+    trace: Part | None = None
+    complete_at: float | None = None  # when both came (waiting for the Heads since)
+
+    @property
+    def first(self) -> Part:
+        return min((p for p in (self.result, self.trace) if p is not None), key=lambda p: p.arrived)
+
+
+@dataclass
+class Pairer:
+    pair_timeout_s: float = 10.0
+    heads_wait_s: float = 0.15
+    window_s: float = 2.0
+    remember: int = 200_000  # answered (tool, ResultId) kept to recognise re-sent duplicates
+    lone_results_are_errors: bool = True  # False in a share group (see above)
+    expired_quietly: int = 0
+    pending: dict[tuple[str, str], _Pending] = field(default_factory=dict)
+    assets: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(
+        default_factory=dict
+    )  # (tool, kind) -> timestamp -> msg
+    asset_tools: set[tuple[str, str]] = field(default_factory=set)
+    answered: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+    duplicates: int = 0
+    _serial: int = 0
+
+    def _key(self, part: Part) -> tuple[str, str]:
+        if part.result_id is not None:
+            return part.tool, f"id:{part.result_id}"
+        if part.timestamp is not None:
+            return part.tool, f"ts:{part.timestamp}"
+        self._serial += 1
+        return part.tool, f"arrival:{self._serial}"
+
+    def _partner_key(self, part: Part) -> tuple[str, str] | None:
+        """A pending counterpart on the same tool that this part matches without an equal key:
+        one side lacks the ResultId, so the SourceTimestamp decides, else arrival in the window."""
+        other = "trace" if part.kind == "result" else "result"
+        candidates = []
+        for key, entry in self.pending.items():
+            counterpart = getattr(entry, other)
+            if key[0] != part.tool or counterpart is None or getattr(entry, part.kind) is not None:
+                continue
+            if part.result_id is not None and counterpart.result_id is not None:
+                continue  # both have ids and they differ: not the same hole
+            if part.timestamp is not None and counterpart.timestamp is not None:
+                if part.timestamp == counterpart.timestamp:
+                    candidates.append((0.0, key))
+            elif abs(part.arrived - counterpart.arrived) <= self.window_s:
+                candidates.append((abs(part.arrived - counterpart.arrived), key))
+        return min(candidates)[1] if candidates else None
+
+    def was_answered(self, tool: str, result_id: str | None) -> bool:
+        return result_id is not None and (tool, f"id:{result_id}") in self.answered
+
+    def mark_answered(self, tool: str, result_id: str | None) -> None:
+        if result_id is None:
+            return
+        self.answered[(tool, f"id:{result_id}")] = None
+        while len(self.answered) > self.remember:
+            self.answered.popitem(last=False)
+
+    def add_asset(self, kind: str, tool: str, timestamp: str | None, message: dict[str, Any], now: float) -> list[Pair]:
+        """Heads or CuttingTools: kept for the hole with the same SourceTimestamp."""
+        self.asset_tools.add((tool, kind))
+        by_time = self.assets.setdefault((tool, kind), {})
+        by_time[timestamp or ""] = message
+        while len(by_time) > 16:  # a few holes' worth is plenty
+            by_time.pop(next(iter(by_time)))
+        return self.poll(now, tools={tool})
+
+    def add(self, part: Part) -> list[Pair]:
+        """A Result or Trace came; the pairs it completes (maybe after their Heads wait)."""
+        if self.was_answered(part.tool, part.result_id):
+            self.duplicates += 1
+            return []
+        key = self._key(part)
+        if key not in self.pending and (partner := self._partner_key(part)) is not None:
+            key = partner
+        entry = self.pending.setdefault(key, _Pending())
+        if getattr(entry, part.kind) is not None:
+            self.duplicates += 1  # re-sent before its partner came: keep the first
+            return []
+        setattr(entry, part.kind, part)
+        if entry.result is not None and entry.trace is not None:
+            entry.complete_at = part.arrived
+        return self.poll(part.arrived, tools={part.tool})
+
+    def _asset(self, tool: str, kind: str, timestamp: str | None) -> dict[str, Any] | None:
+        return self.assets.get((tool, kind), {}).get(timestamp or "")
+
+    def poll(self, now: float, tools: set[str] | None = None) -> list[Pair]:
+        """Pairs whose Heads came or whose wait for them is over."""
+        ready = []
+        for key, entry in list(self.pending.items()):
+            if entry.complete_at is None or (tools is not None and key[0] not in tools):
+                continue
+            tool = key[0]
+            timestamp = entry.result.timestamp or entry.trace.timestamp
+            heads = self._asset(tool, "heads", timestamp)
+            waits_for_heads = (tool, "heads") in self.asset_tools and heads is None
+            if waits_for_heads and now - entry.complete_at < self.heads_wait_s:
+                continue
+            del self.pending[key]
+            result_id = entry.result.result_id or entry.trace.result_id
+            ready.append(Pair(tool, result_id, entry.result.message, entry.trace.message, heads,
+                              self._asset(tool, "cutting_tools", timestamp), timestamp, entry.first.arrived, now))  # fmt: skip
+        return ready
+
+    def expire(self, now: float) -> tuple[list[Pair], list[Problem]]:
+        """Pairs whose Heads wait is over, and parts whose partner never came."""
+        problems = []
+        for key, entry in list(self.pending.items()):
+            if entry.complete_at is None and now - entry.first.arrived > self.pair_timeout_s:
+                del self.pending[key]
+                part = entry.first
+                if part.kind == "result" and entry.trace is None and not self.lone_results_are_errors:
+                    self.expired_quietly += 1
+                    continue
+                missing = "Trace" if part.kind == "result" else "Result"
+                problems.append(Problem(f"{part.kind.capitalize()} without its {missing}: none came within "
+                                        f"{self.pair_timeout_s:g} s", part.tool, part.result_id))  # fmt: skip
+        return self.poll(now), problems
+
+    def forget(self, tool: str, result_id: str | None) -> None:
+        """Drop what waits for a hole that has already been answered with an error."""
+        if result_id is None:
+            return
+        self.pending.pop((tool, f"id:{result_id}"), None)
+        self.mark_answered(tool, result_id)
+
+    def drain(self) -> tuple[list[Pair], list[Problem]]:
+        """At shutdown: complete pairs go out now; lone parts are errors."""
+        return self.expire(float("inf"))
