@@ -81,11 +81,18 @@ def run_once(command: list[str], port: int, items, window: int, rate: float, env
     from uos.serve.replay import Replayer
 
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    said = []
     for line in process.stderr:
+        said.append(line)
         if '"subscribed"' in line:
             break
     else:
-        raise SystemExit(f"{command[0]} did not start")
+        hint = (
+            " (no model registered yet? ./bin/demo trains and promotes one)"
+            if "cannot load model" in "".join(said)
+            else ""
+        )
+        raise SystemExit(f"{' '.join(command[:2])} did not start{hint}:\n{''.join(said[-5:])}")
     with Replayer(Connection(port=port), Topics()) as replayer:
         started = time.monotonic()
         replayer.publish(items, window=window, rate=rate)

@@ -403,3 +403,28 @@ def test_two_processes_share_the_load_each_hole_answered_once(registry, broker, 
     assert sum(shares) == 60 and min(shares) > 0, shares
     assert first.stop() == 0 and second.stop() == 0
     client.loop_stop()
+
+
+def test_without_mosquitto_uos_broker_runs_amqtt_and_serving_works(registry, tmp_path):
+    """The fallback for a machine without mosquitto: an in-process amqtt broker (MQTT 3.1.1)."""
+    from uos.serve.broker import free_port, listening
+
+    port = free_port()
+    broker = subprocess.Popen(["uos", "broker", "--engine", "amqtt", "--port", str(port), "--data", str(tmp_path)],
+                              env=_env(registry), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    service = None
+    try:
+        _wait_until(lambda: listening("127.0.0.1", port), 30, "amqtt did not start")
+        service = Serve(registry, port, "--mqtt-version", "3.1.1")
+        files = [str(p) for p in registry["files"][:3]]
+        replayed = subprocess.run(["uos", "replay", *files, "--port", str(port), "--mqtt-version", "3.1.1", "--timeout", "30"],
+                                  env=_env(registry), capture_output=True, text=True)  # fmt: skip
+        assert replayed.returncode == 0, replayed.stderr
+        answers = [json.loads(line) for line in replayed.stdout.splitlines()]
+        assert len(answers) == 3 and all(a["model"] == "uos-depth" and "error" not in a for a in answers)
+        assert service.stop() == 0
+    finally:
+        if service and service.process.poll() is None:
+            service.process.kill()
+        broker.terminate()
+        broker.wait(timeout=10)
