@@ -163,6 +163,8 @@ def main() -> None:
                     "--no-refine",
                     "--status-every",
                     "5",
+                    "--session-expiry",  # no session left behind to queue the next runs' traffic
+                    "0",
                 ],
             }
             results: dict[str, list[dict]] = {}

@@ -204,7 +204,10 @@ def test_replay_then_serve_gives_what_predict_gives(registry, broker, serve):
     assert set(answers) == set(expected) and len(answers) == 12
     for hole_id, answer in answers.items():
         for key in ("entry_mm", "transition_mm", "exit_mm", "thickness_mm"):
-            assert answer[key] == expected[hole_id][key], (hole_id, key)
+            # The same model on the same signals; float32 kernels differ with the batch's make-up
+            # by ~1e-6 mm, which can flip the last rounded micrometre.
+            both = (answer[key], expected[hole_id][key])
+            assert both[0] == both[1] or abs(both[0] - both[1]) <= 0.0011, (hole_id, key, both)
         assert answer["model"] == "uos-depth" and answer["model_version"] == "1"
         if answer["thickness_mm"] is not None:
             assert answer["grip_code"] == int(-(-answer["thickness_mm"] // (25.4 / 16)))
@@ -386,8 +389,8 @@ def test_a_new_champion_is_picked_up_without_a_restart(registry, broker, serve):
 
 
 def test_two_processes_share_the_load_each_hole_answered_once(registry, broker, serve):
-    first = serve("--share", "uos")
-    second = serve("--share", "uos")
+    first = serve("--share", "uos", "--client-id", "serve-a")
+    second = serve("--share", "uos", "--client-id", "serve-b")
     client, received = _collector(broker.port)
     items, _ = prepare([str(p) for p in registry["files"]], tools=4, repeat=2)
     with Replayer(_connection(broker.port), Topics(), answers=False) as replayer:
@@ -401,7 +404,20 @@ def test_two_processes_share_the_load_each_hole_answered_once(registry, broker, 
     time.sleep(0.6)
     shares = [s.events("status")[-1]["published"] for s in (first, second)]
     assert sum(shares) == 60 and min(shares) > 0, shares
-    assert first.stop() == 0 and second.stop() == 0
+    assert first.stop() == 0
+    # One client id, two processes: they would take the session from each other forever.
+    # They notice within seconds and say so (exit 1); one may be left serving.
+    third = serve("--share", "uos", "--client-id", "serve-b")
+    _wait_until(lambda: second.process.poll() is not None or third.process.poll() is not None, 30,
+                lambda: f"neither gave up: {second.lines[-2:]} {third.lines[-2:]}")  # fmt: skip
+    time.sleep(5)
+    for process in (second, third):
+        if process.process.poll() is None:
+            assert process.stop() == 0
+        else:
+            assert process.process.wait() == 1
+            process._reader.join(timeout=5)
+            assert any("give each uos serve its own --client-id" in line for line in process.lines), process.lines[-3:]
     client.loop_stop()
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import click
 
 
-def connection_options(function):
+def connection_options(function=None, *, client_id_env: str | None = None):
+    """The broker options; `client_id_env` only for `uos serve` (replay taking serve's id would
+    take over its session)."""
+    if function is None:
+        return lambda f: connection_options(f, client_id_env=client_id_env)
+    env_help = f" [{client_id_env}]" if client_id_env else ""
     options = [
         click.option("--host", envvar="UOS_MQTT_HOST", default="127.0.0.1", show_default=True, help="Broker host [UOS_MQTT_HOST]."),
         click.option("--port", envvar="UOS_MQTT_PORT", type=int, default=1883, show_default=True, help="Broker port [UOS_MQTT_PORT]."),
-        click.option("--client-id", envvar="UOS_MQTT_CLIENT_ID", default=None, help="MQTT client id (default: a new one) [UOS_MQTT_CLIENT_ID]."),
+        click.option("--client-id", envvar=client_id_env, default=None, help=f"MQTT client id{env_help}."),
         click.option("--username", envvar="UOS_MQTT_USERNAME", default=None, help="[UOS_MQTT_USERNAME]"),
         click.option("--password", envvar="UOS_MQTT_PASSWORD", default=None, show_default=False,
                      help="Better from UOS_MQTT_PASSWORD than on the command line; never printed."),
@@ -26,8 +31,8 @@ def connection_options(function):
     return function
 
 
-def build_connection(values: dict):
+def build_connection(values: dict, **extra):
     from uos.serve.connection import Connection
 
     return Connection.from_env(host=values["host"], port=values["port"], client_id=values["client_id"], username=values["username"],
-                               password=values["password"], tls_ca=values["tls_ca"], version=values["mqtt_version"])  # fmt: skip
+                               password=values["password"], tls_ca=values["tls_ca"], version=values["mqtt_version"], **extra)  # fmt: skip

@@ -8,7 +8,7 @@ from uos.commands.mqtt_options import build_connection, connection_options
 
 
 @click.command("serve")
-@connection_options
+@connection_options(client_id_env="UOS_MQTT_CLIENT_ID")
 @click.option(
     "--tools", default="+/+", show_default=True, help="toolbox/tool topic levels to listen to (MQTT wildcards)."
 )
@@ -33,13 +33,31 @@ from uos.commands.mqtt_options import build_connection, connection_options
     show_default=True,
     help="Seconds a Result waits for its Trace (and back).",
 )
-@click.option("--status-every", type=float, default=10.0, show_default=True, help="Seconds between status lines.")
 @click.option(
-    "--reload-every", type=float, default=30.0, show_default=True, help="Seconds between checks for a new champion."
+    "--status-every",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between status lines.",
+)
+@click.option(
+    "--reload-every",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between checks for a new champion.",
+)
+@click.option(
+    "--session-expiry",
+    type=click.IntRange(min=0),
+    default=86400,
+    show_default=True,
+    help="Seconds the broker keeps serve's session (and queues holes for it) while serve is down; 0: none.",
 )
 def serve_command(
-    tools, status_topic, share, model_uri, refine, workers, pair_timeout, status_every, reload_every, **mqtt
-):
+    tools, status_topic, share, model_uri, refine, workers, pair_timeout, status_every, reload_every, session_expiry,
+    **mqtt,
+):  # fmt: skip
     """Answer each drilled hole with its keypoints, over MQTT (headless; Ctrl-C or SIGTERM drains).
 
     \b
@@ -48,20 +66,22 @@ def serve_command(
     ResultId; answers on the result topic (keypoints, layer and total thickness, grip code, model
     version, latency), QoS 1. Whatever cannot be answered gets a message on the error topic.
     A status line (JSON) goes to stderr and to the status topic. A new champion in the registry
-    is picked up without a restart.
+    is picked up without a restart. The client id defaults to uos-serve-<host>[-<share group>]:
+    a restarted serve resumes its session, and gets what was published while it was down.
 
     \b
     Examples:
       uos serve
       UOS_MQTT_PASSWORD=... uos serve --host broker.shop --username uos --tls-ca ca.pem
-      uos serve --share uos &  uos serve --share uos &    # two processes share the load
+      uos serve --share uos --client-id serve-a &       # two processes share the load,
+      uos serve --share uos --client-id serve-b &       # each with its own client id
     """
     import sys
 
     from uos.serve.messages import Topics
     from uos.serve.service import ServeOptions, Service
 
-    connection = build_connection(mqtt)
+    connection = build_connection(mqtt, session_expiry_s=session_expiry)
     topics = Topics(
         root=mqtt["root"],
         tools=tools,

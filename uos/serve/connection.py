@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from uos.errors import UosError
@@ -26,10 +25,11 @@ class Connection:
     port: int = 1883
     client_id: str | None = None
     username: str | None = None
-    password: str | None = None  # never printed: see describe()
+    password: str | None = field(default=None, repr=False)  # never printed: see describe()
     tls_ca: str | None = None
     version: str = "5"  # 5 or 3.1.1 (the in-process fallback broker speaks 3.1.1 only)
     keepalive: int = 15
+    session_expiry_s: int = SESSION_EXPIRY_S  # how long the broker keeps a session (and queues for it) while away
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Connection:
@@ -38,7 +38,6 @@ class Connection:
         values: dict[str, Any] = {
             "host": env.get("UOS_MQTT_HOST"),
             "port": int(env["UOS_MQTT_PORT"]) if env.get("UOS_MQTT_PORT") else None,
-            "client_id": env.get("UOS_MQTT_CLIENT_ID"),
             "username": env.get("UOS_MQTT_USERNAME"),
             "password": env.get("UOS_MQTT_PASSWORD"),
             "tls_ca": env.get("UOS_MQTT_CA"),
@@ -46,6 +45,8 @@ class Connection:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         connection = replace(cls(), **{k: v for k, v in values.items() if v is not None})
+        if connection.password and not connection.username:
+            raise UosError("a password needs a username (--username or UOS_MQTT_USERNAME)")
         if connection.version not in ("5", "3.1.1"):
             raise UosError(f"MQTT version must be 5 or 3.1.1, not {connection.version!r}")
         return connection
@@ -56,15 +57,16 @@ class Connection:
         tls = " (TLS)" if self.tls_ca else ""
         return f"mqtt://{who}{self.host}:{self.port}{tls} MQTT {self.version}"
 
-    def client(self, prefix: str, clean: bool = False):
-        """A paho client for this connection (not yet connected)."""
+    def client(self, default_id: str, clean: bool = False):
+        """A paho client for this connection (not yet connected), as `client_id` or else
+        `default_id`. `clean`: a session that ends with the connection."""
         import paho.mqtt.client as mqtt
 
-        client_id = self.client_id or f"{prefix}-{uuid.uuid4().hex[:8]}"
+        client_id = self.client_id or default_id
         protocol = mqtt.MQTTv5 if self.version == "5" else mqtt.MQTTv311
         kwargs: dict[str, Any] = {"client_id": client_id, "protocol": protocol}
         if protocol == mqtt.MQTTv311:
-            kwargs["clean_session"] = clean
+            kwargs["clean_session"] = clean or self.session_expiry_s == 0
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
         if self.username:
             client.username_pw_set(self.username, self.password)
@@ -92,7 +94,7 @@ class Connection:
         clean = client.uos_clean if clean is None else clean
         if self.version == "5":
             properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = 0 if clean else SESSION_EXPIRY_S
+            properties.SessionExpiryInterval = 0 if clean else self.session_expiry_s
             client.connect_async(self.host, self.port, self.keepalive, clean_start=clean, properties=properties)
         else:
             client.connect_async(self.host, self.port, self.keepalive)

@@ -57,6 +57,19 @@ class Topics:
             ]
         return filters
 
+    def check(self) -> None:
+        """A clear error now for a topic template with a placeholder we do not fill."""
+        from uos.errors import UosError
+
+        for name, template, fields in (("result", self.result, ("toolbox", "tool")), ("error", self.error, ("toolbox", "tool")),
+                                       ("status", self.status, ("client_id",))):  # fmt: skip
+            try:
+                template.format(**dict.fromkeys(fields, "x"))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise UosError(
+                    f"--{name}-topic {template!r}: only {', '.join('{' + f + '}' for f in fields)} can be filled in ({exc!r})"
+                ) from None
+
     def answer(self, template: str, tool: str | None) -> str:
         toolbox, _, name = (tool or "unknown/unknown").partition("/")
         return template.format(toolbox=toolbox, tool=name or "unknown")

@@ -136,7 +136,7 @@ class ModelHolder:
                 return False
             try:
                 loaded = self._warmed(load(f"models:/{name}/{version}"))
-            except (UosError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # whatever breaks loading or warming it up: keep the old model
                 self._failed = version
                 self.log(event="model-load-failed", version=version, kept=self.current.version, reason=str(exc))
                 return False

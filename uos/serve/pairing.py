@@ -9,7 +9,9 @@ No MQTT and no clock of its own here (`now` is passed in), so that every rule is
   that the hole id comes from the head (as `uos parse` makes it), not from the ResultId;
 - a message whose partner does not come within `pair_timeout_s` is an error, with its reason (in
   a share group a lone Result is not: its Trace went to another process, which answers it);
-- a hole already answered (same tool and ResultId, within `remember`) is a duplicate: ignored.
+- a hole already answered (same tool, ResultId and SourceTimestamp, within `remember`) is a
+  duplicate: ignored. The timestamp is part of it because a unit whose counter was reset reuses
+  ResultIds for new holes; a re-sent message carries its original timestamp.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+ANY_TIME = "*"
 
 
 @dataclass
@@ -75,7 +79,7 @@ class Pairer:
         default_factory=dict
     )  # (tool, kind) -> timestamp -> msg
     asset_tools: set[tuple[str, str]] = field(default_factory=set)
-    answered: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+    answered: OrderedDict[tuple[str, str, str], None] = field(default_factory=OrderedDict)
     duplicates: int = 0
     _serial: int = 0
 
@@ -105,13 +109,15 @@ class Pairer:
                 candidates.append((abs(part.arrived - counterpart.arrived), key))
         return min(candidates)[1] if candidates else None
 
-    def was_answered(self, tool: str, result_id: str | None) -> bool:
-        return result_id is not None and (tool, f"id:{result_id}") in self.answered
+    def was_answered(self, tool: str, result_id: str | None, timestamp: str | None) -> bool:
+        if result_id is None:
+            return False
+        return (tool, result_id, timestamp or "") in self.answered or (tool, result_id, ANY_TIME) in self.answered
 
-    def mark_answered(self, tool: str, result_id: str | None) -> None:
+    def mark_answered(self, tool: str, result_id: str | None, timestamp: str | None) -> None:
         if result_id is None:
             return
-        self.answered[(tool, f"id:{result_id}")] = None
+        self.answered[(tool, result_id, timestamp or "")] = None
         while len(self.answered) > self.remember:
             self.answered.popitem(last=False)
 
@@ -126,7 +132,7 @@ class Pairer:
 
     def add(self, part: Part) -> list[Pair]:
         """A Result or Trace came; the pairs it completes (maybe after their Heads wait)."""
-        if self.was_answered(part.tool, part.result_id):
+        if self.was_answered(part.tool, part.result_id, part.timestamp):
             self.duplicates += 1
             return []
         key = self._key(part)
@@ -182,7 +188,7 @@ class Pairer:
         if result_id is None:
             return
         self.pending.pop((tool, f"id:{result_id}"), None)
-        self.mark_answered(tool, result_id)
+        self.mark_answered(tool, result_id, ANY_TIME)  # the error was about an unreadable message: no timestamp
 
     def drain(self) -> tuple[list[Pair], list[Problem]]:
         """At shutdown: complete pairs go out now; lone parts are errors."""

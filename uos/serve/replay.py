@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,20 @@ from uos.serve import messages
 from uos.serve.connection import Connection, wait_connected
 
 PUBLISH_ORDER = ("heads", "cutting_tools", "result", "trace")
+REPLAY_SESSION_S = 300
+
+
+def _end_session(connection: Connection):
+    """DISCONNECT properties that end the session at once (MQTT 5), so that nothing queues for a
+    replay that is gone. On 3.1.1 the caller unsubscribes instead."""
+    if connection.version != "5":
+        return None
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.DISCONNECT)
+    properties.SessionExpiryInterval = 0
+    return properties
 
 
 @dataclass
@@ -128,10 +143,12 @@ def _answer_filter(template: str) -> str:
 
 class Replayer:
     def __init__(self, connection: Connection, topics: messages.Topics, answers: bool = True):
-        self.connection = connection
         self.topics = topics
         self.answers = answers
-        self.client = connection.client("uos-replay", clean=False)
+        # Its own short-lived session: persistent across a broker restart (answers published
+        # meanwhile wait for it), ended on exit (see __exit__).
+        self.connection = replace(connection, session_expiry_s=REPLAY_SESSION_S)
+        self.client = self.connection.client(f"uos-replay-{uuid.uuid4().hex[:8]}")
         self._lock = threading.Lock()
         self._sent_at: dict[tuple[str, str | None], float] = {}
         self._pending: dict[tuple[str, str | None], Item] = {}
@@ -163,6 +180,8 @@ class Replayer:
             answer = json.loads(message.payload)
         except ValueError:
             return
+        if not isinstance(answer, dict):
+            return  # not one of serve's answers
         key = (answer.get("tool"), None if answer.get("result_id") is None else str(answer.get("result_id")))
         with self._lock:
             item = self._pending.pop(key, None)
@@ -200,7 +219,9 @@ class Replayer:
 
     def __exit__(self, *exc) -> None:
         self.report.unacknowledged = self.flush(30)
-        self.client.disconnect()
+        if self.answers and self.connection.version != "5" and self.client.is_connected():
+            self.client.unsubscribe([_answer_filter(self.topics.result), _answer_filter(self.topics.error)])
+        self.client.disconnect(properties=_end_session(self.connection))
         self.client.loop_stop()
 
     def _on_publish(self, _client, _userdata, _mid, _reason_code=None, _properties=None) -> None:

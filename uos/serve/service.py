@@ -1,16 +1,20 @@
 """`uos serve`: the headless MQTT service that answers every drilled hole with its keypoints.
 
 Threads, and why:
-- paho's network loop receives; its callback only queues the raw bytes (a bounded queue: when the
-  service falls behind, the broker holds the rest, QoS 1);
+- paho's network loop receives; its callback only queues the raw bytes and acknowledges them
+  (manual acks). The queue has a byte budget: when the service falls behind, the callback waits,
+  paho stops reading the socket, and the broker holds the rest (QoS 1);
 - one dispatcher decodes the JSON and pairs Result, Trace and Heads (`pairing.Pairer`), and ages
   out what never pairs;
 - workers build the hole as `uos parse` does, batch the holes, run the model (torch releases the
   GIL, so two workers use both cores) and publish the answers, QoS 1;
 - a status line (JSON) on stderr and the status topic every few seconds; a registry check that
   swaps in a new champion without a restart.
-SIGTERM or SIGINT: unsubscribe (no new work), answer what is held, wait for the broker to
-acknowledge every answer, exit 0.
+SIGTERM or SIGINT: stop acknowledging (no new work: what the broker sends from then on is
+delivered again to this client's next session), answer what is held, wait for the broker to
+acknowledge every answer, exit 0. The session, and with it the subscriptions, stay at the broker,
+so what units publish while serve is down waits for it; in a share group the member leaves the
+group instead (unsubscribes), so that the others take the new holes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import queue
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -36,6 +41,7 @@ from uos.serve import messages
 from uos.serve.connection import Connection
 from uos.serve.pairing import Pair, Pairer, Part, Problem
 
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
 _RESULT_ID = re.compile(rb'(?:\.ResultId|\.StepResultId)"\s*:\s*\{\s*"Value"\s*:\s*"?([0-9A-Za-z_-]+)')
 
 
@@ -45,7 +51,7 @@ class ServeOptions:
     refine: bool | None = False  # the network's own positions: ~2 ms per hole instead of ~80
     workers: int = 2
     batch: int = 16  # holes per model call: larger is cheaper per hole, smaller answers sooner
-    queue_size: int = 2000
+    inbound_mb: float = 64.0  # raw messages held before back-pressure (a large Trace is ~0.3 MB)
     pair_timeout_s: float = 10.0
     heads_wait_s: float = 0.15
     status_every_s: float = 10.0
@@ -81,8 +87,13 @@ class Service:
         self.options = options
         self._write = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.counters = Counters()
-        self.inbound: queue.Queue = queue.Queue(maxsize=options.queue_size)
-        self.work: queue.Queue = queue.Queue()
+        self.inbound: queue.Queue = queue.Queue()  # bounded in bytes: see _on_message
+        self._intake = threading.Condition()
+        self._inbound_bytes = 0
+        self._inbound_limit = int(options.inbound_mb * 1e6)
+        self._closed = False  # set at shutdown: nothing more is taken (nor acknowledged)
+        # Decoded holes are ~4x their JSON: a few batches per worker, then the dispatcher waits.
+        self.work: queue.Queue = queue.Queue(maxsize=options.workers * options.batch * 4)
         self.pairer = Pairer(pair_timeout_s=options.pair_timeout_s, heads_wait_s=options.heads_wait_s,
                              lone_results_are_errors=topics.share is None)  # fmt: skip
         self.stopping = threading.Event()  # no new work
@@ -92,6 +103,10 @@ class Service:
         self._unacked = 0
         self._unacked_lock = threading.Lock()
         self._started = time.monotonic()
+        self._unsubscribed = threading.Event()
+        self._connected_at: float | None = None
+        self._quick_drops: list[float] = []
+        self.exit_code = 0
         self.model = None
         self.client = None
 
@@ -115,6 +130,7 @@ class Service:
         if reason_code.is_failure:
             self.log(event="connect-failed", broker=self.connection.describe(), reason=str(reason_code))
             return
+        self._connected_at = time.monotonic()
         if self.stopping.is_set():
             return
         # Subscribe on every connect: a broker restarted without persistence has forgotten us.
@@ -122,25 +138,50 @@ class Service:
         self.log(event="subscribed", broker=self.connection.describe(), topics=self.topics.subscriptions())
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties=None) -> None:
-        if not self.stopping.is_set():
+        # Two processes with one client id take the session from each other forever. MQTT 5
+        # brokers may say so (reason 142); mosquitto 2.0 just closes the older connection, so
+        # a connection closed thrice within seconds of being made is taken for the same.
+        now = time.monotonic()
+        quick = self._connected_at is not None and now - self._connected_at < 2.0
+        self._quick_drops = [t for t in self._quick_drops if now - t < 15.0] + ([now] if quick else [])
+        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER or len(self._quick_drops) >= 3:
+            self.log(event="error", reason=f"the broker keeps closing the connection: another client uses client id "
+                                           f"{self.client.uos_client_id}; give each uos serve its own --client-id")  # fmt: skip
+            self.exit_code = 1
+            self.stopping.set()
+            self.client.disconnect()  # and no reconnect: it would take the session back
+        elif not self.stopping.is_set():
             self.log(event="disconnected", reason=str(reason_code), note="reconnecting with backoff")
 
-    def _on_message(self, _client, _userdata, message) -> None:
-        self.counters.add("received")
-        try:
-            self.inbound.put((message.topic, message.payload, time.monotonic()), timeout=5)
-        except queue.Full:
-            self.counters.add("dropped")
-            kind, tool = messages.classify(message.topic, self.topics.root)
-            self._publish_error(f"serve overloaded: {kind or 'message'} dropped", tool, None, message.topic)
+    def _on_unsubscribe(self, *_args) -> None:
+        self._unsubscribed.set()
 
-    def _on_publish(self, _client, _userdata, _mid, _reason_code=None, _properties=None) -> None:
+    def _on_message(self, client, _userdata, message) -> None:
+        size = len(message.payload)
+        with self._intake:
+            # Back-pressure: over budget, wait for the dispatcher; meanwhile paho reads no more
+            # and the broker keeps the rest (QoS 1). One message is always let in.
+            while not self._closed and self._inbound_bytes and self._inbound_bytes + size > self._inbound_limit:
+                self._intake.wait(0.1)
+            if self._closed:
+                # Not acknowledged: the broker delivers it again to this client's next session.
+                self.counters.add("dropped")
+                return
+            self._inbound_bytes += size
+            self.inbound.put((message.topic, message.payload, time.monotonic()))
+        self.counters.add("received")
+        client.ack(message.mid, message.qos)
+
+    def _on_publish(self, _client, _userdata, _mid, reason_code=None, _properties=None) -> None:
+        if getattr(reason_code, "is_failure", False):  # the broker refused it (MQTT 5), e.g. not authorised
+            self.log(event="publish-refused", reason=str(reason_code))
         with self._unacked_lock:
             self._unacked -= 1
 
     # --- publishing ------------------------------------------------------------------------------
 
     def _publish(self, topic: str, payload: dict[str, Any]) -> None:
+        """QoS 1; every publish is counted until the broker acknowledges it (see _shutdown)."""
         with self._unacked_lock:
             self._unacked += 1
         self.client.publish(topic, orjson.dumps(payload), qos=1)
@@ -173,7 +214,7 @@ class Service:
         if kind == "result" and any(k.endswith("StepResultValues.Position") for k in values):
             # The older one-message schema: the Result carries the samples itself.
             result_id = _text(unit.find_value(values, "ResultMetaData.ResultId"))
-            if self.pairer.was_answered(tool, result_id):
+            if self.pairer.was_answered(tool, result_id, timestamp):
                 self.pairer.duplicates += 1
                 return
             self._hand_over([Pair(tool, result_id, message, message, None, None, timestamp, arrived, arrived)])
@@ -186,7 +227,7 @@ class Service:
 
     def _hand_over(self, pairs: list[Pair]) -> None:
         for pair in pairs:
-            self.pairer.mark_answered(pair.tool, pair.result_id)
+            self.pairer.mark_answered(pair.tool, pair.result_id, pair.timestamp)
             self.counters.add("paired")
             self.work.put(pair)
 
@@ -202,18 +243,18 @@ class Service:
                 item = self.inbound.get(timeout=0.02)
             except queue.Empty:
                 item = None
-                if self.stopping.is_set():
-                    break
+                with self._intake:
+                    if self._closed and self.inbound.empty():
+                        break
             if item is not None:
+                with self._intake:
+                    self._inbound_bytes -= len(item[1])
+                    self._intake.notify_all()
                 try:
                     self._dispatch_one(*item)
                 except Exception as exc:  # one bad message must not stop the service
-                    self._publish_error(
-                        f"could not read the message: {exc}",
-                        messages.classify(item[0], self.topics.root)[1],
-                        None,
-                        item[0],
-                    )
+                    tool = messages.classify(item[0], self.topics.root)[1]
+                    self._publish_error(f"could not read the message: {exc}", tool, None, item[0])
             now = time.monotonic()
             if now - last_expiry > 0.02:
                 last_expiry = now
@@ -250,29 +291,35 @@ class Service:
                 self._busy += 1
             try:
                 self._answer(batch)
-            except Exception as exc:  # answer every hole, even when the model fails
-                for pair in batch:
-                    self._publish_error(f"model failed: {exc}", pair.tool, pair.result_id)
+            except Exception as exc:  # a bug, not the input's fault: say so, keep serving
+                self.log(event="error", reason=f"answering {len(batch)} holes failed: {exc!r}")
             finally:
                 with self._busy_lock:
                     self._busy -= 1
 
     def _answer(self, batch: list[Pair]) -> None:
+        """Every hole of the batch gets exactly one message: its answer or an error."""
         holes, ready = [], []
         for pair in batch:
             try:
                 hole = unit.hole_from_messages(pair.result, pair.trace, pair.heads, pair.cutting_tools,
                                                source=f"mqtt:{pair.tool}/{pair.result_id}", tool=pair.tool)  # fmt: skip
-            except InputError as exc:
-                self._publish_error(exc.reason, pair.tool, pair.result_id)
+            except Exception as exc:  # InputError, or a value no unit should send (text in an array)
+                reason = exc.reason if isinstance(exc, InputError) else f"could not read the hole: {exc}"
+                self._publish_error(reason, pair.tool, pair.result_id)
                 continue
             holes.append(hole)
             ready.append(pair)
         if not ready:
             return
-        loaded, predictions = self.model.predict(
-            [(h.signals["depth_mm"], h.signals["torque_a"], h.signals["thrust_a"]) for h in holes]
-        )
+        try:
+            loaded, predictions = self.model.predict(
+                [(h.signals["depth_mm"], h.signals["torque_a"], h.signals["thrust_a"]) for h in holes]
+            )
+        except Exception as exc:
+            for pair in ready:
+                self._publish_error(f"model failed: {exc}", pair.tool, pair.result_id)
+            return
         for pair, hole, row in zip(ready, holes, predictions, strict=True):
             answer = messages.answer_payload(
                 row, tool=pair.tool, result_id=pair.result_id, hole_id=hole.hole_id, source_timestamp=pair.timestamp,
@@ -294,11 +341,14 @@ class Service:
         status = self.status()
         self._write(json.dumps({"time": _now_iso(), **status}))
         if self.client and self.client.is_connected():
-            client_id = getattr(self.client, "uos_client_id", "serve")
-            self.client.publish(self.topics.status.format(client_id=client_id), json.dumps(status), qos=0)
+            self._publish(self.topics.status.format(client_id=self.client.uos_client_id), status)
 
     def _check_model(self) -> None:
-        self.model.check()
+        if self.model.check():
+            # The old model was frozen out of the collector's reach (gc.freeze in run): let it go.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     # --- run --------------------------------------------------------------------------------------
 
@@ -306,6 +356,10 @@ class Service:
         from uos.serve.model import ModelHolder
         from uos.training import tracking
 
+        if install_signals:  # first: a stop during the model's loading is a clean stop too
+            for number in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(number, lambda *_: self.stopping.set())
+        self.topics.check()
         tracking.configure()
         self.model = ModelHolder(self.options.model_uri, self.options.refine, log=self.log,
                                  warm_batches=self.options.batch)  # fmt: skip
@@ -317,14 +371,18 @@ class Service:
         # young generation less often, and leave the long-lived objects (model, modules) out of it.
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        if install_signals:
-            for number in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(number, lambda *_: self.stopping.set())
-        self.client = self.connection.client("uos-serve")
+        if self.stopping.is_set():
+            self.log(event="stopped", unacknowledged=0)
+            return 0
+        # A stable default client id (host, share group): a restarted serve resumes its session.
+        share = f"-{self.topics.share}" if self.topics.share else ""
+        self.client = self.connection.client(f"uos-serve-{socket.gethostname()}{share}")
+        self.client.manual_ack_set(True)  # acknowledged once queued here: see _on_message
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self.client.on_unsubscribe = self._on_unsubscribe
         self.connection.connect(self.client)
         self.client.loop_start()
         threads = [threading.Thread(target=self._dispatcher, name="dispatcher", daemon=True)]
@@ -352,23 +410,28 @@ class Service:
 
     def _shutdown(self, threads: list[threading.Thread]) -> int:
         self.log(event="stopping", note="no new work; answering what is held")
-        if self.client.is_connected():
+        if self.topics.share and self.client.is_connected():
+            # Leave the group, so that the other members take the new holes.
             self.client.unsubscribe(self.topics.subscriptions())
+            self._unsubscribed.wait(2)
+        with self._intake:
+            self._closed = True
+            self._intake.notify_all()
         deadline = time.monotonic() + self.options.drain_timeout_s
         for thread in threads[: 1 + self.options.workers]:
             thread.join(timeout=max(deadline - time.monotonic(), 0.1))
-        while time.monotonic() < deadline:
+        self._emit_status()
+        while time.monotonic() < deadline and self.exit_code == 0:  # (taken over: no connection to wait for)
             with self._unacked_lock:
                 if self._unacked <= 0:
                     break
             time.sleep(0.02)
-        self._emit_status()
         self.client.disconnect()
         self.client.loop_stop()
         with self._unacked_lock:
             unacked = self._unacked
         self.log(event="stopped", unacknowledged=max(unacked, 0))
-        return 0
+        return self.exit_code
 
 
 def _text(value: Any) -> str | None:

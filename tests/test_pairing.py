@@ -1,0 +1,65 @@
+"""The pairing rules of `uos serve`, without a broker (the serve tests cover them over MQTT)."""
+
+from uos.serve.pairing import Pairer, Part
+
+
+def _part(kind: str, result_id: str | None, at: float, timestamp: str | None = "t1", tool: str = "box/1") -> Part:
+    return Part(kind, tool, result_id, timestamp, {"kind": kind}, at)
+
+
+def test_result_and_trace_pair_by_tool_and_result_id_in_any_order():
+    pairer = Pairer(heads_wait_s=0)
+    assert pairer.add(_part("trace", "7", 0.0)) == []
+    assert pairer.add(_part("result", "8", 0.1)) == []  # another hole of the same tool
+    assert pairer.add(_part("trace", "7", 0.2, tool="box/2")) == []  # same id, another tool
+    (pair,) = pairer.add(_part("result", "7", 0.3))
+    assert (pair.tool, pair.result_id, pair.first_arrived) == ("box/1", "7", 0.0)
+
+
+def test_without_a_result_id_the_source_timestamp_pairs():
+    pairer = Pairer(heads_wait_s=0)
+    pairer.add(_part("result", "9", 0.0, timestamp="t9"))
+    pairer.add(_part("result", "10", 0.0, timestamp="t10"))
+    (pair,) = pairer.add(_part("trace", None, 0.5, timestamp="t10"))
+    assert pair.result_id == "10"
+
+
+def test_a_resent_hole_is_answered_once_but_a_reused_result_id_is_a_new_hole():
+    pairer = Pairer(heads_wait_s=0)
+    pairer.add(_part("result", "5", 0.0))
+    (pair,) = pairer.add(_part("trace", "5", 0.1))
+    pairer.mark_answered(pair.tool, pair.result_id, pair.timestamp)
+    assert pairer.add(_part("result", "5", 1.0)) == [] and pairer.add(_part("trace", "5", 1.1)) == []
+    assert pairer.duplicates == 2 and not pairer.pending
+    # The unit's counter was reset: ResultId 5 again, for a hole drilled later.
+    pairer.add(_part("result", "5", 2.0, timestamp="t2"))
+    assert len(pairer.add(_part("trace", "5", 2.1, timestamp="t2"))) == 1
+
+
+def test_a_part_whose_partner_never_comes_is_a_problem_with_its_reason():
+    pairer = Pairer(pair_timeout_s=1.0)
+    pairer.add(_part("result", "3", 0.0))
+    assert pairer.expire(0.5) == ([], [])
+    pairs, (problem,) = pairer.expire(1.5)
+    assert pairs == [] and (problem.tool, problem.result_id) == ("box/1", "3")
+    assert problem.reason.startswith("Result without its Trace")
+
+
+def test_in_a_share_group_a_lone_result_expires_quietly_but_a_lone_trace_does_not():
+    pairer = Pairer(pair_timeout_s=1.0, lone_results_are_errors=False)
+    pairer.add(_part("result", "3", 0.0))
+    pairer.add(_part("trace", "4", 0.0))
+    _, problems = pairer.expire(2.0)
+    assert [p.result_id for p in problems] == ["4"] and pairer.expired_quietly == 1
+
+
+def test_a_tool_that_publishes_heads_waits_for_them_briefly():
+    pairer = Pairer(heads_wait_s=0.15)
+    pairer.add_asset("heads", "box/1", "t0", {"head": 0}, 0.0)  # an earlier hole's
+    pairer.add(_part("result", "6", 1.0))
+    assert pairer.add(_part("trace", "6", 1.01)) == []  # its Heads may still come
+    (pair,) = pairer.add_asset("heads", "box/1", "t1", {"head": 1}, 1.05)
+    assert pair.heads == {"head": 1}
+    pairer.add(_part("result", "7", 2.0, timestamp="t7"))
+    pairer.add(_part("trace", "7", 2.0, timestamp="t7"))
+    assert pairer.poll(2.1) == [] and pairer.poll(2.2)[0].heads is None  # no Heads came: go without
