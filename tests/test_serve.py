@@ -360,6 +360,14 @@ def test_sigterm_answers_what_it_holds_and_exits_0(registry, broker, serve):
     _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= keys, 30,
                 lambda: f"lost: {len(keys - {(r['tool'], r['result_id']) for r in received})}")  # fmt: skip
     assert second.stop() == 0
+    # Holes drilled while serve is down wait in its session at the broker for its next start.
+    later, _ = prepare([str(p) for p in registry["files"][:3]], tools=1, first_result_id=900_000)
+    with Replayer(_connection(broker.port), Topics(), answers=False) as replayer:
+        replayer.publish(later)
+    third = serve()
+    _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= {(i.tool, i.result_id) for i in later}, 30,
+                "holes published while serve was down were not answered on its restart")  # fmt: skip
+    assert third.stop() == 0
     client.loop_stop()
 
 
