@@ -51,7 +51,7 @@ class ServeOptions:
     refine: bool | None = False  # the network's own positions: ~2 ms per hole instead of ~80
     workers: int = 2
     batch: int = 16  # holes per model call: larger is cheaper per hole, smaller answers sooner
-    inbound_mb: float = 64.0  # raw messages held before back-pressure (a large Trace is ~0.3 MB)
+    inbound_mb: float = 32.0  # raw messages held before back-pressure (a large Trace is ~0.3 MB)
     pair_timeout_s: float = 10.0
     heads_wait_s: float = 0.15
     status_every_s: float = 10.0
@@ -93,7 +93,7 @@ class Service:
         self._inbound_limit = int(options.inbound_mb * 1e6)
         self._closed = False  # set at shutdown: nothing more is taken (nor acknowledged)
         # Decoded holes are ~4x their JSON: a few batches per worker, then the dispatcher waits.
-        self.work: queue.Queue = queue.Queue(maxsize=options.workers * options.batch * 4)
+        self.work: queue.Queue = queue.Queue(maxsize=options.workers * options.batch * 2)
         self.pairer = Pairer(pair_timeout_s=options.pair_timeout_s, heads_wait_s=options.heads_wait_s,
                              lone_results_are_errors=topics.share is None)  # fmt: skip
         self.stopping = threading.Event()  # no new work
