@@ -360,6 +360,9 @@ def test_sigterm_answers_what_it_holds_and_exits_0(registry, broker, serve):
     _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= keys, 30,
                 lambda: f"lost: {len(keys - {(r['tool'], r['result_id']) for r in received})}")  # fmt: skip
     assert second.stop() == 0
+    # A hole half-received at the stop (Result taken, Trace not yet) is not split between two
+    # processes (two errors, no answer): the first takes its partner before it lets go.
+    assert not [r for r in received if "error" in r], [r for r in received if "error" in r][:3]
     # Holes drilled while serve is down wait in its session at the broker for its next start.
     later, _ = prepare([str(p) for p in registry["files"][:3]], tools=1, first_result_id=900_000)
     with Replayer(_connection(broker.port), Topics(), answers=False) as replayer:
@@ -368,6 +371,27 @@ def test_sigterm_answers_what_it_holds_and_exits_0(registry, broker, serve):
     _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= {(i.tool, i.result_id) for i in later}, 30,
                 "holes published while serve was down were not answered on its restart")  # fmt: skip
     assert third.stop() == 0
+    client.loop_stop()
+
+
+def test_a_hole_half_received_at_sigterm_is_answered_not_split(registry, broker, serve):
+    """SIGTERM between a hole's Result and its Trace: serve takes the Trace still, and answers."""
+    service = serve()
+    client, received = _collector(broker.port)
+    (item,), _ = prepare([str(registry["files"][0])], first_result_id=777_000)
+    publisher = _connection(broker.port).client("test-publisher", clean=True)
+    _connection(broker.port).connect(publisher)
+    publisher.loop_start()
+    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+    publisher.publish(unit_topic("OPCPUBSUB", item.tool, "result"), item.payloads["result"], qos=1).wait_for_publish(5)
+    _wait_until(lambda: service.events("status") and service.events("status")[-1]["received"] == 1, 10, "no Result")
+    service.process.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    publisher.publish(unit_topic("OPCPUBSUB", item.tool, "trace"), item.payloads["trace"], qos=1).wait_for_publish(5)
+    assert service.process.wait(timeout=30) == 0
+    _wait_until(lambda: received, 10, "no answer")
+    assert [(r.get("error"), r["result_id"]) for r in received] == [(None, item.result_id)]
+    publisher.loop_stop()
     client.loop_stop()
 
 

@@ -183,6 +183,11 @@ class Pairer:
                                         f"{self.pair_timeout_s:g} s", part.tool, part.result_id))  # fmt: skip
         return self.poll(now), problems
 
+    def awaiting(self) -> set[tuple[str, str]]:
+        """(tool, ResultId) of the holes of which one part came and the other not yet."""
+        return {(tool, key[3:]) for (tool, key), entry in self.pending.items()
+                if entry.complete_at is None and key.startswith("id:")}  # fmt: skip
+
     def forget(self, tool: str, result_id: str | None) -> None:
         """Drop what waits for a hole that has already been answered with an error."""
         if result_id is None:

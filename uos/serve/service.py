@@ -92,6 +92,9 @@ class Service:
         self._inbound_bytes = 0
         self._inbound_limit = int(options.inbound_mb * 1e6)
         self._closed = False  # set at shutdown: nothing more is taken (nor acknowledged)
+        # At shutdown, first only the partners of the holes half-received: (tool, ResultId).
+        self._awaiting: set[tuple[str, str]] | None = None
+        self._draining = False
         # Decoded holes are ~4x their JSON: a few batches per worker, then the dispatcher waits.
         self.work: queue.Queue = queue.Queue(maxsize=options.workers * options.batch * 2)
         self.pairer = Pairer(pair_timeout_s=options.pair_timeout_s, heads_wait_s=options.heads_wait_s,
@@ -141,16 +144,19 @@ class Service:
         # Two processes with one client id take the session from each other forever. MQTT 5
         # brokers may say so (reason 142); mosquitto 2.0 just closes the older connection, so
         # a connection closed thrice within seconds of being made is taken for the same.
+        if self.stopping.is_set():
+            return  # our own disconnect, at the end of _shutdown
         now = time.monotonic()
         quick = self._connected_at is not None and now - self._connected_at < 2.0
         self._quick_drops = [t for t in self._quick_drops if now - t < 15.0] + ([now] if quick else [])
         if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER or len(self._quick_drops) >= 3:
-            self.log(event="error", reason=f"the broker keeps closing the connection: another client uses client id "
-                                           f"{self.client.uos_client_id}; give each uos serve its own --client-id")  # fmt: skip
+            self.log(event="error", reason=f"the broker keeps closing the connection right after it is made: most likely "
+                                           f"another client uses client id {self.client.uos_client_id}; give each "
+                                           "uos serve its own --client-id")  # fmt: skip
             self.exit_code = 1
             self.stopping.set()
             self.client.disconnect()  # and no reconnect: it would take the session back
-        elif not self.stopping.is_set():
+        else:
             self.log(event="disconnected", reason=str(reason_code), note="reconnecting with backoff")
 
     def _on_unsubscribe(self, *_args) -> None:
@@ -163,7 +169,7 @@ class Service:
             # and the broker keeps the rest (QoS 1). One message is always let in.
             while not self._closed and self._inbound_bytes and self._inbound_bytes + size > self._inbound_limit:
                 self._intake.wait(0.1)
-            if self._closed:
+            if self._closed or (self._draining and not self._awaited(message.topic, message.payload)):
                 # Not acknowledged: the broker delivers it again to this client's next session.
                 self.counters.add("dropped")
                 return
@@ -171,6 +177,12 @@ class Service:
             self.inbound.put((message.topic, message.payload, time.monotonic()))
         self.counters.add("received")
         client.ack(message.mid, message.qos)
+
+    def _awaited(self, topic: str, payload: bytes) -> bool:
+        """Stopping: is this the Result or Trace a half-received hole waits for?"""
+        kind, tool = messages.classify(topic, self.topics.root)
+        found = _RESULT_ID.search(payload[:200_000]) if kind in ("result", "trace") else None
+        return found is not None and (tool, found.group(1).decode()) in (self._awaiting or ())
 
     def _on_publish(self, _client, _userdata, _mid, reason_code=None, _properties=None) -> None:
         if getattr(reason_code, "is_failure", False):  # the broker refused it (MQTT 5), e.g. not authorised
@@ -261,6 +273,10 @@ class Service:
                 pairs, problems = self.pairer.expire(now)
                 self._hand_over(pairs)
                 self._report(problems)
+            if self.stopping.is_set():
+                awaiting = self.pairer.awaiting()
+                with self._intake:
+                    self._awaiting = awaiting
             if self.pairer.duplicates != duplicates:
                 self.counters.add("duplicates", self.pairer.duplicates - duplicates)
                 duplicates = self.pairer.duplicates
@@ -414,6 +430,18 @@ class Service:
             # Leave the group, so that the other members take the new holes.
             self.client.unsubscribe(self.topics.subscriptions())
             self._unsubscribed.wait(2)
+        # Holes half-received (a Result without its Trace yet, or back): take their partners for
+        # a moment more, so that they are answered rather than split between two sessions.
+        grace = time.monotonic() + min(2.0, self.options.pair_timeout_s)
+        while self._awaiting is None and time.monotonic() < grace:
+            time.sleep(0.01)
+        with self._intake:
+            self._draining = True
+        while time.monotonic() < grace:
+            with self._intake:
+                if not self._awaiting and self.inbound.empty():
+                    break
+            time.sleep(0.01)
         with self._intake:
             self._closed = True
             self._intake.notify_all()
