@@ -409,6 +409,9 @@ class Service:
                     threading.Thread(target=self._every, args=(self.options.reload_every_s, self._check_model), daemon=True)]  # fmt: skip
         for thread in threads:
             thread.start()
+        if not self.stopping.wait(5) and not self.client.is_connected():
+            self.log(event="waiting-for-broker", broker=self.connection.describe(),
+                     note="cannot reach it yet; retrying with backoff (is one running? `uos broker` starts one)")  # fmt: skip
         self.stopping.wait()
         return self._shutdown(threads)
 
