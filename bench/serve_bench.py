@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -38,10 +37,9 @@ def echo(port: int) -> None:
     import signal
 
     from uos.serve.connection import Connection
-    from uos.serve.messages import Topics
+    from uos.serve.messages import RESULT_ID_BYTES, Topics
 
     topics = Topics()
-    result_id = re.compile(rb'StepResultId"\s*:\s*\{\s*"Value"\s*:\s*"?([0-9A-Za-z_-]+)')
     connection = Connection(port=port)
     client = connection.client("bench-echo", clean=True)
 
@@ -52,7 +50,7 @@ def echo(port: int) -> None:
     def on_message(c, _u, message):
         levels = message.topic.split("/")
         tool = f"{levels[1]}/{levels[2]}"
-        found = result_id.search(message.payload)
+        found = RESULT_ID_BYTES.search(message.payload)
         answer = {"tool": tool, "result_id": found.group(1).decode() if found else None}
         c.publish(topics.answer(topics.result, tool), json.dumps(answer), qos=1)
 

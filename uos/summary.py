@@ -6,6 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+# Each stage's figures, where its command writes them.
+STAGE_FIGURES = {
+    "parse": "build/parsed/summary.json",
+    "label": "build/labels/metrics.json",
+    "split": "build/folds/folds.json",
+    "train": "build/model/details.json",
+}
+
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
@@ -17,18 +25,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
     """Figures from each stage's outputs under `root/build` (missing stages are left out)."""
     summary: dict[str, Any] = {}
-    parsed = _read_json(root / "build/parsed/summary.json")
-    if parsed:
-        summary["parse"] = parsed
-    labels = _read_json(root / "build/labels/metrics.json")
-    if labels:
-        summary["label"] = labels
-    folds = _read_json(root / "build/folds/folds.json")
-    if folds:
-        summary["split"] = folds
-    model = _read_json(root / "build/model/details.json")
-    if model:
-        summary["train"] = model
+    for stage, path in STAGE_FIGURES.items():
+        figures = _read_json(root / path)
+        if figures:
+            summary[stage] = figures
     return summary
 
 

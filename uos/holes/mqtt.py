@@ -106,7 +106,10 @@ def _find(values: dict[str, Any], suffix: str) -> Any:
     return None
 
 
-find_value = _find  # for `uos serve`, which reads ids before a hole is built
+def find_text(values: dict[str, Any], suffix: str) -> str | None:
+    """The value of the node ending in `suffix`, as text (None when absent or empty): the ids
+    `uos serve` and `uos replay` read before a hole is built."""
+    return _text(_find(values, suffix))
 
 
 def _as_list(value: Any) -> list[Any] | None:

@@ -9,6 +9,7 @@ Units publish OPC UA PubSub JSON (DOMAIN.md section 4) on
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,10 @@ from uos.holes.record import Hole
 
 GRIP_STEP_MM = 25.4 / 16  # aerospace grip lengths come in 1/16 inch steps
 NAMESPACE = "nsu=http://airbus.com/IJT/ADrilling;s=Objects.DeviceSet"
+
+# A hole's ResultId read straight from a message's bytes: for a message that will not decode
+# (truncated), and for the cheap checks that must not decode (the echo baseline, stopping).
+RESULT_ID_BYTES = re.compile(rb'(?:\.ResultId|\.StepResultId)"\s*:\s*\{\s*"Value"\s*:\s*"?([0-9A-Za-z_-]+)')
 
 KINDS = {
     ("ResultManagement",): "result",

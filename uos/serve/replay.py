@@ -89,15 +89,14 @@ def _capture_payloads(folder: Path) -> dict[str, bytes]:
 
 
 def _captured_result_id(data: bytes | None) -> str | None:
-    from uos.holes.mqtt import decode_message, find_value, payload
+    from uos.holes.mqtt import decode_message, find_text, payload
 
     if data is None:
         return None
     try:
-        value = find_value(payload(decode_message(data, "Result", "capture"))[0], "ResultMetaData.ResultId")
+        return find_text(payload(decode_message(data, "Result", "capture"))[0], "ResultMetaData.ResultId")
     except InputError:
         return None
-    return None if value is None else str(value)
 
 
 def prepare(inputs: list[str], tools: int = 1, toolbox: str = "replay", first_result_id: int | None = None,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import gc
 import json
 import queue
-import re
 import signal
 import socket
 import sys
@@ -42,7 +41,6 @@ from uos.serve.connection import Connection
 from uos.serve.pairing import Pair, Pairer, Part, Problem
 
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
-_RESULT_ID = re.compile(rb'(?:\.ResultId|\.StepResultId)"\s*:\s*\{\s*"Value"\s*:\s*"?([0-9A-Za-z_-]+)')
 
 
 @dataclass(frozen=True)
@@ -101,8 +99,6 @@ class Service:
                              lone_results_are_errors=topics.share is None)  # fmt: skip
         self.stopping = threading.Event()  # no new work
         self.finished = threading.Event()  # the dispatcher has handed over everything
-        self._busy = 0
-        self._busy_lock = threading.Lock()
         self._unacked = 0
         self._unacked_lock = threading.Lock()
         self._started = time.monotonic()
@@ -181,7 +177,7 @@ class Service:
     def _awaited(self, topic: str, payload: bytes) -> bool:
         """Stopping: is this the Result or Trace a half-received hole waits for?"""
         kind, tool = messages.classify(topic, self.topics.root)
-        found = _RESULT_ID.search(payload[:200_000]) if kind in ("result", "trace") else None
+        found = messages.RESULT_ID_BYTES.search(payload[:200_000]) if kind in ("result", "trace") else None
         return found is not None and (tool, found.group(1).decode()) in (self._awaiting or ())
 
     def _on_publish(self, _client, _userdata, _mid, reason_code=None, _properties=None) -> None:
@@ -213,7 +209,7 @@ class Service:
         try:
             message = unit.decode_message(data, kind.capitalize(), source)
         except InputError as exc:
-            found = _RESULT_ID.search(data[:200_000])
+            found = messages.RESULT_ID_BYTES.search(data[:200_000])
             result_id = found.group(1).decode() if found else None
             self._publish_error(exc.reason, tool, result_id, topic)
             self.pairer.forget(tool, result_id)  # its partner is answered by this error
@@ -225,16 +221,16 @@ class Service:
         values, _ = unit.payload(message)
         if kind == "result" and any(k.endswith("StepResultValues.Position") for k in values):
             # The older one-message schema: the Result carries the samples itself.
-            result_id = _text(unit.find_value(values, "ResultMetaData.ResultId"))
+            result_id = unit.find_text(values, "ResultMetaData.ResultId")
             if self.pairer.was_answered(tool, result_id, timestamp):
                 self.pairer.duplicates += 1
                 return
             self._hand_over([Pair(tool, result_id, message, message, None, None, timestamp, arrived, arrived)])
             return
         node = "ResultMetaData.ResultId" if kind == "result" else "PositionTrace.StepResultId"
-        result_id = _text(unit.find_value(values, node))
+        result_id = unit.find_text(values, node)
         if kind == "trace" and result_id is None:
-            result_id = _text(unit.find_value(values, "StepResultId"))
+            result_id = unit.find_text(values, "StepResultId")
         self._hand_over(self.pairer.add(Part(kind, tool, result_id, timestamp, message, arrived)))
 
     def _hand_over(self, pairs: list[Pair]) -> None:
@@ -303,15 +299,10 @@ class Service:
                     batch.append(self.work.get_nowait())
                 except queue.Empty:
                     break
-            with self._busy_lock:
-                self._busy += 1
             try:
                 self._answer(batch)
             except Exception as exc:  # a bug, not the input's fault: say so, keep serving
                 self.log(event="error", reason=f"answering {len(batch)} holes failed: {exc!r}")
-            finally:
-                with self._busy_lock:
-                    self._busy -= 1
 
     def _answer(self, batch: list[Pair]) -> None:
         """Every hole of the batch gets exactly one message: its answer or an error."""
@@ -463,7 +454,3 @@ class Service:
             unacked = self._unacked
         self.log(event="stopped", unacknowledged=max(unacked, 0))
         return self.exit_code
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
