@@ -41,7 +41,10 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json
     \b
     Each keypoint gets a depth (mm), its source (human, event or signal), a confidence in [0, 1]
     and a reason; a point that does not exist (air cut, one layer, a recording that stops before
-    breakthrough) is null with the reason. Machine events (stop codes of torque-triggered steps)
+    breakthrough) is null with the reason. A keypoint is a change of cutting state: an entry rises
+    from air to cutting level (cutting_a above the hole's air baseline) within a drill point, a
+    transition from a cutting level to a clearly higher one, an exit falls back towards air; an
+    automatic keypoint that is not is dropped, and the metrics count them per source folder. Machine events (stop codes of torque-triggered steps)
     are corrected for the unit's detection lag by the torque ramp around them; everywhere else the
     signals alone decide. Writes labels.parquet and metrics.json (counts by source and confidence,
     accuracy against synthetic ground truth and of the signals alone against the events).
@@ -76,6 +79,12 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json
         f"{metrics['holes']} holes labelled in {out_dir} ({metrics['reviewed']} reviewed, {metrics['rejected']} rejected): {counts}",
         err=True,
     )
+    breaking = {folder: f["breaking"] for folder, f in metrics["cutting_rule"].items() if f["breaking"]}
+    if breaking:
+        listed = ", ".join(f"{folder} {n}" for folder, n in breaking.items())
+        warn(f"labels that break the cutting rule (listed in the rule_broken column), per folder: {listed}")
+    else:
+        click.echo("Cutting rule: every keypoint is a change of cutting state (0 labels break it).", err=True)
     synthetic = metrics.get("synthetic")
     if synthetic:
         maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.3f}" for k in ("entry", "transition", "exit"))

@@ -185,13 +185,18 @@ def fit_ramp(
     drift_limit = 0.15 * float(np.ptp(y))
     sign = 1.0 if rising else -1.0
 
+    # Levels far outside what the window holds are an extrapolation (a level fitted on a handful
+    # of points beside a retract), not a level the torque ever had.
+    low, high = float(y.min()) - 0.25 * float(np.ptp(y)), float(y.max()) + 0.25 * float(np.ptp(y))
+
     def search(starts: np.ndarray, lengths: np.ndarray) -> tuple[float, float, float, np.ndarray]:
         sse, coefficients = _least_squares(z, y, after_jump, starts, lengths, drift_limit)
-        rise = coefficients[..., 1] - coefficients[..., 0]
+        before, after = coefficients[..., 0], coefficients[..., 1]
         if after_jump is not None:
             later = (starts >= z[np.argmax(after_jump)])[None, :]
-            rise = np.where(later, coefficients[..., 3] - coefficients[..., 2], rise)
-        sse = np.where(sign * rise > 0, sse, np.inf)
+            before, after = np.where(later, coefficients[..., 2], before), np.where(later, coefficients[..., 3], after)
+        plausible = (np.minimum(before, after) >= low) & (np.maximum(before, after) <= high)
+        sse = np.where((sign * (after - before) > 0) & plausible, sse, np.inf)
         i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
         return float(sse[i, j]), float(starts[j]), float(lengths[i]), coefficients[i, j]
 

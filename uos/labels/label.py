@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ import numpy as np
 
 from uos.holes.record import Hole
 from uos.labels import annotations as human
-from uos.labels.detect import KEYPOINTS, Keypoint, detect, null
+from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState
+from uos.labels.detect import Keypoint, SignalDetection, detect, null
 from uos.labels.events import refine, step_events
 from uos.labels.profile import build_profile
 
@@ -35,9 +36,13 @@ class LabelParams:
     """`[label]` in params.toml."""
 
     min_contact_mm: float = 2.5  # less cutting travel than this: air cut, no keypoints
-    cutting_a: float = 0.5  # torque (A above no-load) that means the drill is cutting
+    cutting_a: float = 0.5  # torque above the air baseline that means the drill is cutting
+    drill_point_mm: float = 3.0  # the longest drill point: a ramp at a surface is no longer than this
     disagreement_mm: float = 0.5  # event and signals further apart: the label is less sure
     workers: int = 0  # 0: one per core
+
+    def rule(self) -> CuttingRule:
+        return CuttingRule(cutting_a=self.cutting_a, drill_point_mm=self.drill_point_mm)
 
 
 def _human(annotation: human.Annotation, name: str) -> Keypoint:
@@ -46,6 +51,54 @@ def _human(annotation: human.Annotation, name: str) -> Keypoint:
     if value is None:
         return Keypoint(None, "human", 1.0, f"marked absent by {who}")
     return Keypoint(value, "human", 1.0, f"set by {who}")
+
+
+def _with_events(hole: Hole, detection: SignalDetection, params: LabelParams) -> dict[str, Keypoint]:
+    """The signal-only keypoints, replaced by the machine's events (refined on the profile) where
+    those are a change of cutting state."""
+    found = dict(detection.points)
+    state = detection.state
+    lower = -np.inf
+    for event in step_events(hole):
+        point, _ = refine(event, state.profile, lower, detection.baseline_a, params.cutting_a)
+        alone = detection.points.get(event.keypoint)
+        if point.depth_mm is None:
+            if alone.depth_mm is None:  # both agree the point does not exist
+                found[event.keypoint] = point
+            continue
+        if (why := state.check(event.keypoint, point.depth_mm)) is not None:
+            # The event points at no change of cutting state: the signals' label stays.
+            kept = found[event.keypoint]
+            found[event.keypoint] = replace(kept, reason=f"{kept.reason}; set aside: {point.reason} ({why})")
+            continue
+        lower = point.depth_mm + 0.3
+        if alone.depth_mm is not None and abs(alone.depth_mm - point.depth_mm) > params.disagreement_mm:
+            point = replace(point, confidence=point.confidence * 0.6,
+                            reason=f"{point.reason}; the signals alone put it at {alone.depth_mm:.2f} mm")  # fmt: skip
+        elif alone.depth_mm is None:
+            point = replace(point, confidence=point.confidence * 0.8,
+                            reason=f"{point.reason}; the signals alone found none ({alone.reason})")  # fmt: skip
+        found[event.keypoint] = point
+    return found
+
+
+def _enforce_order_and_rule(found: dict[str, Keypoint], state: CuttingState | None) -> dict[str, str]:
+    """Automatic keypoints out of depth order lose confidence; those that break the cutting rule
+    are dropped (unknown). Returns the keypoints that break the rule, with why (a human's stay)."""
+    present = [found[k].depth_mm for k in KEYPOINTS if found[k].depth_mm is not None]
+    if present != sorted(present):  # out of order: something is wrong with the automatic ones
+        for name in KEYPOINTS:
+            point = found[name]
+            if point.source != "human" and point.depth_mm is not None:
+                found[name] = replace(point, confidence=point.confidence * 0.3, reason=point.reason + "; out of order")
+    if state is None:
+        return {}
+    broken = state.check_all({k: found[k].depth_mm for k in KEYPOINTS})
+    for name, why in broken.items():
+        point = found[name]
+        if point.source != "human":
+            found[name] = null(f"{point.reason}; dropped: {why}", point.source, confidence=0.0)
+    return broken
 
 
 def label_hole(hole: Hole, annotation: human.Annotation | None, params: LabelParams) -> dict[str, Any]:
@@ -63,34 +116,14 @@ def label_hole(hole: Hole, annotation: human.Annotation | None, params: LabelPar
     profile = None
     if all(k in signals for k in ("depth_mm", "torque_a")):
         profile = build_profile(signals["depth_mm"], signals["torque_a"], signals.get("thrust_a", np.zeros(0)))
+    state = None
     if profile is None:
         found = {k: null("too little travel to label", confidence=0.5) for k in KEYPOINTS}
         signal_found = dict(found)
     else:
-        detection = detect(profile, params.min_contact_mm, params.cutting_a)
-        signal_found = detection.points
-        found = dict(signal_found)
-        # Machine events, refined on the profile, replace the signal-only estimates.
-        lower = -np.inf
-        for event in step_events(hole):
-            point, _ = refine(event, profile, lower, detection.baseline_a, params.cutting_a)
-            if point.depth_mm is None:
-                if found[event.keypoint].depth_mm is None:  # both agree the point does not exist
-                    found[event.keypoint] = point
-                continue
-            lower = point.depth_mm + 0.3
-            alone = signal_found.get(event.keypoint)
-            if (
-                alone is not None
-                and alone.depth_mm is not None
-                and abs(alone.depth_mm - point.depth_mm) > params.disagreement_mm
-            ):
-                point = Keypoint(point.depth_mm, "event", point.confidence * 0.6,
-                                 f"{point.reason}; the signals alone put it at {alone.depth_mm:.2f} mm")  # fmt: skip
-            elif alone is not None and alone.depth_mm is None:
-                point = Keypoint(point.depth_mm, "event", point.confidence * 0.8,
-                                 f"{point.reason}; the signals alone found none ({alone.reason})")  # fmt: skip
-            found[event.keypoint] = point
+        detection = detect(profile, params.min_contact_mm, params.cutting_a, params.rule())
+        state, signal_found = detection.state, detection.points
+        found = _with_events(hole, detection, params)
     if annotation is not None:
         for name in annotation.points:
             found[name] = _human(annotation, name)
@@ -98,16 +131,8 @@ def label_hole(hole: Hole, annotation: human.Annotation | None, params: LabelPar
             row["status"] = "reviewed"
         if annotation.rejected is not None:
             row["status"], row["rejected"] = "rejected", annotation.rejected
-
-    depths = [found[k].depth_mm for k in KEYPOINTS]
-    present = [d for d in depths if d is not None]
-    if present != sorted(present):  # out of order: something is wrong with the automatic ones
-        for name in KEYPOINTS:
-            point = found[name]
-            if point.source != "human" and point.depth_mm is not None:
-                found[name] = Keypoint(
-                    point.depth_mm, point.source, point.confidence * 0.3, point.reason + "; out of order"
-                )
+    broken = _enforce_order_and_rule(found, state)
+    row["rule_broken"] = "; ".join(f"{k} ({found[k].source}): {why}" for k, why in broken.items()) or None
     for name in KEYPOINTS:
         point = found[name]
         row[f"{name}_mm"] = None if point.depth_mm is None else round(float(point.depth_mm), 3)
@@ -258,6 +283,8 @@ def label_metrics(rows: list[dict[str, Any]], truth_path: str | Path | None) -> 
         metrics["by_source"][name] = dict(sorted(sources.items()))
         metrics["by_confidence"][name] = dict(sorted(buckets.items()))
 
+    metrics["cutting_rule"] = _rule_report(rows)
+
     # The signals alone against the (lag-corrected) machine events, where holes have them.
     events: dict[str, Any] = {}
     for name in ("transition", "exit"):
@@ -276,6 +303,18 @@ def label_metrics(rows: list[dict[str, Any]], truth_path: str | Path | None) -> 
     if truth_path is not None and Path(truth_path).exists():
         metrics["synthetic"] = _truth_metrics(rows, Path(truth_path))
     return metrics
+
+
+def _rule_report(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per source folder: holes, and keypoints that break the cutting rule (automatic ones were
+    dropped from the labels, a human's are kept and counted here for review)."""
+    report: dict[str, dict[str, int]] = {}
+    for r in rows:
+        folder = Path(str(r.get("source") or "?")).parent.name or "."
+        entry = report.setdefault(folder, {"holes": 0, "breaking": 0})
+        entry["holes"] += 1
+        entry["breaking"] += int(bool(r.get("rule_broken")))
+    return dict(sorted(report.items()))
 
 
 def _truth_metrics(rows: list[dict[str, Any]], truth_path: Path) -> dict[str, Any]:
