@@ -74,8 +74,8 @@ class CuttingState:
         rule = rule or CuttingRule()
         torque = profile.torque
         step = profile.depth[1] - profile.depth[0]
-        width = max(int(round(BEFORE_MM / step)), 1)
-        gap = max(int(round(BEFORE_GAP_MM / step)), 1)
+        width = max(round(BEFORE_MM / step), 1)
+        gap = max(round(BEFORE_GAP_MM / step), 1)
         # Median over [i - gap - width, i - gap): a forward window on a series padded at the start.
         padded = np.concatenate([np.full(width + gap, torque[0]), torque])
         forward = median_filter(padded, size=width, mode="nearest", origin=-(width // 2))
@@ -124,7 +124,7 @@ class CuttingState:
         still on a high level before them, are no breakthrough either)."""
         torque, step = self.profile.torque, self.profile.depth[1] - self.profile.depth[0]
         _, soon_min = _ahead(torque, self.rule.instant_mm / step)
-        behind, ahead = int(round(BEFORE_MM / step)), max(int(round(self.rule.drill_point_mm / step)), 1)
+        behind, ahead = round(BEFORE_MM / step), max(round(self.rule.drill_point_mm / step), 1)
         size = behind + ahead + 1
         drop = maximum_filter1d(torque - soon_min, size=size, mode="nearest", origin=behind - size // 2)
         return drop < 0.5 * (level - self.baseline_a)
@@ -171,7 +171,7 @@ class CuttingState:
 
 def _ahead(values: np.ndarray, points: float) -> tuple[np.ndarray, np.ndarray]:
     """Highest and lowest value over [i, i + points] for every i."""
-    size = max(int(round(points)), 1) + 1
+    size = max(round(points), 1) + 1
     origin = -(size // 2)
     return (maximum_filter1d(values, size=size, mode="nearest", origin=origin),
             minimum_filter1d(values, size=size, mode="nearest", origin=origin))  # fmt: skip
