@@ -109,6 +109,11 @@ def test_cli_reports_each_bad_file_and_keeps_the_good_ones(tmp_path, good_bytes)
     result = CliRunner().invoke(main, ["parse", str(inputs), "--out", str(out)])
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    # The truncated file is read (50 rows), but 50 rows of this hole cover under 3 mm of travel:
+    # no stack fits in it, so it is an error too, with its reasons.
+    truncated = [line for line in errors if "truncated.xls" in line]
+    assert len(truncated) == 1 and "too short to hold a stack (at least 3 mm)" in truncated[0]
+    errors.remove(truncated[0])
     assert errors == [f"Error: {inputs / name}: {reason}" for name, reason in sorted(EXPECTED_ERRORS.items())]
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
@@ -166,5 +171,5 @@ def test_cli_bad_params_file(tmp_path, good_bytes):
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: {params} [parse]: unknown key min_sample "
-        "(known: min_samples, few_samples, air_cut_torque_a, air_cut_contact_mm, workers, allow_errors)\n"
+        "(known: min_samples, few_samples, air_cut_torque_a, air_cut_contact_mm, min_span_mm, workers, allow_errors)\n"
     )

@@ -79,7 +79,8 @@ def test_absent_points_carry_a_reason(synthetic):
     for hole_id in air:
         for name in ("entry", "transition", "exit"):
             assert rows.at[hole_id, f"{name}_mm"] is None or np.isnan(rows.at[hole_id, f"{name}_mm"])
-            assert rows.at[hole_id, f"{name}_reason"].startswith("air cut")
+            assert rows.at[hole_id, f"{name}_reason"].startswith("no keypoints: air cut")
+        assert rows.at[hole_id, "status"] == "error"  # the same gate as predict and serve: no answer
     single = truth.index[truth["kind"] == "single-layer"]
     for hole_id in single:
         assert np.isnan(rows.at[hole_id, "transition_mm"])

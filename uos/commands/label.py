@@ -57,17 +57,19 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json
     import dataclasses
     import json
 
+    from uos.dataset.build import ParseParams
     from uos.labels.label import LabelParams, label_dataset
     from uos.params import load_params
 
     params = load_params(LabelParams, "label", params_path)
+    rules = load_params(ParseParams, "parse", params_path).rules()
     if workers is not None:
         params = dataclasses.replace(params, workers=workers)
     if truth_path is not None and not truth_path.exists():
         warn(f"{truth_path}: no ground truth there; accuracy on synthetic holes not measured")
         truth_path = None
     with progress_bar("Labelling") as update:
-        summary = label_dataset(parsed, out_dir, annotations_dir, truth_path, params, progress=update)
+        summary = label_dataset(parsed, out_dir, annotations_dir, truth_path, params, progress=update, rules=rules)
     for problem in summary.problems:
         warn(problem)
     metrics = summary.metrics
@@ -76,7 +78,8 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json
         for name in ("entry", "transition", "exit")
     )
     click.echo(
-        f"{metrics['holes']} holes labelled in {out_dir} ({metrics['reviewed']} reviewed, {metrics['rejected']} rejected): {counts}",
+        f"{metrics['holes']} holes labelled in {out_dir} ({metrics['reviewed']} reviewed, {metrics['rejected']} rejected, "
+        f"{metrics['no_keypoints']} that cannot have keypoints): {counts}",
         err=True,
     )
     breaking = {folder: f["breaking"] for folder, f in metrics["cutting_rule"].items() if f["breaking"]}

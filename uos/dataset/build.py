@@ -8,6 +8,7 @@ the dataset is then assembled from the cache.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -47,11 +48,12 @@ class ParseParams:
     few_samples: int = 150
     air_cut_torque_a: float = 0.5
     air_cut_contact_mm: float = 2.5
+    min_span_mm: float = 3.0
     workers: int = 0  # 0: one per core
     allow_errors: bool = False  # exit 0 even when some inputs failed (they are still reported)
 
     def rules(self) -> QualityRules:
-        return QualityRules(self.min_samples, self.few_samples, self.air_cut_torque_a, self.air_cut_contact_mm)
+        return QualityRules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(QualityRules)})
 
 
 @dataclass

@@ -7,6 +7,7 @@ in `uos.dataset.build`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -32,12 +33,61 @@ _EXPORT_NAME = re.compile(r"^MQTT_to_XLS_(?P<head>[^_]+)_(?P<global>\d+)[A-Za-z]
 
 @dataclass(frozen=True)
 class QualityRules:
-    """Thresholds, from `[parse]` in params.toml."""
+    """Thresholds, from `[parse]` in params.toml (the model keeps the ones it was trained with)."""
 
     min_samples: int = 50  # fewer: error (not a usable recording)
     few_samples: int = 150  # fewer: warning
     air_cut_torque_a: float = 0.5  # torque (A above no-load) that means the drill is cutting
     air_cut_contact_mm: float = 2.5  # cutting over less depth than this: air cut
+    min_span_mm: float = 3.0  # the drill travels less than this: too short to hold a stack
+
+
+# Beyond these no Setitec unit records anything (real files: torque -3 to 68 A, thrust -0.2 to
+# 5.2 A, depth 0.5 to 50 mm): a value outside is a corrupt file or a unit in another scale.
+PHYSICAL_RANGE = {"depth_mm": (-50.0, 500.0), "torque_a": (-20.0, 200.0), "thrust_a": (-20.0, 100.0)}
+
+
+def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> list[Issue]:
+    """Why no keypoint can be estimated for a hole, first reason first; empty when one can.
+
+    The one gate of `uos parse`, `label`, `train`, `predict` and `serve`. Errors: a recording that
+    cannot hold a stack (missing or too few samples, non-finite or impossible values, depth that
+    does not advance far enough); a warning for parse, and no answer everywhere else: an air cut
+    (the drill never cut material)."""
+    missing = [FILE_COLUMN_NAMES[n] for n in MEASURED_SIGNALS if n not in signals]
+    if missing:
+        return [Issue("error", f"missing signals: {', '.join(missing)}")]
+    depth, torque = (np.asarray(signals[n]) for n in ("depth_mm", "torque_a"))
+    n = len(depth)
+    if n < rules.min_samples:
+        return [Issue("error", f"too few samples: {n} (at least {rules.min_samples} needed)")]
+    for name in MEASURED_SIGNALS:
+        column = np.asarray(signals[name], dtype=np.float64)
+        if bad := int(np.count_nonzero(~np.isfinite(column))):
+            return [Issue("error", f"non-finite values in {FILE_COLUMN_NAMES[name]}: {bad} of {n} samples")]
+        low, high = PHYSICAL_RANGE[name]
+        if column.min() < low or column.max() > high:
+            return [Issue("error", f"{FILE_COLUMN_NAMES[name]} outside the physical range {low:g} to {high:g} "
+                                   f"({column.min():g} to {column.max():g})")]  # fmt: skip
+    travel = float(np.max(depth) - depth[0])
+    if travel < 0.1:
+        return [Issue("error", f"depth does not advance (the drill travels {travel:.2f} mm)")]
+    if travel < rules.min_span_mm:
+        return [Issue("error", f"the drill travels {travel:.2f} mm: too short to hold a stack "
+                               f"(at least {rules.min_span_mm:g} mm)")]  # fmt: skip
+    # Air cut: the drill cut (torque above the threshold) over less depth than any stack has.
+    advance = np.diff(depth, prepend=depth[0]).clip(min=0)
+    contact = float(advance[torque >= rules.air_cut_torque_a].sum())
+    if contact < rules.air_cut_contact_mm:
+        return [Issue("warning", f"air cut: torque above {rules.air_cut_torque_a:g} A over only {contact:.1f} mm "
+                                 "(no material contact)")]  # fmt: skip
+    return []
+
+
+def unanswerable(signals: Mapping[str, np.ndarray], rules: QualityRules) -> str | None:
+    """The one-line reason no keypoint can be estimated for a hole, or None."""
+    issues = answerability(signals, rules)
+    return issues[0].reason if issues else None
 
 
 def check_hole(hole: Hole, rules: QualityRules) -> list[Issue]:
@@ -49,38 +99,20 @@ def check_hole(hole: Hole, rules: QualityRules) -> list[Issue]:
     if missing:
         shown = ", ".join(FILE_COLUMN_NAMES.get(n, n) for n in missing)
         issues.append(Issue("error", f"missing required columns: {shown}"))
-
     n = hole.n_samples
-    if n < rules.min_samples:
-        issues.append(Issue("error", f"too few samples: {n} (at least {rules.min_samples} needed)"))
-    elif n < rules.few_samples:
+    if rules.min_samples <= n < rules.few_samples:
         issues.append(Issue("warning", f"few samples: {n} (fewer than {rules.few_samples})"))
-
     for name in (*required, "step"):
+        if name in MEASURED_SIGNALS:
+            continue  # answerability() checks those
         column = hole.signals.get(name)
-        if column is not None and column.dtype.kind == "f" and n:
-            bad = int(np.count_nonzero(~np.isfinite(column)))
-            if bad:
-                issues.append(
-                    Issue(
-                        "error",
-                        f"non-finite values in {FILE_COLUMN_NAMES.get(name, name)}: {bad} of {n} samples",
-                    )
-                )
-
-    torque, depth = hole.signals.get("torque_a"), hole.signals.get("depth_mm")
-    if torque is not None and depth is not None and n >= rules.min_samples:
-        # Air cut: the drill cut (torque above the threshold) over less depth than any stack has.
-        advance = np.diff(depth, prepend=depth[0]).clip(min=0)
-        contact = float(advance[torque >= rules.air_cut_torque_a].sum())
-        if contact < rules.air_cut_contact_mm:
+        bad = int(np.count_nonzero(~np.isfinite(column))) if column is not None and column.dtype.kind == "f" else 0
+        if bad:
             issues.append(
-                Issue(
-                    "warning",
-                    f"air cut: torque above {rules.air_cut_torque_a:g} A over only {contact:.1f} mm (no material contact)",
-                )
+                Issue("error", f"non-finite values in {FILE_COLUMN_NAMES.get(name, name)}: {bad} of {n} samples")
             )
-
+    if all(name in hole.signals for name in MEASURED_SIGNALS):
+        issues.extend(answerability(hole.signals, rules))
     return issues
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from uos.holes.quality import QualityRules, unanswerable
 from uos.holes.record import Hole
 from uos.labels import annotations as human
 from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState
@@ -101,8 +102,11 @@ def _enforce_order_and_rule(found: dict[str, Keypoint], state: CuttingState | No
     return broken
 
 
-def label_hole(hole: Hole, annotation: human.Annotation | None, params: LabelParams) -> dict[str, Any]:
-    """One row of the labels table."""
+def label_hole(
+    hole: Hole, annotation: human.Annotation | None, params: LabelParams, rules: QualityRules | None = None
+) -> dict[str, Any]:
+    """One row of the labels table. A hole that cannot have keypoints (`quality.answerability`:
+    too short, non-finite, an air cut, ...) gets none, status `error` and the reason."""
     row: dict[str, Any] = {
         "hole_id": hole.hole_id,
         "signals_hash": hole.meta.get("signals_hash"),
@@ -111,15 +115,18 @@ def label_hole(hole: Hole, annotation: human.Annotation | None, params: LabelPar
         "tool_age": hole.meta.get("tool_age"),
         "status": "auto",
         "rejected": None,
+        "error": unanswerable(hole.signals, rules or QualityRules()),
     }
     signals = hole.signals
     profile = None
-    if all(k in signals for k in ("depth_mm", "torque_a")):
-        profile = build_profile(signals["depth_mm"], signals["torque_a"], signals.get("thrust_a", np.zeros(0)))
+    if row["error"] is None:
+        profile = build_profile(signals["depth_mm"], signals["torque_a"], signals["thrust_a"])
     state = None
     if profile is None:
-        found = {k: null("too little travel to label", confidence=0.5) for k in KEYPOINTS}
+        reason = f"no keypoints: {row['error'] or 'too little travel'}"
+        found = {k: null(reason, confidence=0.0) for k in KEYPOINTS}
         signal_found = dict(found)
+        row["status"] = "error"
     else:
         detection = detect(profile, params.min_contact_mm, params.cutting_a, params.rule())
         state, signal_found = detection.state, detection.points
@@ -127,7 +134,7 @@ def label_hole(hole: Hole, annotation: human.Annotation | None, params: LabelPar
     if annotation is not None:
         for name in annotation.points:
             found[name] = _human(annotation, name)
-        if annotation.points:
+        if annotation.points and row["status"] != "error":
             row["status"] = "reviewed"
         if annotation.rejected is not None:
             row["status"], row["rejected"] = "rejected", annotation.rejected
@@ -156,8 +163,8 @@ _WORK: dict[str, Any] = {}  # inherited by forked workers
 
 
 def _label_chunk(indices: list[int]) -> list[dict[str, Any]]:
-    holes, notes, params = _WORK["holes"], _WORK["annotations"], _WORK["params"]
-    return [label_hole(holes[i], notes.get(holes[i].hole_id), params) for i in indices]
+    holes, notes, params, rules = _WORK["holes"], _WORK["annotations"], _WORK["params"], _WORK["rules"]
+    return [label_hole(holes[i], notes.get(holes[i].hole_id), params, rules) for i in indices]
 
 
 @dataclass
@@ -175,8 +182,10 @@ def label_dataset(
     truth_path: str | Path | None = None,
     params: LabelParams | None = None,
     progress=None,
+    rules: QualityRules | None = None,
 ) -> LabelSummary:
-    """Label every hole of a parsed dataset; write labels.parquet and metrics.json."""
+    """Label every hole of a parsed dataset; write labels.parquet and metrics.json. `rules` (from
+    `[parse]`) say which holes cannot have keypoints at all."""
     from uos.dataset.layout import load_holes
 
     params = params or LabelParams()
@@ -196,7 +205,7 @@ def label_dataset(
             problems.append(f"annotation for {hole_id}: the hole's signals changed since it was annotated (not used)")
             del notes[hole_id]
 
-    _WORK.update(holes=holes, annotations=notes, params=params)
+    _WORK.update(holes=holes, annotations=notes, params=params, rules=rules or QualityRules())
     chunks = [list(range(i, min(i + 16, len(holes)))) for i in range(0, len(holes), 16)]
     workers = min(params.workers or os.cpu_count() or 1, max(len(chunks), 1))
     rows: list[dict[str, Any]] = []
@@ -270,6 +279,7 @@ def label_metrics(rows: list[dict[str, Any]], truth_path: str | Path | None) -> 
         "holes": len(rows),
         "reviewed": sum(r["status"] == "reviewed" for r in rows),
         "rejected": sum(r["status"] == "rejected" for r in rows),
+        "no_keypoints": sum(r["status"] == "error" for r in rows),
         "by_source": {},
         "by_confidence": {},
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ class SplitParams:
     """`[split]` in params.toml."""
 
     k: int = 5
-    group_by: str = "tool_life"  # tool_life (head + tool change), or any holes.parquet column
+    group_by: str = "tool_life"  # tool_life (head + tool change), folder (of the source), or a holes.parquet column
     life_block: int = 20  # a tool life longer than this is cut into blocks of consecutive holes (0: never)
     seed: int = 0
 
@@ -110,21 +110,25 @@ def split_dataset(
                                     "cutting_tool"])  # fmt: skip
     labels = read_labels(labels_dir)[["hole_id", "status"]].rename(columns={"status": "label_status"})
     holes = holes.merge(labels, on="hole_id", how="left")
+    parse_error = holes["status"] == "error"
     left_out = {
-        "parse error": int((holes["status"] == "error").sum()),
+        "parse error": int(parse_error.sum()),
+        "no keypoints possible": int(((holes["label_status"] == "error") & ~parse_error).sum()),
         "rejected": int((holes["label_status"] == "rejected").sum()),
         "not labelled": int(holes["label_status"].isna().sum()),
     }
-    holes = holes[
-        (holes["status"] != "error") & (holes["label_status"].notna()) & (holes["label_status"] != "rejected")
-    ]
+    holes = holes[~parse_error & holes["label_status"].notna() & ~holes["label_status"].isin(["rejected", "error"])]
     holes = holes.reset_index(drop=True)
     if params.group_by == "tool_life":
         groups = tool_lives(holes, params.life_block)
+    elif params.group_by == "folder":  # where the files came from: a session, a unit, a campaign
+        groups = np.array([str(PurePath(s).parent) for s in holes["source"]], dtype=object)
     elif params.group_by in holes.columns:
         groups = holes[params.group_by].astype(str).to_numpy(dtype=object)
     else:
-        raise UosError(f"[split] group_by: no column {params.group_by!r} (use tool_life or a holes.parquet column)")
+        raise UosError(
+            f"[split] group_by: no column {params.group_by!r} (use tool_life, folder or a holes.parquet column)"
+        )
     groups = _merge_same_signals(groups, holes["signals_hash"].to_numpy(dtype=object))
     families = np.array([program_family(p) for p in holes["program"]], dtype=object)
     n_groups = len(set(groups))
