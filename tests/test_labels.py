@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import oddities
 from uos.cli import main
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations as human
@@ -154,3 +155,80 @@ def test_cli_label(synthetic, tmp_path):
     assert nothing.exit_code == 1
     assert nothing.stderr.startswith("Error: ")
     shutil.rmtree(tmp_path / "l")
+
+
+def _production_file(raw):
+    """A synthetic production hole (format 9) with its exact entry."""
+    import pandas as pd
+
+    from uos.holes import read_source
+
+    truth = pd.read_csv(raw / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+    for path in sorted(raw.glob("*.xls")):
+        hole = read_source(path)
+        row = truth.loc[hole.hole_id]
+        if row["kind"] == "normal" and hole.meta["format_version"] == 9 and row["entry_mm"] > 4.9:
+            return path, hole, float(row["entry_mm"])
+    raise AssertionError("no production hole in the synthetic set")
+
+
+ODD_HOLES = {  # file -> (how it is made, the reason no keypoint can be given)
+    "one_sample.xls": (lambda raw: oddities.first_rows(raw, 1), "too few samples: 1 (at least 50 needed)"),
+    "twenty.xls": (lambda raw: oddities.first_rows(raw, 20), "too few samples: 20 (at least 50 needed)"),
+    "air.xls": (oddities.only_air, "air cut: torque above 0.5 A over only 0.0 mm (no material contact)"),
+    "nan_depth.xls": (oddities.nan_depth, "non-finite values in Position (mm)"),
+    "stuck.xls": (oddities.stuck_depth, "depth does not advance (the drill travels 0.00 mm)"),
+}
+
+
+def test_holes_that_cannot_have_keypoints_get_none_and_the_reason(synthetic, tmp_path):
+    from uos.holes import read_source
+    from uos.labels.label import label_hole
+
+    path, _, _ = _production_file(synthetic[0])
+    for name, (make, reason) in ODD_HOLES.items():
+        (tmp_path / name).write_bytes(make(path.read_bytes()))
+        row = label_hole(read_source(tmp_path / name), None, LabelParams())
+        assert row["status"] == "error" and row["error"].startswith(reason), (name, row["error"])
+        for key in ("entry", "transition", "exit"):
+            assert row[f"{key}_mm"] is None and row[f"{key}_confidence"] == 0.0  # unknown: not a training target
+        assert row["thickness_mm"] is None
+
+
+def test_a_baseline_shift_before_the_stack_is_not_an_entry(synthetic, tmp_path):
+    from uos.holes import read_source
+    from uos.labels.label import label_hole
+
+    path, hole, entry = _production_file(synthetic[0])
+    assert abs(label_hole(hole, None, LabelParams())["entry_mm"] - entry) < 0.1
+    shifted = tmp_path / "shifted.xls"
+    shifted.write_bytes(oddities.baseline_shift(path.read_bytes(), 1.5, entry - 1.2, 0.2))
+    row = label_hole(read_source(shifted), None, LabelParams())
+    assert abs(row["entry_mm"] - entry) < 0.1, row["entry_reason"]
+    assert row["rule_broken"] is None
+
+
+def test_real_baseline_shifts_are_not_entries(setitec_dir):
+    """tuhh holes whose air baseline moves by 0.1-0.2 A at 1.2-1.6 mm: the drill meets the stack
+    later (6-9 mm), where the torque climbs to several amps within the drill point."""
+    from uos.holes import read_source
+    from uos.labels.cutting import air_baseline
+    from uos.labels.label import label_hole
+    from uos.labels.profile import build_profile
+
+    for name in ("009_V9/V9_004.xls", "002_V2/V2__090.xls", "004_V4/V4_024.xls", "004_V4/V4_127.xls"):
+        hole = read_source(setitec_dir / "tuhh" / name)
+        row = label_hole(hole, None, LabelParams())
+        profile = build_profile(hole.signals["depth_mm"], hole.signals["torque_a"], hole.signals["thrust_a"])
+        entry = row["entry_mm"]
+        assert entry > 4.0, (name, entry, row["entry_reason"])
+        before = profile.torque[profile.window(entry - 1.0, entry - 0.05)]
+        after = profile.torque[profile.window(entry, entry + 2.0)]
+        assert before.max() - air_baseline(profile) < 0.5 < 2.0 < after.max() - air_baseline(profile), name
+        assert row["rule_broken"] is None
+
+
+def test_the_cutting_rule_is_reported_per_folder(synthetic):
+    metrics = synthetic[3].metrics["cutting_rule"]
+    assert sum(folder["holes"] for folder in metrics.values()) == PARAMS.holes
+    assert all(folder["breaking"] == 0 for folder in metrics.values())

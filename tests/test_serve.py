@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from uos.labels.cutting import KEYPOINTS
 from uos.serve import broker as brokers
 from uos.serve.connection import Connection
 from uos.serve.messages import Topics, unit_topic
@@ -203,14 +204,21 @@ def test_replay_then_serve_gives_what_predict_gives(registry, broker, serve):
     expected = {p["hole_id"]: p for p in map(json.loads, predicted.stdout.splitlines())}
     assert set(answers) == set(expected) and len(answers) == 12
     for hole_id, answer in answers.items():
-        for key in ("entry_mm", "transition_mm", "exit_mm", "thickness_mm"):
+        numbers = ("entry_mm", "transition_mm", "exit_mm", "thickness_mm", *(f"{k}_confidence" for k in KEYPOINTS))
+        for key in numbers:
             # The same model on the same signals; float32 kernels differ with the batch's make-up
             # by ~1e-6 mm, which can flip the last rounded micrometre.
             both = (answer[key], expected[hole_id][key])
             assert both[0] == both[1] or abs(both[0] - both[1]) <= 0.0011, (hole_id, key, both)
+        # Every answer carries a confidence per keypoint and a status, as predict's lines do.
+        assert answer["status"] == expected[hole_id]["status"] in ("ok", "review"), (answer, expected[hole_id])
+        assert answer["review_reasons"] == expected[hole_id]["review_reasons"]
+        assert all(0 <= answer[f"{k}_confidence"] <= 1 for k in KEYPOINTS)
         assert answer["model"] == "uos-depth" and answer["model_version"] == "1"
-        if answer["thickness_mm"] is not None:
+        if answer["status"] == "ok":
             assert answer["grip_code"] == int(-(-answer["thickness_mm"] // (25.4 / 16)))
+        else:
+            assert answer["grip_code"] is None and answer["review_reasons"]
         assert answer["latency_ms"] >= 0 and answer["source_timestamp"]
     summary = json.loads(replayed.stderr.strip().splitlines()[-1])
     assert summary["answered"] == 12 and summary["unanswered"] == 0 and summary["unacknowledged"] == 0
@@ -219,7 +227,8 @@ def test_replay_then_serve_gives_what_predict_gives(registry, broker, serve):
     piped = subprocess.run(f"uos replay {' '.join(files)} --port {broker.port} --table --timeout 30 | head -n 2",
                            shell=True, env=_env(registry), capture_output=True, text=True)  # fmt: skip
     lines = piped.stdout.splitlines()
-    assert lines[0].split()[:3] == ["hole", "entry", "transition"] and len(lines) == 2
+    assert lines[0].split() == ["hole", "entry", "transition", "exit", "thickness", "grip", "conf", "status", "latency"]
+    assert len(lines) == 2
     assert lines[1].split()[0] in expected
     summary = json.loads(piped.stderr.strip().splitlines()[-1])
     assert summary["answered"] == 12, piped.stderr

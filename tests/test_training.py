@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import oddities
 from conftest import ROOT
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations
@@ -25,6 +26,10 @@ from uos.training.train import TrainParams
 SYNTH = dataclasses.replace(SynthParams(), holes=48, seed=11, production_tool_life=8, lab_tool_life=8)
 SPLIT = SplitParams(k=3, life_block=0)
 QUICK = load_params(TrainParams, "train", ROOT / "params.toml").with_profile("ci")  # what CI trains
+ANSWER_FIELDS = [
+    "entry_mm", "transition_mm", "exit_mm", "top_layer_mm", "bottom_layer_mm", "thickness_mm", "grip_code",
+    "entry_confidence", "transition_confidence", "exit_confidence", "status", "review_reasons", "error",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -206,11 +211,23 @@ def test_registered_model_takes_raw_signals(trained, dataset):
     from uos.dataset.layout import load_holes
 
     model = mlflow.pyfunc.load_model("models:/uos-depth@candidate")
-    holes = [h for h in load_holes(dataset["parsed"], ["depth_mm", "torque_a", "thrust_a"]) if h.signals][:5]
-    frame = pd.DataFrame({k: [h.signals[k] for h in holes] for k in ("depth_mm", "torque_a", "thrust_a")})
+    loaded = [h for h in load_holes(dataset["parsed"], ["depth_mm", "torque_a", "thrust_a"]) if h.signals]
+    short = next(h for h in loaded if h.n_samples == 20)  # cut short after 20 samples
+    holes = [h for h in loaded if h.n_samples > 150][:5]
+    frame = pd.DataFrame({k: [h.signals[k] for h in [*holes, short]] for k in ("depth_mm", "torque_a", "thrust_a")})
     result = model.predict(frame)
-    assert list(result.columns[:4]) == ["entry_mm", "transition_mm", "exit_mm", "thickness_mm"]
+    assert list(result.columns) == ANSWER_FIELDS  # the fields of a `uos predict` line and a serve answer
+    assert result["error"].iloc[-1] == "too few samples: 20 (at least 50 needed)"
+    assert result.iloc[-1][["entry_mm", "exit_mm", "thickness_mm", "grip_code"]].isna().all()
+    result, frame = result.iloc[:-1], frame.iloc[:-1]
     assert len(result) == 5 and result["entry_mm"].notna().all()
+    assert result["status"].isin(["ok", "review"]).all() and result["error"].isna().all()
+    assert (
+        result[[f"{k}_confidence" for k in ("entry", "transition", "exit")]]
+        .apply(lambda c: c.between(0, 1))
+        .all()
+        .all()
+    )
     assert model.metadata.signature is not None
     # Without the ramp-fit refinement (for speed): the network's positions, close to the refined.
     fast = model.predict(frame, params={"refine": False})
@@ -263,12 +280,16 @@ def test_predict_gives_one_json_line_per_hole_and_survives_bad_files(trained, da
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 5
     for record in records:
-        assert set(record) >= {"source", "hole_id", "entry_mm", "transition_mm", "exit_mm", "thickness_mm", "error"}
+        assert list(record) == ["source", "hole_id", *ANSWER_FIELDS]
     by_source = {Path(r["source"]).name: r for r in records}
     for path in good:
         record = by_source[path.name]
-        assert record["error"] is None and record["entry_mm"] is not None
-    assert by_source[bad.name]["error"] and by_source["broken_ST_1_1.xls"]["error"]
+        assert record["error"] is None and record["entry_mm"] is not None and record["status"] in ("ok", "review")
+        assert record["grip_code"] is None or record["status"] == "ok"  # a grip code only where nobody needs to check
+    for name in (bad.name, "broken_ST_1_1.xls"):
+        record = by_source[name]
+        assert record["error"] and record["status"] == "error" and record["thickness_mm"] is None
+        assert record["grip_code"] is None and record["entry_confidence"] is None
     assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 2
 
 
@@ -297,3 +318,79 @@ def test_the_ci_profile_is_quick_and_still_accurate(trained):
     exact = json.loads((trained.out_dir / "details.json").read_text())["synthetic_truth"]["model"]
     for name in ("entry", "transition", "exit", "thickness"):
         assert exact[name] < 0.2, exact
+
+
+ODD_HOLES = {  # file -> (how it is made, the start of the reason no answer can be given)
+    "one_sample.xls": (lambda raw: oddities.first_rows(raw, 1), "too few samples: 1"),
+    "twenty.xls": (lambda raw: oddities.first_rows(raw, 20), "too few samples: 20"),
+    "air.xls": (oddities.only_air, "air cut"),
+    "nan_depth.xls": (oddities.nan_depth, "non-finite values in Position (mm)"),
+    "stuck.xls": (oddities.stuck_depth, "depth does not advance"),
+}
+
+
+def _production_file(raw: Path) -> tuple[Path, float]:
+    """A synthetic production hole (format 9) and its exact entry."""
+    import pandas as pd
+
+    from uos.holes import read_source
+
+    truth = pd.read_csv(raw / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+    for path in sorted(raw.glob("*.xls")):
+        try:
+            hole = read_source(path)
+        except Exception:
+            continue
+        row = truth.loc[hole.hole_id] if hole.hole_id in truth.index else None
+        if row is not None and row["kind"] == "normal" and hole.meta["format_version"] == 9 and row["entry_mm"] > 4.9:
+            return path, float(row["entry_mm"])
+    raise AssertionError("no production hole in the synthetic set")
+
+
+def test_predict_gives_no_number_for_a_hole_that_cannot_have_one(trained, dataset, tracking_home, tmp_path):
+    source, _ = _production_file(dataset["raw"])
+    for name, (make, _) in ODD_HOLES.items():
+        (tmp_path / name).write_bytes(make(source.read_bytes()))
+    args = ["uos", "predict", str(tmp_path), "--model", "models:/uos-depth@candidate"]
+    result = subprocess.run(args, env=_env(tracking_home), capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    records = {Path(r["source"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(records) == set(ODD_HOLES)
+    for name, (_, reason) in ODD_HOLES.items():
+        record = records[name]
+        assert record["status"] == "error" and record["error"].startswith(reason), record
+        numbers = ("entry_mm", "transition_mm", "exit_mm", "thickness_mm", "grip_code", "entry_confidence")
+        assert all(record[key] is None for key in numbers), record
+        assert f"Error: {tmp_path / name}: {reason}" in result.stderr
+
+
+def test_predict_puts_no_entry_on_a_baseline_shift(trained, dataset, tracking_home, tmp_path):
+    from uos.holes import read_source
+    from uos.training.predict import load_model
+
+    source, entry = _production_file(dataset["raw"])
+    shifted = tmp_path / "shifted.xls"
+    shifted.write_bytes(oddities.baseline_shift(source.read_bytes(), 1.5, entry - 1.2, 0.2))
+    hole = read_source(shifted)
+    model = load_model("models:/uos-depth@candidate")
+    signals = [(hole.signals["depth_mm"], hole.signals["torque_a"], hole.signals["thrust_a"])]
+    for refine in (False, True):
+        answer = model.answer(signals, refine=refine)[0]
+        assert answer.error is None and abs(answer.positions[0] - entry) < 0.5, (refine, answer)
+
+
+def test_decoding_stays_inside_the_recording(trained, dataset, tracking_home):
+    """A short hole of 100 samples: whatever the network makes of it, no position lies outside
+    the recorded depths; and 100 samples over under a millimetre get no answer at all."""
+    import numpy as np
+
+    from uos.training.predict import load_model
+
+    model = load_model("models:/uos-depth@candidate")
+    depth = np.linspace(0.55, 6.0, 100)
+    answer = model.answer([(depth, np.where(depth > 2.5, 3.0, 0.0), np.where(depth > 2.5, 0.2, 0.0))])[0]
+    assert answer.error is None and answer.status == "review", answer  # nothing like a stack trained on
+    finite = answer.positions[np.isfinite(answer.positions)]
+    assert ((finite >= depth[0]) & (finite <= depth[-1])).all(), answer
+    short = model.answer([(np.linspace(0.55, 1.52, 100), np.zeros(100), np.zeros(100))])[0]
+    assert short.error.startswith("the drill travels 0.97 mm: too short to hold a stack")

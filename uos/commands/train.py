@@ -45,29 +45,39 @@ def train_command(parsed, labels, folds, out_dir, profile, truth_path, params_pa
       uos train build/parsed build/labels build/folds --out build/model
       uos train build/parsed build/labels build/folds --out /tmp/m --profile ci
     """
+    from uos.dataset.build import ParseParams
+    from uos.labels.label import LabelParams
     from uos.params import load_params
+    from uos.training import evaluation
     from uos.training.run import run_training
     from uos.training.train import TrainParams
 
     params = load_params(TrainParams, "train", params_path).with_profile(profile)
-    summary = run_training(parsed, labels, folds, out_dir, params, truth_path=truth_path if truth_path and truth_path.exists() else None,
-                           profile=profile, progress=lambda message: click.echo(message, err=True))  # fmt: skip
+    gate = load_params(ParseParams, "parse", params_path).rules()
+    rule = load_params(LabelParams, "label", params_path).rule()
+    summary = run_training(
+        parsed,
+        labels,
+        folds,
+        out_dir,
+        params,
+        truth_path=truth_path if truth_path and truth_path.exists() else None,
+        profile=profile,
+        progress=lambda message: click.echo(message, err=True),
+        gate=gate,
+        rule=rule,
+    )
     cv = summary.metrics["cv"]
-    base = summary.metrics["baseline"]
     figures = ", ".join(
         f"{k} {cv[k]['mae_mm']:.3f} ± {cv[k]['sd_mm']:.3f}"
         for k in ("entry", "transition", "exit", "thickness")
         if cv[k]["mae_mm"] is not None
     )
-    click.echo(f"Cross-validated MAE mm: {figures}", err=True)
-    independent = summary.metrics.get("independent_labels")
-    if independent:
-        shown = ", ".join(
-            f"{k} {independent['model'][k]:.3f} vs {independent['baseline'][k]:.3f}"
-            for k in ("transition", "exit", "thickness") if independent["model"][k] is not None and independent["baseline"][k] is not None
-        )  # fmt: skip
-        click.echo(f"Against event and human labels, model vs signal-only baseline, MAE mm: {shown}", err=True)
-    del base
+    click.echo(f"Cross-validated MAE mm (all answers, against the labels): {figures}", err=True)
+    answers = summary.metrics["answers"]
+    click.echo(
+        evaluation.format_table({"all": answers["all"]}, "Out-of-fold answers by status (gross: > 1 mm off):"), err=True
+    )
     click.echo(
         f"Registered {summary.model_uri} as candidate ({summary.seconds:.0f} s); `uos promote` to make it the champion.",
         err=True,

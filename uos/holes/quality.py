@@ -67,20 +67,33 @@ def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> lis
             return [Issue("error", f"non-finite values in {FILE_COLUMN_NAMES[name]}: {bad} of {n} samples")]
         low, high = PHYSICAL_RANGE[name]
         if column.min() < low or column.max() > high:
-            return [Issue("error", f"{FILE_COLUMN_NAMES[name]} outside the physical range {low:g} to {high:g} "
-                                   f"({column.min():g} to {column.max():g})")]  # fmt: skip
+            return [
+                Issue(
+                    "error",
+                    f"{FILE_COLUMN_NAMES[name]} outside the physical range {low:g} to {high:g} "
+                    f"({column.min():g} to {column.max():g})",
+                )
+            ]
     travel = float(np.max(depth) - depth[0])
     if travel < 0.1:
         return [Issue("error", f"depth does not advance (the drill travels {travel:.2f} mm)")]
     if travel < rules.min_span_mm:
-        return [Issue("error", f"the drill travels {travel:.2f} mm: too short to hold a stack "
-                               f"(at least {rules.min_span_mm:g} mm)")]  # fmt: skip
+        return [
+            Issue(
+                "error",
+                f"the drill travels {travel:.2f} mm: too short to hold a stack (at least {rules.min_span_mm:g} mm)",
+            )
+        ]
     # Air cut: the drill cut (torque above the threshold) over less depth than any stack has.
     advance = np.diff(depth, prepend=depth[0]).clip(min=0)
     contact = float(advance[torque >= rules.air_cut_torque_a].sum())
     if contact < rules.air_cut_contact_mm:
-        return [Issue("warning", f"air cut: torque above {rules.air_cut_torque_a:g} A over only {contact:.1f} mm "
-                                 "(no material contact)")]  # fmt: skip
+        return [
+            Issue(
+                "warning",
+                f"air cut: torque above {rules.air_cut_torque_a:g} A over only {contact:.1f} mm (no material contact)",
+            )
+        ]
     return []
 
 

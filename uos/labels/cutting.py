@@ -81,8 +81,14 @@ class CuttingState:
         forward = median_filter(padded, size=width, mode="nearest", origin=-(width // 2))
         before = forward[: len(torque)]
         base = air_baseline(profile) if baseline_a is None else baseline_a
-        return cls(profile, rule, base, before, *_ahead(torque, rule.drill_point_mm / step),
-                   *_ahead(torque, rule.lead_mm / step))  # fmt: skip
+        return cls(
+            profile,
+            rule,
+            base,
+            before,
+            *_ahead(torque, rule.drill_point_mm / step),
+            *_ahead(torque, rule.lead_mm / step),
+        )
 
     @property
     def cutting_level_a(self) -> float:
@@ -173,5 +179,7 @@ def _ahead(values: np.ndarray, points: float) -> tuple[np.ndarray, np.ndarray]:
     """Highest and lowest value over [i, i + points] for every i."""
     size = max(round(points), 1) + 1
     origin = -(size // 2)
-    return (maximum_filter1d(values, size=size, mode="nearest", origin=origin),
-            minimum_filter1d(values, size=size, mode="nearest", origin=origin))  # fmt: skip
+    return (
+        maximum_filter1d(values, size=size, mode="nearest", origin=origin),
+        minimum_filter1d(values, size=size, mode="nearest", origin=origin),
+    )

@@ -74,11 +74,17 @@ def _with_events(hole: Hole, detection: SignalDetection, params: LabelParams) ->
             continue
         lower = point.depth_mm + 0.3
         if alone.depth_mm is not None and abs(alone.depth_mm - point.depth_mm) > params.disagreement_mm:
-            point = replace(point, confidence=point.confidence * 0.6,
-                            reason=f"{point.reason}; the signals alone put it at {alone.depth_mm:.2f} mm")  # fmt: skip
+            point = replace(
+                point,
+                confidence=point.confidence * 0.6,
+                reason=f"{point.reason}; the signals alone put it at {alone.depth_mm:.2f} mm",
+            )
         elif alone.depth_mm is None:
-            point = replace(point, confidence=point.confidence * 0.8,
-                            reason=f"{point.reason}; the signals alone found none ({alone.reason})")  # fmt: skip
+            point = replace(
+                point,
+                confidence=point.confidence * 0.8,
+                reason=f"{point.reason}; the signals alone found none ({alone.reason})",
+            )
         found[event.keypoint] = point
     return found
 
@@ -305,8 +311,11 @@ def label_metrics(rows: list[dict[str, Any]], truth_path: str | Path | None) -> 
         ]
         if pairs:
             errors = np.abs([e for _, e in pairs])
-            events[name] = {"holes": len(pairs), "mae_mm": round(float(errors.mean()), 3),
-                            "by_confidence": _errors_by_bucket(pairs)}  # fmt: skip
+            events[name] = {
+                "holes": len(pairs),
+                "mae_mm": round(float(errors.mean()), 3),
+                "by_confidence": _errors_by_bucket(pairs),
+            }
     if events:
         metrics["signal_vs_events"] = events
 

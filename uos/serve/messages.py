@@ -19,7 +19,6 @@ import numpy as np
 
 from uos.holes.record import Hole
 
-GRIP_STEP_MM = 25.4 / 16  # aerospace grip lengths come in 1/16 inch steps
 NAMESPACE = "nsu=http://airbus.com/IJT/ADrilling;s=Objects.DeviceSet"
 
 # A hole's ResultId read straight from a message's bytes: for a message that will not decode
@@ -91,43 +90,27 @@ def classify(topic: str, root: str) -> tuple[str | None, str | None]:
     return KINDS.get(tuple(rest[2:])), tool
 
 
-def grip_code(thickness_mm: float | None) -> int | None:
-    """The grip length code: the stack thickness in 1/16 inch steps, rounded up."""
-    if thickness_mm is None or not math.isfinite(thickness_mm) or thickness_mm <= 0:
-        return None
-    return math.ceil(thickness_mm / GRIP_STEP_MM - 1e-9)
-
-
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return round(value, 3) if math.isfinite(value) else None
-
-
 def answer_payload(
-    prediction: dict[str, Any], *, tool: str | None, result_id: Any, hole_id: str | None, source_timestamp: str | None,
-    model: str, model_version: str, latency_ms: float,
-) -> dict[str, Any]:  # fmt: skip
-    """The JSON `uos serve` publishes for one hole."""
-    entry, transition, exit_ = (prediction.get(f"{k}_mm") for k in ("entry", "transition", "exit"))
-
-    def layer(top: Any, bottom: Any) -> float | None:
-        return _number(bottom - top) if top is not None and bottom is not None else None
-
-    thickness = _number(prediction.get("thickness_mm"))
+    answer: dict[str, Any],
+    *,
+    tool: str | None,
+    result_id: Any,
+    hole_id: str | None,
+    source_timestamp: str | None,
+    model: str,
+    model_version: str,
+    latency_ms: float,
+) -> dict[str, Any]:
+    """The JSON `uos serve` publishes for one hole: where it came from, then the fields of its
+    answer (`infer.Answer.record`: keypoints, confidence, status, review reasons), then the
+    model that answered."""
+    fields = {k: v for k, v in answer.items() if k != "error"}
     return {
         "tool": tool,
         "result_id": result_id,
         "hole_id": hole_id,
         "source_timestamp": source_timestamp,
-        "entry_mm": _number(entry),
-        "transition_mm": _number(transition),
-        "exit_mm": _number(exit_),
-        "top_layer_mm": layer(entry, transition),
-        "bottom_layer_mm": layer(transition, exit_),
-        "thickness_mm": thickness,
-        "grip_code": grip_code(thickness),
+        **fields,
         "model": model,
         "model_version": model_version,
         "latency_ms": round(latency_ms, 1),

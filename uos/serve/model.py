@@ -56,7 +56,7 @@ def load(uri: str) -> Loaded:
     fixed = f"models:/{name}/{version}" if _alias_target(uri) else uri
     try:
         model = mlflow.pyfunc.load_model(fixed)
-    except (MlflowException, OSError) as exc:
+    except (MlflowException, OSError, ValueError) as exc:  # ValueError: a model from before confidence and status
         raise UosError(f"cannot load model {fixed}: {str(exc).splitlines()[0]}") from None
     return Loaded(uri, name, version, model.unwrap_python_model())
 
@@ -96,31 +96,13 @@ class ModelHolder:
             self._predict(loaded, [(signals["depth_mm"], signals["torque_a"], signals["thrust_a"])] * size)
         return loaded
 
-    def predict(
-        self, signals: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-    ) -> tuple[Loaded, list[dict[str, float]]]:
-        """The model that answered, and per hole `entry_mm`, `transition_mm`, `exit_mm`, `thickness_mm`."""
+    def predict(self, signals: list[tuple[np.ndarray, np.ndarray, np.ndarray]], contexts=None) -> tuple[Loaded, list]:
+        """The model that answered, and an `infer.Answer` per hole."""
         loaded = self.current
-        return loaded, self._predict(loaded, signals)
+        return loaded, self._predict(loaded, signals, contexts)
 
-    def _predict(
-        self, loaded: Loaded, signals: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-    ) -> list[dict[str, float]]:
-        model = loaded.python_model
-        if hasattr(model, "keypoints"):
-            positions, _ = model.keypoints(signals, self.refine)
-            rows = [
-                {"entry_mm": e, "transition_mm": t, "exit_mm": x, "thickness_mm": x - e}
-                for e, t, x in positions.tolist()
-            ]
-            return rows
-        # A model registered before `keypoints` existed: the pyfunc way.
-        import pandas as pd
-
-        frame = pd.DataFrame({"depth_mm": [s[0] for s in signals], "torque_a": [s[1] for s in signals],
-                              "thrust_a": [s[2] for s in signals]})  # fmt: skip
-        params = None if self.refine is None else {"refine": self.refine}
-        return model.predict(None, frame, params).to_dict("records")
+    def _predict(self, loaded: Loaded, signals: list[tuple[np.ndarray, np.ndarray, np.ndarray]], contexts=None) -> list:
+        return loaded.python_model.answer(signals, contexts, self.refine)
 
     def check(self) -> bool:
         """Follow the alias: load its new version and swap; on failure keep the old and say so."""

@@ -281,21 +281,31 @@ class Replayer:
             self.report.unanswered = [item.source for item in self._pending.values()]
 
 
-TABLE_HEADER = f"{'hole':<28}{'entry':>8}{'transition':>12}{'exit':>8}{'thickness':>11}{'grip':>6}{'latency':>11}"
+TABLE_HEADER = (
+    f"{'hole':<28}{'entry':>8}{'transition':>12}{'exit':>8}{'thickness':>11}{'grip':>6}{'conf':>6}  {'status':<8}"
+    f"{'latency':>10}"
+)
 
 
 def table_row(answer: dict[str, Any]) -> str:
-    """One answer as a line of the table under `TABLE_HEADER` (mm, grip in 1/16 inch)."""
+    """One answer as a line of the table under `TABLE_HEADER` (mm, grip in 1/16 inch, the least
+    keypoint confidence), with the first review reason after it."""
     if "error" in answer:
         return f"{Path(answer.get('source') or '?').name}: {answer['error']}"
 
-    def cell(value: Any, width: int) -> str:
-        return f"{value:>{width}.2f}" if value is not None else f"{'-':>{width}}"
+    def cell(value: Any, width: int, digits: int = 2) -> str:
+        return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
     hole = str(answer.get("hole_id") or answer.get("result_id"))
-    return (f"{hole:<28}{cell(answer.get('entry_mm'), 8)}{cell(answer.get('transition_mm'), 12)}"
-            f"{cell(answer.get('exit_mm'), 8)}{cell(answer.get('thickness_mm'), 11)}{answer.get('grip_code')!s:>6}"
-            f"{answer.get('latency_ms', float('nan')):>8.1f} ms")  # fmt: skip
+    confidences = [answer.get(f"{k}_confidence") for k in ("entry", "transition", "exit")]
+    least = min((c for c in confidences if c is not None), default=None)
+    reasons = answer.get("review_reasons") or []
+    return (
+        f"{hole:<28}{cell(answer.get('entry_mm'), 8)}{cell(answer.get('transition_mm'), 12)}"
+        f"{cell(answer.get('exit_mm'), 8)}{cell(answer.get('thickness_mm'), 11)}{answer.get('grip_code') or '-'!s:>6}"
+        f"{cell(least, 6)}  {answer.get('status', '?'):<8}{answer.get('latency_ms', float('nan')):>7.1f} ms"
+        + (f"  {reasons[0]}" + (f" (+{len(reasons) - 1})" if len(reasons) > 1 else "") if reasons else "")
+    )
 
 
 def replay(inputs: list[str], connection: Connection, topics: messages.Topics, *, tools: int = 1, rate: float = 0.0,

@@ -39,6 +39,7 @@ from uos.holes import mqtt as unit
 from uos.serve import messages
 from uos.serve.connection import Connection
 from uos.serve.pairing import Pair, Pairer, Part, Problem
+from uos.training.infer import context_of
 
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
 
@@ -320,19 +321,29 @@ class Service:
         if not ready:
             return
         try:
-            loaded, predictions = self.model.predict(
-                [(h.signals["depth_mm"], h.signals["torque_a"], h.signals["thrust_a"]) for h in holes]
+            loaded, answers = self.model.predict(
+                [(h.signals["depth_mm"], h.signals["torque_a"], h.signals["thrust_a"]) for h in holes],
+                [context_of(h) for h in holes],
             )
         except Exception as exc:
             for pair in ready:
                 self._publish_error(f"model failed: {exc}", pair.tool, pair.result_id)
             return
-        for pair, hole, row in zip(ready, holes, predictions, strict=True):
-            answer = messages.answer_payload(
-                row, tool=pair.tool, result_id=pair.result_id, hole_id=hole.hole_id, source_timestamp=pair.timestamp,
-                model=loaded.name, model_version=loaded.version, latency_ms=(time.monotonic() - pair.completed) * 1000,
-            )  # fmt: skip
-            self._publish(self.topics.answer(self.topics.result, pair.tool), answer)
+        for pair, hole, answer in zip(ready, holes, answers, strict=True):
+            if answer.error:  # a hole that cannot have keypoints: on the error topic, never as an answer
+                self._publish_error(answer.error, pair.tool, pair.result_id)
+                continue
+            payload = messages.answer_payload(
+                answer.record(),
+                tool=pair.tool,
+                result_id=pair.result_id,
+                hole_id=hole.hole_id,
+                source_timestamp=pair.timestamp,
+                model=loaded.name,
+                model_version=loaded.version,
+                latency_ms=(time.monotonic() - pair.completed) * 1000,
+            )
+            self._publish(self.topics.answer(self.topics.result, pair.tool), payload)
             self.counters.add("published")
 
     # --- periodic ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from uos.labels.profile import build_profile
+from uos.labels.profile import Profile, build_profile
 
 GRID_MM = 0.1  # the network localises on this grid; soft-argmax and the ramp fit go finer
 MAX_DEPTH_MM = 40.0
@@ -24,15 +24,26 @@ def depth_grid() -> np.ndarray:
 def hole_features(depth: np.ndarray, torque: np.ndarray, thrust: np.ndarray) -> np.ndarray:
     """(channels, bins) float32: levels, shapes (scaled to the hole's maximum), the torque's slope
     and where the drill has been; zeros beyond the recording."""
-    features = np.zeros((len(CHANNELS), N_BINS), dtype=np.float32)
     depth = np.asarray(depth, dtype=np.float64)
     torque = np.asarray(torque, dtype=np.float64)
     thrust = np.nan_to_num(np.asarray(thrust, dtype=np.float64))
     profile = build_profile(depth, torque, thrust) if len(depth) else None
+    return profile_features(profile)
+
+
+def recorded_bins(profile: Profile) -> np.ndarray:
+    """Which bins of the grid the recording covers."""
+    grid = depth_grid()
+    return (grid >= profile.depth[0]) & (grid <= profile.depth[-1])
+
+
+def profile_features(profile: Profile | None) -> np.ndarray:
+    """`hole_features` from a hole's profile (built once, also for the cutting rule)."""
+    features = np.zeros((len(CHANNELS), N_BINS), dtype=np.float32)
     if profile is None:
         return features
     grid = depth_grid()
-    drilled = (grid >= profile.depth[0]) & (grid <= profile.depth[-1])
+    drilled = recorded_bins(profile)
     t = np.interp(grid, profile.depth, profile.torque) * drilled
     f = np.interp(grid, profile.depth, profile.thrust) * drilled
     slope = np.gradient(t, GRID_MM)

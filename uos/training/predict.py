@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +10,8 @@ from uos.training.tracking import DEFAULT_MODEL_URI
 
 
 def load_model(uri: str = DEFAULT_MODEL_URI):
-    """The registered pyfunc model; a clear error when the registry has no such version."""
+    """The registered model's `DepthModel` (answers without MLflow's per-call DataFrame checks);
+    a clear error when the registry has no such version or it predates confidence and status."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -19,52 +19,45 @@ def load_model(uri: str = DEFAULT_MODEL_URI):
 
     tracking.configure()
     try:
-        return mlflow.pyfunc.load_model(uri)
+        model = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         hint = ""
         if uri == DEFAULT_MODEL_URI:
             hint = " (no champion yet? `uos promote` after `uos train`, or --model models:/uos-depth@candidate)"
         raise UosError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
-
-
-def _number(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 3)
+    except ValueError as exc:  # DepthModel.load_context: a model from before confidence and status
+        raise UosError(f"cannot use model {uri}: {exc}") from None
+    return model.unwrap_python_model()
 
 
 def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None = None) -> Iterator[dict[str, Any]]:
-    """One record per hole: the keypoints, or the reason the input could not be read (inputs that
-    do not exist come first, then the holes in the order found)."""
-    import pandas as pd
-
+    """One record per hole: the answer (keypoints, confidence, status), or the reason there is
+    none (an input that does not exist or cannot be read, a hole the gate refuses). Inputs that
+    do not exist come first, then the holes in the order found."""
     from uos.dataset.build import discover
     from uos.holes import read_source
+    from uos.training.infer import context_of
 
     paths, problems = discover(inputs)
     for problem in problems:
-        yield _record(problem.source, None, None, problem.reasons[0])
+        yield _record(problem.source, None, error=problem.reasons[0])
     pending: list[tuple[str, Any]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        frame = pd.DataFrame(
-            {
-                "depth_mm": [h.signals["depth_mm"] for _, h in pending],
-                "torque_a": [h.signals["torque_a"] for _, h in pending],
-                "thrust_a": [h.signals["thrust_a"] for _, h in pending],
-            }
-        )
-        result = model.predict(frame, params=None if refine is None else {"refine": refine})
-        for (source, hole), (_, row) in zip(pending, result.iterrows(), strict=True):
-            yield _record(source, hole.hole_id, row, None)
+        signals = [(h.signals["depth_mm"], h.signals["torque_a"], h.signals["thrust_a"]) for _, h in pending]
+        answers = model.answer(signals, [context_of(h) for _, h in pending], refine)
+        for (source, hole), answer in zip(pending, answers, strict=True):
+            yield _record(source, hole.hole_id, answer.record())
         pending.clear()
 
     for path in paths:
         try:
             hole = read_source(path)
         except InputError as exc:
-            yield _record(str(path), None, None, exc.reason)
+            yield _record(str(path), None, error=exc.reason)
             continue
         if any(name not in hole.signals for name in ("depth_mm", "torque_a", "thrust_a")):
-            yield _record(str(path), hole.hole_id, None, "missing signals: needs position, torque and thrust")
+            yield _record(str(path), hole.hole_id, error="missing signals: needs position, torque and thrust")
             continue
         pending.append((str(path), hole))
         if len(pending) >= batch:
@@ -73,9 +66,9 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
         yield from flush()
 
 
-def _record(source: str, hole_id: str | None, row, error: str | None) -> dict[str, Any]:
-    record: dict[str, Any] = {"source": source, "hole_id": hole_id}
-    for name in ("entry_mm", "transition_mm", "exit_mm", "thickness_mm"):
-        record[name] = None if row is None else _number(row[name])
-    record["error"] = error
-    return record
+def _record(source: str, hole_id: str | None, answer: dict[str, Any] | None = None, error: str | None = None):
+    """A `uos predict` line: where the hole came from, then the answer's fields."""
+    from uos.training.infer import Answer
+
+    answer = answer or Answer(error=error).record()
+    return {"source": source, "hole_id": hole_id, **answer}

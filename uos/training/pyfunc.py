@@ -1,12 +1,14 @@
 """The registered model, as MLflow loads it ("models from code": this file, not a pickle).
 
-Input: one row per hole with the raw signals as arrays (`depth_mm`, `torque_a`, `thrust_a`);
-output: `entry_mm`, `transition_mm`, `exit_mm`, `thickness_mm` (NaN where a point does not exist)
-and the presence probability of each point. The param `refine` (default: as trained) turns the
-ramp-fit refinement off for speed: the network's own positions, ~2 ms instead of ~80 ms per hole.
-The preprocessing is inside, so that `uos predict`, `uos serve` and any MLflow client see holes
-exactly as training did. The weights are a plain state dict, loaded with `weights_only=True`: no
-pickled code runs on load.
+Input: one row per hole with the raw signals as arrays (`depth_mm`, `torque_a`, `thrust_a`) and,
+optionally, what else is known of it (`program_family`, `unit`: the review flags families and
+units the model was not trained on). Output: the fields of a `uos predict` line, from the one
+inference path (`infer.answer_holes`): `entry_mm`, `transition_mm`, `exit_mm`, `top_layer_mm`,
+`bottom_layer_mm`, `thickness_mm`, `grip_code` (only for `ok` answers), a confidence per
+keypoint, `status` (`ok`, `review` or `error`), `review_reasons` and `error`. The param `refine`
+(default: as trained) turns the ramp-fit refinement off for speed: ~2 ms instead of ~80 ms per
+hole. The weights are a plain state dict, loaded with `weights_only=True`: no pickled code runs
+on load.
 """
 
 from __future__ import annotations
@@ -25,48 +27,44 @@ class DepthModel(PythonModel):
     def load_context(self, context) -> None:
         import torch
 
+        from uos.training.infer import ModelConfig
         from uos.training.model import DepthNet, NetConfig
 
-        config = json.loads(Path(context.artifacts["config"]).read_text())
-        self.config = config
-        self.net = DepthNet(NetConfig(**config["net"]))
+        data = json.loads(Path(context.artifacts["config"]).read_text())
+        if "train" not in data:
+            raise ValueError(
+                "this model version was registered before answers carried a confidence and a status: "
+                "train and register a new one (uos train, uos promote)"
+            )
+        self.config = ModelConfig.from_dict(data)
+        self.net = DepthNet(NetConfig(**self.config.net))
         self.net.load_state_dict(torch.load(context.artifacts["weights"], weights_only=True, map_location="cpu"))
         self.net.eval()
-        self.refine = bool(config.get("refine", True))
 
-    def keypoints(self, signals: list[tuple[np.ndarray, np.ndarray, np.ndarray]], refine_positions: bool | None = None):
-        """Positions (holes x 3, mm, NaN where absent) and presence probabilities for raw
-        (depth, torque, thrust) arrays: what `predict` returns, without the DataFrames (the path
-        `uos serve` takes, hundreds of holes a second)."""
-        import torch
+    def answer(self, signals, contexts=None, refine: bool | None = None):
+        """`infer.Answer` per hole for raw (depth, torque, thrust) arrays, with optional
+        `infer.Context`s: the path `uos predict` and `uos serve` take, without DataFrames."""
+        from uos.training.infer import answer_holes
 
-        from uos.training.features import hole_features
-        from uos.training.model import decode, refine
-
-        if not signals:
-            return np.zeros((0, 3)), np.zeros((0, 3))
-        features = np.stack([hole_features(*s) for s in signals])
-        with torch.inference_mode():
-            heatmaps, presence = self.net(torch.from_numpy(features))
-        positions, probability = decode(heatmaps.numpy(), presence.numpy(), float(self.config.get("min_gap_mm", 1.0)))
-        if self.refine if refine_positions is None else refine_positions:
-            for i, s in enumerate(signals):
-                positions[i] = refine(positions[i], *s)
-        return positions, probability
+        return answer_holes(self.net, self.config, signals, contexts, refine)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from uos.training.model import KEYPOINTS
+        from uos.training.infer import Context
 
         signals = [
             (np.asarray(d, float), np.asarray(t, float), np.asarray(f, float))
             for d, t, f in zip(model_input["depth_mm"], model_input["torque_a"], model_input["thrust_a"], strict=True)
         ]
-        positions, probability = self.keypoints(signals, bool((params or {}).get("refine", self.refine)))
-        frame = pd.DataFrame(positions, columns=[f"{k}_mm" for k in KEYPOINTS])
-        frame["thickness_mm"] = frame["exit_mm"] - frame["entry_mm"]
-        for j, name in enumerate(KEYPOINTS):
-            frame[f"{name}_presence"] = probability[:, j]
-        return frame
+        families = model_input["program_family"] if "program_family" in model_input else [None] * len(signals)
+        units = model_input["unit"] if "unit" in model_input else [None] * len(signals)
+        contexts = [Context(_text(f), _text(u)) for f, u in zip(families, units, strict=True)]
+        refine = (params or {}).get("refine")
+        answers = self.answer(signals, contexts, None if refine is None else bool(refine))
+        return pd.DataFrame([a.record() for a in answers])
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 mlflow.models.set_model(DepthModel())

@@ -14,20 +14,35 @@ from typing import Any
 
 import numpy as np
 
+from uos.holes.quality import QualityRules
+from uos.labels.cutting import CuttingRule
+from uos.training import evaluation
+from uos.training.infer import ModelConfig
 from uos.training.model import KEYPOINTS
-from uos.training.train import Examples, TrainParams, build_examples, cross_validate, epoch_progress, errors, fit
+from uos.training.train import (
+    CrossValidation,
+    Examples,
+    TrainParams,
+    build_examples,
+    cross_validate,
+    epoch_progress,
+    errors,
+    fit,
+)
 
 METRICS_FILE = "metrics.json"  # the headline figures, for `dvc metrics show/diff`
 DETAILS_FILE = "details.json"  # every figure: per family, presence errors, counts, the registered version
 PLOTS_DIR = "plots"
-OUTPUT_COLUMNS = (
+OUTPUT_COLUMNS = (  # the numbers of an answer (`infer.Answer.record`)
     "entry_mm",
     "transition_mm",
     "exit_mm",
+    "top_layer_mm",
+    "bottom_layer_mm",
     "thickness_mm",
-    "entry_presence",
-    "transition_presence",
-    "exit_presence",
+    "entry_confidence",
+    "transition_confidence",
+    "exit_confidence",
 )
 INDEPENDENT_SOURCES = ("event", "human")  # labels not made by the signal-only detector itself
 
@@ -128,8 +143,15 @@ def _write_plots(out: Path, examples: Examples, oof: np.ndarray, histories) -> l
     for i, hole_id in enumerate(examples.hole_ids):
         for j, name in enumerate(KEYPOINTS):
             if np.isfinite(examples.positions[i, j]) and np.isfinite(oof[i, j]):
-                rows.append({"hole_id": hole_id, "keypoint": name, "label_mm": round(examples.positions[i, j], 4),
-                             "predicted_mm": round(oof[i, j], 4), "error_mm": round(oof[i, j] - examples.positions[i, j], 4)})  # fmt: skip
+                rows.append(
+                    {
+                        "hole_id": hole_id,
+                        "keypoint": name,
+                        "label_mm": round(examples.positions[i, j], 4),
+                        "predicted_mm": round(oof[i, j], 4),
+                        "error_mm": round(oof[i, j] - examples.positions[i, j], 4),
+                    }
+                )
     predictions = pd.DataFrame(rows, columns=["hole_id", "keypoint", "label_mm", "predicted_mm", "error_mm"])
     predictions.to_csv(plots / "predictions.csv", index=False)
     # The error histogram as counts per 0.05 mm bin (clipped at +/- 1 mm), one column per keypoint.
@@ -186,13 +208,18 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     model (cross-validated, mean and sd over folds) and the signal-only baseline, against all
     labels, against the independent (event, human) labels and against synthetic truth."""
     names = (*KEYPOINTS, "thickness")
-    result: dict[str, Any] = {"holes": metrics["holes"], "cv_mae": {k: metrics["cv"][k]["mae_mm"] for k in names},
-                              "cv_sd": {k: metrics["cv"][k]["sd_mm"] for k in names},
-                              "baseline_mae": {k: metrics["baseline"][k]["mae_mm"] for k in names}}  # fmt: skip
+    result: dict[str, Any] = {
+        "holes": metrics["holes"],
+        "cv_mae": {k: metrics["cv"][k]["mae_mm"] for k in names},
+        "cv_sd": {k: metrics["cv"][k]["sd_mm"] for k in names},
+        "baseline_mae": {k: metrics["baseline"][k]["mae_mm"] for k in names},
+    }
     for key, title in (("independent_labels", "independent"), ("synthetic_truth", "truth")):
         if key in metrics:
             for side in ("model", "baseline"):
                 result[f"{title}_{side}_mae"] = {k: metrics[key][side][k] for k in names}
+    if "answers" in metrics:  # out of fold, by status: a mean never comes without its gross errors
+        result["answers"] = evaluation.headline(metrics["answers"]["all"])
     return result
 
 
@@ -212,6 +239,164 @@ def _flat(prefix: str, data: dict[str, Any], into: dict[str, float]) -> dict[str
     return into
 
 
+@dataclass
+class TrainingSet:
+    """The labelled holes of the split, ready for the network, and what to report them by."""
+
+    examples: Examples
+    folds: np.ndarray
+    families: np.ndarray
+    folders: np.ndarray
+    labels: Any  # the labels table
+    truth: Any  # synthetic ground truth, or None
+
+
+def load_training_set(
+    parsed_dir,
+    labels_dir,
+    folds_dir,
+    params: TrainParams,
+    config: ModelConfig,
+    truth_path=None,
+    say: Callable[[str], None] = print,
+) -> TrainingSet:
+    import pandas as pd
+
+    from uos.dataset.layout import load_holes
+    from uos.labels.label import read_labels
+    from uos.training.folds import read_folds
+
+    folds_frame = read_folds(folds_dir)
+    labels = read_labels(labels_dir)
+    fold_of = dict(zip(folds_frame["hole_id"], folds_frame["fold"], strict=True))
+    family_of = dict(zip(folds_frame["hole_id"], folds_frame["family"], strict=True))
+    say(f"loading {len(fold_of)} holes")
+    holes = [
+        h for h in load_holes(parsed_dir, ["depth_mm", "torque_a", "thrust_a"], hole_ids=list(fold_of)) if h.signals
+    ]
+    examples = build_examples(holes, labels, params, config)
+    if len(examples.hole_ids) < len(holes):
+        say(f"{len(holes) - len(examples.hole_ids)} holes cannot have keypoints (the gate): left out")
+    folder_of = {h.hole_id: Path(str(h.meta.get("source") or "?")).parent.name for h in holes}
+    truth = None
+    if truth_path is not None and Path(truth_path).exists():
+        truth = pd.read_csv(truth_path, dtype={"hole_id": str}).set_index("hole_id")
+    return TrainingSet(
+        examples,
+        np.array([fold_of[h] for h in examples.hole_ids]),
+        np.array([family_of[h] for h in examples.hole_ids], dtype=object),
+        np.array([folder_of[h] for h in examples.hole_ids], dtype=object),
+        labels,
+        truth,
+    )
+
+
+def _evaluate(data: TrainingSet, answers) -> tuple[Any, dict[str, Any]]:
+    """The out-of-fold answers judged against the labels: per hole, and per status overall, per
+    source folder and per program family."""
+    judged = data.examples.weights > 0
+    frame = evaluation.hole_table(
+        data.examples.hole_ids,
+        answers,
+        data.examples.positions,
+        judged,
+        {"folder": data.folders, "family": data.families},
+    )
+    report = {
+        "all": evaluation.summarize(frame),
+        "by_folder": evaluation.by_group(frame, "folder"),
+        "by_family": evaluation.by_group(frame, "family"),
+    }
+    return frame, report
+
+
+def _cross_validate_tracked(data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> CrossValidation:
+    import mlflow
+
+    def on_fold(fold: int, result: dict[str, Any], history) -> None:
+        with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
+            mlflow.log_params({"fold": fold, "test_holes": int((data.folds == fold).sum())})
+            for epoch, train_loss, validation_loss in history:
+                mlflow.log_metric("train_loss", train_loss, step=epoch)
+                if validation_loss is not None:
+                    mlflow.log_metric("validation_loss", validation_loss, step=epoch)
+            mlflow.log_metrics({f"mae_{k}": v for k, v in result.items() if isinstance(v, float)})
+
+    return cross_validate(data.examples, data.folds, params, config, progress=say, on_fold=on_fold)
+
+
+def _log_cv_metrics(metrics: dict[str, Any]) -> None:
+    import mlflow
+
+    for name in (*KEYPOINTS, "thickness"):
+        mean, sd = metrics["cv"][name]["mae_mm"], metrics["cv"][name]["sd_mm"]
+        if mean is not None:
+            mlflow.log_metrics({f"cv_{name}_mae_mean": mean, f"cv_{name}_mae_sd": sd})
+    mlflow.log_metrics(_flat("", {k: v for k, v in metrics.items() if k not in ("cv", "by_family", "answers")}, {}))
+    mlflow.log_metrics(_flat("cv_answers", metrics["answers"]["all"], {}))
+
+
+def _save_final_model(out: Path, data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> ModelConfig:
+    """Train on every labelled hole; write weights.pt and config.json (the whole [train] table,
+    the gate, the cutting rule and what training covered)."""
+    import mlflow
+    import torch
+
+    say(f"final model: training on all {len(data.examples.hole_ids)} holes")
+    model, history = fit(data.examples, params, on_epoch=epoch_progress(say, params.epochs))
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "weights.pt")
+    final = dataclasses.replace(config, known=data.examples.known())
+    _write_json(out / "config.json", final.to_dict())
+    for epoch, train_loss, _ in history:
+        mlflow.log_metric("final_train_loss", train_loss, step=epoch)
+    return final
+
+
+def _register(out: Path, params: TrainParams, facts: dict[str, Any], profile: str | None):
+    """Log the final model as an MLflow pyfunc, register it and point `candidate` at it."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+    from uos.training import tracking
+
+    signature = ModelSignature(
+        inputs=Schema(
+            [
+                ColSpec(Array("double"), "depth_mm"),
+                ColSpec(Array("double"), "torque_a"),
+                ColSpec(Array("double"), "thrust_a"),
+                ColSpec("string", "program_family", required=False),
+                ColSpec("string", "unit", required=False),
+            ]
+        ),
+        outputs=Schema(
+            [
+                *(ColSpec("double", c) for c in OUTPUT_COLUMNS),
+                ColSpec("long", "grip_code"),
+                ColSpec("string", "status"),
+                ColSpec(Array("string"), "review_reasons"),
+                ColSpec("string", "error"),
+            ]
+        ),
+        params=ParamSchema([ParamSpec("refine", "boolean", params.refine)]),
+    )
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(Path(__file__).with_name("pyfunc.py")),
+        artifacts={"weights": str(out / "weights.pt"), "config": str(out / "config.json")},
+        signature=signature,
+        pip_requirements=["mlflow", "torch==2.13.0", "numpy", "pandas", "scipy", "uos"],
+    )
+    version = mlflow.register_model(info.model_uri, tracking.MODEL_NAME)
+    client = tracking.client()
+    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CANDIDATE, version.version)
+    for key, value in {**facts, "profile": profile or "default"}.items():
+        client.set_model_version_tag(tracking.MODEL_NAME, version.version, key, str(value))
+    return version
+
+
 def run_training(
     parsed_dir: str | Path,
     labels_dir: str | Path,
@@ -222,116 +407,66 @@ def run_training(
     profile: str | None = None,
     root: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    gate: QualityRules | None = None,
+    rule: CuttingRule | None = None,
 ) -> TrainSummary:
+    """Cross-validate, train the final model, write metrics and plots for DVC, and track it all
+    in MLflow: a parent run, a nested run per fold, the registered model."""
     import mlflow
     import pandas as pd
-    import torch
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-    from uos.dataset.layout import load_holes
-    from uos.labels.label import read_labels
     from uos.training import tracking
-    from uos.training.folds import read_folds
 
     started = time.perf_counter()
     say = progress or (lambda message: None)
     out = Path(out_dir)
     root = (root or Path.cwd()).resolve()
-    folds_frame = read_folds(folds_dir)
-    labels = read_labels(labels_dir)
-    fold_of = dict(zip(folds_frame["hole_id"], folds_frame["fold"], strict=True))
-    family_of = dict(zip(folds_frame["hole_id"], folds_frame["family"], strict=True))
-    say(f"loading {len(fold_of)} holes")
-    holes = [
-        h for h in load_holes(parsed_dir, ["depth_mm", "torque_a", "thrust_a"], hole_ids=list(fold_of)) if h.signals
-    ]
-    examples = build_examples(holes, labels, params)
-    folds = np.array([fold_of[h] for h in examples.hole_ids])
-    families = np.array([family_of[h] for h in examples.hole_ids], dtype=object)
-    truth = None
-    if truth_path is not None and Path(truth_path).exists():
-        truth = pd.read_csv(truth_path, dtype={"hole_id": str}).set_index("hole_id")
-
+    config = params.model_config(gate, rule)
+    data = load_training_set(parsed_dir, labels_dir, folds_dir, params, config, truth_path, say)
+    examples = data.examples
     tracking.configure(root)
     facts = tracking.lineage(root)
     summary_path = Path(folds_dir) / "folds.json"
     split_facts = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    logged_params = {k: v for k, v in dataclasses.asdict(params).items() if k != "profiles"}
     with mlflow.start_run(run_name=f"train{'-' + profile if profile else ''}") as parent:
-        mlflow.log_params({**logged_params, "profile": profile or "default", "holes": len(examples.hole_ids)})
+        mlflow.log_params({**params.table(), "profile": profile or "default", "holes": len(examples.hole_ids)})
         mlflow.log_params({f"split_{k}": v for k, v in split_facts.items() if not isinstance(v, dict)})
         mlflow.set_tags({k: str(v) for k, v in facts.items()})
         digest = facts["labels_md5"] or facts["data_md5"] or "unversioned"
-        dataset_frame = pd.DataFrame({"hole_id": examples.hole_ids, "fold": folds, "family": families})
-        mlflow.log_input(mlflow.data.from_pandas(dataset_frame, source=str(Path(labels_dir).resolve()), name="uos-holes",
-                                                 digest=str(digest)[:36]), context="training")  # fmt: skip
-
-        def on_fold(fold: int, result: dict[str, Any], history) -> None:
-            with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
-                mlflow.log_params({"fold": fold, "test_holes": int((folds == fold).sum())})
-                for epoch, train_loss, validation_loss in history:
-                    mlflow.log_metric("train_loss", train_loss, step=epoch)
-                    if validation_loss is not None:
-                        mlflow.log_metric("validation_loss", validation_loss, step=epoch)
-                mlflow.log_metrics({f"mae_{k}": v for k, v in result.items() if isinstance(v, float)})
-
-        cv = cross_validate(examples, folds, params, progress=say, on_fold=on_fold)
-        metrics = _metrics(examples, labels, cv.oof, cv.fold_errors, families, truth)
-        for name in (*KEYPOINTS, "thickness"):
-            mean, sd = metrics["cv"][name]["mae_mm"], metrics["cv"][name]["sd_mm"]
-            if mean is not None:
-                mlflow.log_metrics({f"cv_{name}_mae_mean": mean, f"cv_{name}_mae_sd": sd})
-        mlflow.log_metrics(_flat("", {k: v for k, v in metrics.items() if k not in ("cv", "by_family")}, {}))
-
-        say(f"final model: training on all {len(examples.hole_ids)} holes")
-        model, history = fit(examples, params, on_epoch=epoch_progress(say, params.epochs))
-        out.mkdir(parents=True, exist_ok=True)
-        weights, config = out / "weights.pt", out / "config.json"
-        torch.save(model.state_dict(), weights)
-        config.write_text(
-            json.dumps(
-                {"net": params.net().to_dict(), "refine": params.refine, "min_gap_mm": params.min_layer_mm}, indent=2
-            )
-            + "\n"
-        )
-        for epoch, train_loss, _ in history:
-            mlflow.log_metric("final_train_loss", train_loss, step=epoch)
-
-        _write_plots(out, examples, cv.oof, cv.histories)
-        mlflow.log_artifacts(str(out / PLOTS_DIR), artifact_path="plots")
-        oof = pd.DataFrame(cv.oof, columns=[f"{k}_mm" for k in KEYPOINTS]).assign(hole_id=examples.hole_ids, fold=folds)
-        oof.to_csv(out / PLOTS_DIR / "out_of_fold.csv", index=False)
-        mlflow.log_artifact(str(out / PLOTS_DIR / "out_of_fold.csv"), artifact_path="predictions")
-
-        signature = ModelSignature(
-            inputs=Schema(
-                [
-                    ColSpec(Array("double"), "depth_mm"),
-                    ColSpec(Array("double"), "torque_a"),
-                    ColSpec(Array("double"), "thrust_a"),
-                ]
+        dataset_frame = pd.DataFrame({"hole_id": examples.hole_ids, "fold": data.folds, "family": data.families})
+        mlflow.log_input(
+            mlflow.data.from_pandas(
+                dataset_frame, source=str(Path(labels_dir).resolve()), name="uos-holes", digest=str(digest)[:36]
             ),
-            outputs=Schema([ColSpec("double", c) for c in OUTPUT_COLUMNS]),
-            params=ParamSchema([ParamSpec("refine", "boolean", params.refine)]),
+            context="training",
         )
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("pyfunc.py")),
-            artifacts={"weights": str(weights), "config": str(config)},
-            signature=signature,
-            pip_requirements=["mlflow", "torch==2.13.0", "numpy", "pandas", "uos"],
-        )
-        version = mlflow.register_model(info.model_uri, tracking.MODEL_NAME)
-        client = tracking.client()
-        client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CANDIDATE, version.version)
-        for key, value in {**facts, "profile": profile or "default"}.items():
-            client.set_model_version_tag(tracking.MODEL_NAME, version.version, key, str(value))
+
+        cv = _cross_validate_tracked(data, params, config, say)
+        metrics = _metrics(examples, data.labels, cv.oof, cv.fold_errors, data.families, data.truth)
+        answers_frame, metrics["answers"] = _evaluate(data, cv.answers)
+        _log_cv_metrics(metrics)
+        _save_final_model(out, data, params, config, say)
+        _write_plots(out, examples, cv.oof, cv.histories)
+        answers_frame.assign(fold=data.folds).to_csv(out / PLOTS_DIR / "out_of_fold.csv", index=False)
+        mlflow.log_artifacts(str(out / PLOTS_DIR), artifact_path="plots")
+        mlflow.log_artifact(str(out / PLOTS_DIR / "out_of_fold.csv"), artifact_path="predictions")
+        version = _register(out, params, facts, profile)
         run_id = parent.info.run_id
 
-    metrics["model"] = {"name": tracking.MODEL_NAME, "version": version.version, "alias": tracking.CANDIDATE, "run_id": run_id,
-                        "tracking_uri": tracking.tracking_uri(root)}  # fmt: skip
+    metrics["model"] = {
+        "name": tracking.MODEL_NAME,
+        "version": version.version,
+        "alias": tracking.CANDIDATE,
+        "run_id": run_id,
+        "tracking_uri": tracking.tracking_uri(root),
+    }
     _write_json(out / DETAILS_FILE, metrics)
     _write_json(out / METRICS_FILE, headline(metrics))
-    return TrainSummary(out, metrics, f"models:/{tracking.MODEL_NAME}/{version.version}", version.version, run_id,
-                        time.perf_counter() - started)  # fmt: skip
+    return TrainSummary(
+        out,
+        metrics,
+        f"models:/{tracking.MODEL_NAME}/{version.version}",
+        version.version,
+        run_id,
+        time.perf_counter() - started,
+    )

@@ -16,9 +16,12 @@ from typing import Any
 import numpy as np
 
 from uos.errors import ConfigError
+from uos.holes.quality import QualityRules
+from uos.labels.cutting import CuttingRule
 from uos.params import from_table
-from uos.training.features import GRID_MM, N_BINS, hole_features
-from uos.training.model import KEYPOINTS, NetConfig, decode, refine
+from uos.training.features import CHANNELS, GRID_MM, N_BINS
+from uos.training.infer import Answer, Context, Known, ModelConfig, Prepared, answer_prepared, context_of, prepare
+from uos.training.model import KEYPOINTS, NetConfig
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class TrainParams:
     min_layer_mm: float = 1.0  # keypoints are decoded in depth order, at least this far apart
     seed: int = 0
     threads: int = 2
+    review_confidence: float = 0.8  # a keypoint (or its absence) less sure than this: status review
+    review_range_margin: float = 0.1  # a hole's figures further outside the training range (share of it): review
+    review_unknown_family: bool = True  # a program family training never saw: review
+    review_unknown_unit: bool = True  # a unit (head) training never saw: review
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def with_profile(self, name: str | None) -> TrainParams:
@@ -56,6 +63,17 @@ class TrainParams:
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, levels=self.levels, kernel=self.kernel)
 
+    def table(self) -> dict[str, Any]:
+        """The [train] table in effect (profile applied)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "profiles"}
+
+    def model_config(
+        self, gate: QualityRules | None = None, rule: CuttingRule | None = None, known: Known | None = None
+    ) -> ModelConfig:
+        return ModelConfig(
+            self.net().to_dict(), self.table(), gate or QualityRules(), rule or CuttingRule(), known or Known()
+        )
+
 
 @dataclass
 class Examples:
@@ -65,31 +83,56 @@ class Examples:
     features: np.ndarray  # (holes, channels, bins)
     positions: np.ndarray  # (holes, 3) label depth in mm, NaN where the point does not exist
     weights: np.ndarray  # (holes, 3) label confidence (0: left out)
-    raw: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # depth, torque, thrust, for refinement
+    prepared: list[Prepared]  # what the inference path needs besides the network
+    contexts: list[Context]
 
     def subset(self, index: np.ndarray) -> Examples:
-        return Examples([self.hole_ids[i] for i in index], self.features[index], self.positions[index],
-                        self.weights[index], [self.raw[i] for i in index])  # fmt: skip
+        return Examples(
+            [self.hole_ids[i] for i in index],
+            self.features[index],
+            self.positions[index],
+            self.weights[index],
+            [self.prepared[i] for i in index],
+            [self.contexts[i] for i in index],
+        )
+
+    def known(self) -> Known:
+        """What these holes cover (families, units, ranges, thicknesses), for the review."""
+        thickness = self.positions[:, 2] - self.positions[:, 0]
+        return Known.of(self.contexts, [p.summary for p in self.prepared], thickness)
 
 
-def build_examples(holes: list, labels, params: TrainParams) -> Examples:
-    """Features of every hole that has a labels row, with its keypoints and their weights."""
+def build_examples(holes: list, labels, params: TrainParams, config: ModelConfig | None = None) -> Examples:
+    """Features of every hole that has a labels row and passes the gate, with its keypoints and
+    their weights (the labels' confidence; 0 for a keypoint the labeller could not place)."""
+    config = config or params.model_config()
     rows = labels.set_index("hole_id")
-    ids, features, positions, weights, raw = [], [], [], [], []
+    ids, prepared, contexts, positions, weights = [], [], [], [], []
     for hole in holes:
         if hole.hole_id not in rows.index:
             continue
+        ready = prepare((hole.signals["depth_mm"], hole.signals["torque_a"], hole.signals["thrust_a"]), config)
+        if isinstance(ready, str):
+            continue  # the gate: no keypoints can be estimated, none learnt
         row = rows.loc[hole.hole_id]
-        s = hole.signals
         ids.append(hole.hole_id)
-        features.append(hole_features(s["depth_mm"], s["torque_a"], s["thrust_a"]))
-        raw.append((s["depth_mm"], s["torque_a"], s["thrust_a"]))
+        prepared.append(ready)
+        contexts.append(context_of(hole))
         positions.append([row[f"{k}_mm"] if row[f"{k}_mm"] is not None else np.nan for k in KEYPOINTS])
         confidence = np.array([row[f"{k}_confidence"] for k in KEYPOINTS], dtype=float)
-        weight = confidence if params.confidence_weight else np.ones(3)
+        weight = confidence if params.confidence_weight else (confidence > 0).astype(float)
         weights.append(np.where(confidence >= params.min_confidence, weight, 0.0))
-    return Examples(ids, np.stack(features) if features else np.zeros((0, 6, N_BINS), np.float32),
-                    np.array(positions, dtype=float).reshape(-1, 3), np.array(weights, dtype=float).reshape(-1, 3), raw)  # fmt: skip
+    features = (
+        np.stack([p.features for p in prepared]) if prepared else np.zeros((0, len(CHANNELS), N_BINS), np.float32)
+    )
+    return Examples(
+        ids,
+        features,
+        np.array(positions, dtype=float).reshape(-1, 3),
+        np.array(weights, dtype=float).reshape(-1, 3),
+        prepared,
+        contexts,
+    )
 
 
 def _torch_setup(params: TrainParams):
@@ -189,28 +232,25 @@ def evaluate_loss(model, examples: Examples, params: TrainParams) -> float:
     model.eval()
     with torch.no_grad():
         heatmaps, presence = model(torch.from_numpy(examples.features))
-        return float(_loss(torch, heatmaps, presence, torch.from_numpy(examples.positions), torch.from_numpy(examples.weights),
-                           params.sigma_bins))  # fmt: skip
+        return float(
+            _loss(
+                torch,
+                heatmaps,
+                presence,
+                torch.from_numpy(examples.positions),
+                torch.from_numpy(examples.weights),
+                params.sigma_bins,
+            )
+        )
 
 
-def predict_examples(model, examples: Examples, params: TrainParams, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (holes, 3) in mm (NaN: absent) and presence probabilities."""
-    import torch
+def predict_examples(model, examples: Examples, config: ModelConfig) -> list[Answer]:
+    """The answers of the inference path (`infer.answer_prepared`) for these holes."""
+    return answer_prepared(model, config, examples.prepared, examples.contexts)
 
-    model.eval()
-    outputs, presences = [], []
-    with torch.no_grad():
-        for start in range(0, len(examples.hole_ids), batch):
-            heatmaps, presence = model(torch.from_numpy(examples.features[start : start + batch]))
-            outputs.append(heatmaps.numpy())
-            presences.append(presence.numpy())
-    if not outputs:
-        return np.zeros((0, 3)), np.zeros((0, 3))
-    positions, probability = decode(np.concatenate(outputs), np.concatenate(presences), params.min_layer_mm)
-    if params.refine:
-        for i, (depth, torque, thrust) in enumerate(examples.raw):
-            positions[i] = refine(positions[i], depth, torque, thrust)
-    return positions, probability
+
+def positions_of(answers: list[Answer]) -> np.ndarray:
+    return np.array([a.positions for a in answers], dtype=float).reshape(-1, 3)
 
 
 def errors(predicted: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
@@ -251,32 +291,42 @@ def epoch_progress(
 
 @dataclass
 class CrossValidation:
-    oof: np.ndarray  # out-of-fold predictions (holes, 3)
+    oof: np.ndarray  # out-of-fold positions (holes, 3)
+    answers: list[Answer]  # out-of-fold answers, in the order of the examples
     fold_errors: list[dict[str, Any]]
     histories: list[list[tuple[int, float, float | None]]]
     seconds: float
 
 
-def cross_validate(examples: Examples, folds: np.ndarray, params: TrainParams, progress: Callable[[str], None] | None = None,
-                   on_fold: Callable[[int, dict[str, Any], list], None] | None = None) -> CrossValidation:  # fmt: skip
+def cross_validate(
+    examples: Examples,
+    folds: np.ndarray,
+    params: TrainParams,
+    base: ModelConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_fold: Callable[[int, dict[str, Any], list], None] | None = None,
+) -> CrossValidation:
+    """Each fold's network answers its held-out holes through the inference path, with what its
+    own training holes covered as `known` (a held-out family or unit is new to it)."""
     started = time.perf_counter()
+    base = base or params.model_config()
     oof = np.full(examples.positions.shape, np.nan)
+    answers: list[Answer] = [Answer() for _ in examples.hole_ids]
     fold_errors, histories = [], []
-    for fold in sorted(set(folds.tolist())):
-        test = np.flatnonzero(folds == fold)
-        train = np.flatnonzero(folds != fold)
+    names = sorted(set(folds.tolist()))
+    for fold in names:
+        test, train = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
         if progress:
-            progress(
-                f"fold {fold + 1}/{len(set(folds.tolist()))}: training on {len(train)} holes, testing on {len(test)}"
-            )
-        model, history = fit(
-            examples.subset(train), params, examples.subset(test), on_epoch=epoch_progress(progress, params.epochs)
-        )
-        predicted, _ = predict_examples(model, examples.subset(test), params)
-        oof[test] = predicted
-        result = errors(predicted, examples.positions[test])
+            progress(f"fold {fold + 1}/{len(names)}: training on {len(train)} holes, testing on {len(test)}")
+        training, held_out = examples.subset(train), examples.subset(test)
+        model, history = fit(training, params, held_out, on_epoch=epoch_progress(progress, params.epochs))
+        fold_answers = predict_examples(model, held_out, dataclasses.replace(base, known=training.known()))
+        for index, answer in zip(test, fold_answers, strict=True):
+            answers[index] = answer
+        oof[test] = positions_of(fold_answers)
+        result = errors(oof[test], examples.positions[test])
         fold_errors.append(result)
         histories.append(history)
         if on_fold:
             on_fold(fold, result, history)
-    return CrossValidation(oof, fold_errors, histories, time.perf_counter() - started)
+    return CrossValidation(oof, answers, fold_errors, histories, time.perf_counter() - started)
