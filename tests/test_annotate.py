@@ -163,6 +163,30 @@ def test_filters(project, tmp_path):
     assert session.queue and all(session.holes[h].meta["head_id"] == head for h in session.queue)
 
 
+def test_holes_the_model_is_unsure_of_come_first_with_the_reason(project, tmp_path):
+    """The model's out-of-fold answers (`uos train` writes them) put its `review` holes at the
+    head of the queue, whatever their label confidence, and the reason is on screen."""
+    import pandas as pd
+
+    labels = pd.read_parquet(project / "labels" / "labels.parquet").sort_values("min_confidence")
+    surest = labels["hole_id"].iloc[-2:].tolist()  # the labels' two most confident holes
+    answers = pd.DataFrame({"hole_id": labels["hole_id"], "status": "ok", "review_reasons": ""})
+    answers.loc[answers["hole_id"].isin(surest), ["status", "review_reasons"]] = ["review", "exit not sure enough"]
+    answers.to_csv(tmp_path / "out_of_fold.csv", index=False)
+    session = open_session(
+        project / "parsed", project / "labels", tmp_path / "notes", "tester", None, None, tmp_path / "out_of_fold.csv"
+    )
+    assert sorted(session.queue[:2]) == sorted(surest)
+    assert session.review_reasons(session.queue[0]) == "exit not sure enough"
+    assert session.review_reasons(session.queue[2]) is None
+    app = make_app(session)
+
+    async def script(pilot):
+        assert "model unsure: exit not sure enough" in str(app.query_one("#meta").render())
+
+    _run(app, (80, 24), script)
+
+
 def _snapshot(app, name: str, size=(80, 24), keys: tuple[str, ...] = ()) -> None:
     async def script(pilot):
         if keys:

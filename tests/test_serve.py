@@ -97,8 +97,11 @@ def broker(tmp_path):
 
 
 def _env(registry) -> dict[str, str]:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                MLFLOW_TRACKING_URI=f"sqlite:///{registry['home'] / 'mlflow.db'}")  # fmt: skip
+    return dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        MLFLOW_TRACKING_URI=f"sqlite:///{registry['home'] / 'mlflow.db'}",
+    )
 
 
 class Serve:
@@ -192,16 +195,24 @@ def _wait_until(condition, timeout: float, message) -> None:
 
 def test_replay_then_serve_gives_what_predict_gives(registry, broker, serve):
     serve()
-    files = [str(p) for p in registry["files"][:12]]
-    replayed = subprocess.run(["uos", "replay", *files, "--port", str(broker.port), "--tools", "3", "--timeout", "30"],
-                              env=_env(registry), capture_output=True, text=True)  # fmt: skip
+    predicted = subprocess.run(
+        ["uos", "predict", *map(str, registry["files"]), "--no-refine"],
+        env=_env(registry),
+        capture_output=True,
+        text=True,
+    )
+    # Holes the gate refuses (a synthetic air cut, say) get errors, here as in serve (tested below).
+    answerable = [r for r in map(json.loads, predicted.stdout.splitlines()) if r["status"] != "error"][:12]
+    files = [r["source"] for r in answerable]
+    expected = {r["hole_id"]: r for r in answerable}
+    replayed = subprocess.run(
+        ["uos", "replay", *files, "--port", str(broker.port), "--tools", "3", "--timeout", "30"],
+        env=_env(registry),
+        capture_output=True,
+        text=True,
+    )
     assert replayed.returncode == 0, replayed.stderr
     answers = {a["hole_id"]: a for a in map(json.loads, replayed.stdout.splitlines())}
-    predicted = subprocess.run(
-        ["uos", "predict", *files, "--no-refine"], env=_env(registry), capture_output=True, text=True
-    )
-    assert predicted.returncode == 0, predicted.stderr
-    expected = {p["hole_id"]: p for p in map(json.loads, predicted.stdout.splitlines())}
     assert set(answers) == set(expected) and len(answers) == 12
     for hole_id, answer in answers.items():
         numbers = ("entry_mm", "transition_mm", "exit_mm", "thickness_mm", *(f"{k}_confidence" for k in KEYPOINTS))
@@ -224,8 +235,13 @@ def test_replay_then_serve_gives_what_predict_gives(registry, broker, serve):
     assert summary["answered"] == 12 and summary["unanswered"] == 0 and summary["unacknowledged"] == 0
 
     # For people: a table; and a reader that stops early (`| head -n 2`) does not stall the replay.
-    piped = subprocess.run(f"uos replay {' '.join(files)} --port {broker.port} --table --timeout 30 | head -n 2",
-                           shell=True, env=_env(registry), capture_output=True, text=True)  # fmt: skip
+    piped = subprocess.run(
+        f"uos replay {' '.join(files)} --port {broker.port} --table --timeout 30 | head -n 2",
+        shell=True,
+        env=_env(registry),
+        capture_output=True,
+        text=True,
+    )
     lines = piped.stdout.splitlines()
     assert lines[0].split() == ["hole", "entry", "transition", "exit", "thickness", "grip", "conf", "status", "latency"]
     assert len(lines) == 2
@@ -285,8 +301,14 @@ def test_every_malformed_input_gets_an_error_and_serve_stays_up(registry, broker
     def by_tool(tool: str) -> list[dict]:
         return [r for r in received if r.get("tool") == tool]
 
-    _wait_until(lambda: all(by_tool(t) for t in ("box/truncated", "box/lonely", "box/nopositions", "box/lengths", "box/garbage", "box/twice")),
-                15, lambda: f"missing answers: {received}\n{''.join(service.lines)}")  # fmt: skip
+    _wait_until(
+        lambda: all(
+            by_tool(t)
+            for t in ("box/truncated", "box/lonely", "box/nopositions", "box/lengths", "box/garbage", "box/twice")
+        ),
+        15,
+        lambda: f"missing answers: {received}\n{''.join(service.lines)}",
+    )
     time.sleep(1.0)  # a second answer to the duplicate would have come by now
     truncated = by_tool("box/truncated")
     assert len(truncated) == 1 and "not valid JSON" in truncated[0]["error"] and truncated[0]["result_id"] == "501"
@@ -311,6 +333,61 @@ def test_every_malformed_input_gets_an_error_and_serve_stays_up(registry, broker
 
     _wait_until(settled, 5, lambda: service.events("status")[-1:])
     assert service.events("status")[-1]["errors"] == 5
+    assert service.stop() == 0
+    publisher.loop_stop()
+    client.loop_stop()
+
+
+def _edit_trace(messages: dict, edit) -> dict:
+    """The messages with the Trace's arrays (position, torque, thrust, step) rewritten by `edit`,
+    which gets and returns them as a dict of lists."""
+    payload = messages["trace"]["Messages"]["Payload"]
+    keys = {
+        name: next(k for k in payload if k.endswith(f"{name}.StepTraceContent[0].Values"))
+        for name in ("PositionTrace", "IntensityTorqueTrace", "IntensityThrustTrace", "StepNumberTrace")
+    }
+    arrays = edit({name: list(payload[key]["Value"]) for name, key in keys.items()})
+    for name, key in keys.items():
+        payload[key]["Value"] = arrays[name]
+    return messages
+
+
+ODD_TRACES = {  # tool -> (how the Trace is changed, the start of the reason on the error topic)
+    "odd/one": (lambda a: {k: v[:1] for k, v in a.items()}, "too few samples: 1"),
+    "odd/twenty": (lambda a: {k: v[:20] for k, v in a.items()}, "too few samples: 20"),
+    "odd/air": (lambda a: {**a, "IntensityTorqueTrace": [0.0] * len(a["PositionTrace"])}, "air cut"),
+    "odd/stuck": (
+        lambda a: {**a, "PositionTrace": [a["PositionTrace"][0]] * len(a["PositionTrace"])},
+        "depth does not advance",
+    ),
+    "odd/null": (lambda a: {**a, "PositionTrace": [None, *a["PositionTrace"][1:]]}, "non-finite values in Position"),
+}
+
+
+def test_a_hole_that_cannot_have_an_answer_gets_an_error_never_keypoints(registry, broker, serve):
+    service = serve()
+    client, received = _collector(broker.port)
+    publisher = _connection(broker.port).client("test-odd-publisher", clean=True)
+    _connection(broker.port).connect(publisher)
+    publisher.loop_start()
+    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+    for number, (tool, (edit, _)) in enumerate(ODD_TRACES.items()):
+        messages = _edit_trace(_messages(registry, 700 + number), edit)
+        for kind in ("result", "trace"):
+            publisher.publish(
+                unit_topic("OPCPUBSUB", tool, kind), json.dumps(messages[kind]).encode(), qos=1
+            ).wait_for_publish(5)
+    _wait_until(
+        lambda: {r.get("tool") for r in received} >= set(ODD_TRACES),
+        15,
+        lambda: f"missing answers: {received}\n{''.join(service.lines)}",
+    )
+    time.sleep(0.5)
+    for tool, (_, reason) in ODD_TRACES.items():
+        messages = [r for r in received if r.get("tool") == tool]
+        assert len(messages) == 1 and messages[0]["mqtt_topic"] == f"uos/errors/{tool}", messages
+        assert messages[0]["error"].startswith(reason), messages[0]
+        assert "thickness_mm" not in messages[0] and "grip_code" not in messages[0]
     assert service.stop() == 0
     publisher.loop_stop()
     client.loop_stop()
@@ -366,8 +443,11 @@ def test_sigterm_answers_what_it_holds_and_exits_0(registry, broker, serve):
     # Whatever this process did not take stays queued at the broker for the next one: none lost.
     second = serve()
     keys = {(i.tool, i.result_id) for i in items}
-    _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= keys, 30,
-                lambda: f"lost: {len(keys - {(r['tool'], r['result_id']) for r in received})}")  # fmt: skip
+    _wait_until(
+        lambda: {(r["tool"], r["result_id"]) for r in received} >= keys,
+        30,
+        lambda: f"lost: {len(keys - {(r['tool'], r['result_id']) for r in received})}",
+    )
     assert second.stop() == 0
     # A hole half-received at the stop (Result taken, Trace not yet) is not split between two
     # processes (two errors, no answer): the first takes its partner before it lets go.
@@ -377,8 +457,11 @@ def test_sigterm_answers_what_it_holds_and_exits_0(registry, broker, serve):
     with Replayer(_connection(broker.port), Topics(), answers=False) as replayer:
         replayer.publish(later)
     third = serve()
-    _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= {(i.tool, i.result_id) for i in later}, 30,
-                "holes published while serve was down were not answered on its restart")  # fmt: skip
+    _wait_until(
+        lambda: {(r["tool"], r["result_id"]) for r in received} >= {(i.tool, i.result_id) for i in later},
+        30,
+        "holes published while serve was down were not answered on its restart",
+    )
     assert third.stop() == 0
     client.loop_stop()
 
@@ -437,8 +520,13 @@ def test_two_processes_share_the_load_each_hole_answered_once(registry, broker, 
     with Replayer(_connection(broker.port), Topics(), answers=False) as replayer:
         replayer.publish(items, rate=100)
     keys = {(i.tool, i.result_id) for i in items}
-    _wait_until(lambda: {(r["tool"], r["result_id"]) for r in received} >= keys, 30,
-                lambda: f"{len(received)} answers for {len(keys)} holes: {first.events('status')[-1:]} {second.events('status')[-1:]}")  # fmt: skip
+    _wait_until(
+        lambda: {(r["tool"], r["result_id"]) for r in received} >= keys,
+        30,
+        lambda: (
+            f"{len(received)} answers for {len(keys)} holes: {first.events('status')[-1:]} {second.events('status')[-1:]}"
+        ),
+    )
     time.sleep(1.0)
     assert len(received) == len(keys) == 60
     assert all("error" not in r for r in received)
@@ -449,8 +537,11 @@ def test_two_processes_share_the_load_each_hole_answered_once(registry, broker, 
     # One client id, two processes: they would take the session from each other forever.
     # They notice within seconds and say so (exit 1); one may be left serving.
     third = serve("--share", "uos", "--client-id", "serve-b")
-    _wait_until(lambda: second.process.poll() is not None or third.process.poll() is not None, 30,
-                lambda: f"neither gave up: {second.lines[-2:]} {third.lines[-2:]}")  # fmt: skip
+    _wait_until(
+        lambda: second.process.poll() is not None or third.process.poll() is not None,
+        30,
+        lambda: f"neither gave up: {second.lines[-2:]} {third.lines[-2:]}",
+    )
     time.sleep(5)
     for process in (second, third):
         if process.process.poll() is None:
@@ -467,15 +558,23 @@ def test_without_mosquitto_uos_broker_runs_amqtt_and_serving_works(registry, tmp
     from uos.serve.broker import free_port, listening
 
     port = free_port()
-    broker = subprocess.Popen(["uos", "broker", "--engine", "amqtt", "--port", str(port), "--data", str(tmp_path)],
-                              env=_env(registry), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    broker = subprocess.Popen(
+        ["uos", "broker", "--engine", "amqtt", "--port", str(port), "--data", str(tmp_path)],
+        env=_env(registry),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     service = None
     try:
         _wait_until(lambda: listening("127.0.0.1", port), 30, "amqtt did not start")
         service = Serve(registry, port, "--mqtt-version", "3.1.1")
         files = [str(p) for p in registry["files"][:3]]
-        replayed = subprocess.run(["uos", "replay", *files, "--port", str(port), "--mqtt-version", "3.1.1", "--timeout", "30"],
-                                  env=_env(registry), capture_output=True, text=True)  # fmt: skip
+        replayed = subprocess.run(
+            ["uos", "replay", *files, "--port", str(port), "--mqtt-version", "3.1.1", "--timeout", "30"],
+            env=_env(registry),
+            capture_output=True,
+            text=True,
+        )
         assert replayed.returncode == 0, replayed.stderr
         answers = [json.loads(line) for line in replayed.stdout.splitlines()]
         assert len(answers) == 3 and all(a["model"] == "uos-depth" and "error" not in a for a in answers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from rich.markup import escape
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -238,10 +239,14 @@ class AnnotateApp(App[None]):
         if hole is not None:
             m = hole.meta
             source = str(m.get("source") or "").rsplit("/", 1)[-1]
-            self.query_one("#meta", Static).update(
-                f"{s.hole_id}  {source}  head {m.get('head_name')}  tool age {m.get('tool_age')}  "
-                f"Pset {m.get('pset')}  format {m.get('format_version')}"
-            )
+            review = s.review_reasons(s.hole_id)
+            if review is not None:  # why the model is unsure matters more than the metadata
+                self.query_one("#meta", Static).update(f"{s.hole_id}  [red]model unsure:[/red] {escape(review)}")
+            else:
+                self.query_one("#meta", Static).update(
+                    f"{s.hole_id}  {source}  head {m.get('head_name')}  tool age {m.get('tool_age')}  "
+                    f"Pset {m.get('pset')}  format {m.get('format_version')}"
+                )
             parts = []
             for name, point in s.points().items():
                 where_mm = "absent" if point.depth_mm is None else f"{point.depth_mm:.2f}"

@@ -58,6 +58,7 @@ class AnnotationSession:
     annotated: set[str] = field(default_factory=set)  # holes changed in this session
     started: float = 0.0
     message: str = ""
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # hole id -> the model's answer (status, reasons)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -73,9 +74,19 @@ class AnnotationSession:
         row = self.labels.get(hole_id)
         return float(row["min_confidence"]) if row is not None and row.get("min_confidence") is not None else 0.0
 
+    def review_reasons(self, hole_id: str | None) -> str | None:
+        """Why the model's answer for this hole is `review` (None: it is not, or there is none)."""
+        answer = self.answers.get(hole_id) if hole_id else None
+        if not answer or answer.get("status") != "review":
+            return None
+        return str(answer.get("review_reasons") or "the model is not sure")
+
     def set_filter(self, name: str, remember: bool = True) -> None:
-        """review: holes nobody has annotated yet; all; rejected; head:TEXT or folder:TEXT."""
-        ids = sorted(self.holes, key=lambda h: (self._confidence(h), h))  # lowest confidence first
+        """review: holes nobody has annotated yet; all; rejected; head:TEXT or folder:TEXT.
+
+        Human effort goes where the model is unsure: holes whose answer is `review` come first,
+        then the rest, each lowest label confidence first."""
+        ids = sorted(self.holes, key=lambda h: (self.review_reasons(h) is None, self._confidence(h), h))
         if name == "review":
             ids = [h for h in ids if h not in self.notes]
         elif name == "rejected":
@@ -293,15 +304,25 @@ def open_session(
     annotator: str | None = None,
     state_file: Path | None = None,
     filter: str | None = None,
+    answers_file: Path | None = None,
 ) -> AnnotationSession:
-    """Load the holes (signals in memory, so that the next hole shows at once) and their labels."""
+    """Load the holes (signals in memory, so that the next hole shows at once), their labels and,
+    when `answers_file` exists (the model's out-of-fold answers, build/model/plots/out_of_fold.csv),
+    the status of the model's answer for each."""
     from uos.dataset.layout import load_holes
     from uos.labels.label import read_labels
 
     holes = {h.hole_id: h for h in load_holes(parsed_dir, ["depth_mm", "torque_a", "thrust_a", "step"]) if h.signals}
     labels = {row["hole_id"]: row for row in read_labels(labels_dir).to_dict("records")}
-    session = AnnotationSession(holes, labels, Path(annotations_dir), annotator or human.default_annotator(),
-                                state_file=state_file)  # fmt: skip
+    answers = {}
+    if answers_file is not None and Path(answers_file).exists():
+        import pandas as pd
+
+        table = pd.read_csv(answers_file, dtype={"hole_id": str}, usecols=["hole_id", "status", "review_reasons"])
+        answers = {row["hole_id"]: row for row in table.fillna("").to_dict("records")}
+    session = AnnotationSession(
+        holes, labels, Path(annotations_dir), annotator or human.default_annotator(), state_file=state_file, answers=answers
+    )  # fmt: skip
     if filter is not None:
         session.set_filter(filter)
     return session

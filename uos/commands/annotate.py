@@ -39,11 +39,20 @@ import click
     default=None,
     help="review (default: holes nobody annotated, lowest confidence first), all, rejected, head:TEXT, folder:TEXT.",
 )
-def annotate_command(parsed_dir, labels_dir, annotations_dir, annotator, filter_):
+@click.option(
+    "--answers",
+    "answers_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("build/model/plots/out_of_fold.csv"),
+    show_default=True,
+    help="The model's out-of-fold answers (uos train): holes it is unsure of come first.",
+)
+def annotate_command(parsed_dir, labels_dir, annotations_dir, annotator, filter_, answers_file):
     """Review and fix keypoint labels, keyboard first (press ? for every key).
 
     \b
-    Holes come lowest confidence first. Move the cursor, set entry / transition / exit at it,
+    Holes whose model answer is `review` come first, with the reason on screen, then the rest,
+    lowest label confidence first. Move the cursor, set entry / transition / exit at it,
     mark a point absent, accept the automatic labels, or reject a hole; every change is saved
     at once to data/annotations/ (one small JSON file per hole), and reopening resumes where you
     stopped. Then `dvc repro` relabels with your calls, which always win.
@@ -57,7 +66,7 @@ def annotate_command(parsed_dir, labels_dir, annotations_dir, annotator, filter_
     from uos.annotate.session import open_session
 
     state = Path(".uos") / f"annotate-{annotator or 'default'}.json"
-    session = open_session(parsed_dir, labels_dir, annotations_dir, annotator, state, filter_)
+    session = open_session(parsed_dir, labels_dir, annotations_dir, annotator, state, filter_, answers_file)
     make_app(session).run()
     done, total, _ = session.progress()
     click.echo(f"{len(session.annotated)} holes annotated in this session; {done}/{total} of the queue done. "

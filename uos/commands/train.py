@@ -74,10 +74,10 @@ def train_command(parsed, labels, folds, out_dir, profile, truth_path, params_pa
         if cv[k]["mae_mm"] is not None
     )
     click.echo(f"Cross-validated MAE mm (all answers, against the labels): {figures}", err=True)
-    answers = summary.metrics["answers"]
-    click.echo(
-        evaluation.format_table({"all": answers["all"]}, "Out-of-fold answers by status (gross: > 1 mm off):"), err=True
-    )
+    tables = {"refined (predict)": summary.metrics["answers"]["all"]}
+    if "answers_without_refine" in summary.metrics:
+        tables["network only (serve)"] = summary.metrics["answers_without_refine"]["all"]
+    click.echo(evaluation.format_table(tables, "Out-of-fold answers by status (gross: > 1 mm off):"), err=True)
     click.echo(
         f"Registered {summary.model_uri} as candidate ({summary.seconds:.0f} s); `uos promote` to make it the champion.",
         err=True,

@@ -22,6 +22,7 @@ from uos.labels.profile import Profile
 
 SUSTAINED_MM = 0.3  # cutting for at least this long: the drill is in the material, not a blip
 CANDIDATES = 3  # edges tried, best first, before a keypoint is given up as unknown
+WITNESS_MM = 1.0  # an exit's torque and thrust edges further apart than this: the torque fell in stages
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class _Detector:
         self.contrast = np.nan_to_num(self.after - self.before)
         self.points: dict[str, Keypoint] = {}
         self.edges: dict[str, Edge] = {}
+        self.witnesses: dict[str, Edge | None] = {}
 
     def _accept(self, name: str, edge: Edge | None, confidence_scale: float = 1.0, note: str = "") -> bool:
         """Take `edge` as keypoint `name` if it is a change of cutting state."""
@@ -120,6 +122,7 @@ class _Detector:
         reason = f"torque {verb} from {edge.before_a:.2f} to {edge.after_a:.2f} A{agree}{note}"
         self.points[name] = Keypoint(edge.depth_mm, "signal", confidence, reason)
         self.edges[name] = edge
+        self.witnesses[name] = witness
         return True
 
     def _fit(self, lo: float, hi: float, rising: bool) -> Edge | None:
@@ -191,8 +194,36 @@ class _Detector:
             zone = np.arange(run[0], min(run[-1] + reach, len(self.depth) - 1) + 1)
             at = float(self.depth[zone[np.argmin(self.contrast[zone])]])
             if self._accept("exit", self._fit(max(material_end, at - 3.0), at + 3.0, rising=False)):
+                self._first_stage_of_the_fall()
                 return
         self.exit_at_the_end(material_end)
+
+    def _first_stage_of_the_fall(self) -> None:
+        """At breakthrough the chisel edge leaves first: the thrust falls where the torque starts
+        to. Where the thrust fell more than `WITNESS_MM` before the torque edge found, the torque
+        falls in two stages and the fit took the second: fit again up to it, from the thrust's
+        edge; when that does not agree with the thrust either, the exit is left unknown."""
+        edge, witness = self.edges["exit"], self.witnesses.get("exit")
+        if witness is None or witness.depth_mm >= edge.depth_mm - WITNESS_MM:
+            return
+        first = self._fit(witness.depth_mm - 1.0, edge.depth_mm + 0.1, rising=False)
+        if (
+            first is not None
+            and abs(first.depth_mm - witness.depth_mm) <= WITNESS_MM
+            and self.state.check("exit", first.depth_mm) is None
+        ):
+            note = f"; a fall in two stages: the first, where the thrust falls ({witness.depth_mm:.2f} mm)"
+            self.points["exit"] = Keypoint(
+                first.depth_mm,
+                "signal",
+                0.5 * self.points["exit"].confidence,
+                f"torque falls from {first.before_a:.2f} to {first.after_a:.2f} A{note}",
+            )
+            self.edges["exit"] = first
+            return
+        reason = f"torque edge at {edge.depth_mm:.2f} mm, but the thrust falls at {witness.depth_mm:.2f} mm"
+        self.points["exit"] = null(f"{reason}: where the breakthrough starts is unknown", confidence=0.0)
+        del self.edges["exit"]
 
     def exit_at_the_end(self, material_end: float) -> None:
         """No complete fall: the recording ends in the material, or during the breakthrough."""

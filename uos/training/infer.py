@@ -232,8 +232,9 @@ def refine(positions: np.ndarray, prepared: Prepared, rule: CuttingRule) -> list
     Where the signal-only detector of `uos label` found the point within AGREE_MM of the
     network's, its depth is taken (the same fit, in the same window, as the labels). Elsewhere
     the ramp is fitted around the network's position (median over REFINE_WINDOWS_MM of the fits
-    within REACH_MM); where none is found, the network's position stays and is worth a look. A
-    refined position that breaks the cutting rule is not taken."""
+    within REACH_MM); where none is found, the network's position stays and is worth a look, as
+    it is where the detector found the point further than REACH_MM away (two edges, each taken by
+    one of them). A refined position that breaks the cutting rule is not taken."""
     from uos.labels.detect import detect
     from uos.labels.edges import fit_ramp
 
@@ -246,6 +247,8 @@ def refine(positions: np.ndarray, prepared: Prepared, rule: CuttingRule) -> list
         if not np.isfinite(at):
             continue
         alone = detected[name].depth_mm
+        if alone is not None and abs(alone - at) > REACH_MM:
+            disagree.append(f"the network and the labels' detector disagree on the {name}: {at:.2f} vs {alone:.2f} mm")
         found = [alone] if alone is not None and abs(alone - at) <= AGREE_MM else []
         if not found:
             # Bounded by the neighbouring keypoints, so that a window never takes in another edge.

@@ -28,7 +28,59 @@ def _run_table(version, name: str) -> dict[str, Any]:
         facts["errors"] = pd.read_csv(f"{folder}/error_histogram.csv")
     except Exception:  # an older run without plots still has its metrics
         facts["curve"], facts["errors"] = None, None
+    try:
+        facts["answers"] = pd.read_csv(f"{folder}/out_of_fold.csv")
+        facts["threshold"] = float(
+            tracking.client().get_run(version.run_id).data.params.get("review_confidence", "nan")
+        )
+    except Exception:  # a run from before answers had a status
+        facts["answers"], facts["threshold"] = None, float("nan")
     return facts
+
+
+def _figure(metrics: dict[str, float], key: str, width: int, digits: int = 0) -> str:
+    value = metrics.get(key)
+    return f"{'-' if value is None else f'{value:.{digits}f}':>{width}}"
+
+
+def _status_lines(tables: list[dict[str, Any]]) -> str:
+    """Out-of-fold answers per status, for each version: holes, thickness MAE, gross errors."""
+    lines = [f"{'':<16}{'ok':>8}{'gross':>7}{'thick MAE':>11}{'review':>9}{'gross':>7}{'thick MAE':>11}"]
+    for table in tables:
+        metrics = table["metrics"]
+        cells = [
+            _figure(metrics, "cv_answers_ok_holes", 8),
+            _figure(metrics, "cv_answers_ok_gross", 7),
+            _figure(metrics, "cv_answers_ok_thickness_mae_mm", 11, 3),
+            _figure(metrics, "cv_answers_review_holes", 9),
+            _figure(metrics, "cv_answers_review_gross", 7),
+            _figure(metrics, "cv_answers_review_thickness_mae_mm", 11, 3),
+        ]
+        lines.append(f"{table['name'] + ' v' + table['version']:<16}" + "".join(cells))
+    return "Out-of-fold answers by status (gross: a keypoint or the thickness > 1 mm off)\n" + "\n".join(lines)
+
+
+def _confidence_plot(plt, table: dict[str, Any], columns: int) -> str:
+    """Each out-of-fold answer's worst error against its least keypoint confidence: what the
+    review threshold separates."""
+    answers = table["answers"]
+    errors = answers[[f"{k}_error_mm" for k in (*KEYPOINTS, "thickness")]].max(axis=1).fillna(0).clip(upper=3)
+    plt.clear_figure()
+    plt.plotsize(columns, 18)
+    plt.theme("clear")
+    for status, marker in (("ok", "dot"), ("review", "x")):
+        part = answers["status"] == status
+        if part.any():
+            plt.scatter(
+                answers.loc[part, "min_confidence"].tolist(), errors[part].tolist(), marker=marker, label=status
+            )
+    plt.hline(1.0)
+    if table["threshold"] == table["threshold"]:
+        plt.vline(table["threshold"])
+    plt.xlabel("least keypoint confidence")
+    plt.ylabel("worst error (mm, clipped at 3)")
+    plt.title(f"out-of-fold error against confidence, {table['name']} v{table['version']} (gross above 1 mm)")
+    return plt.build()
 
 
 def build_report(width: int | None = None) -> str:
@@ -50,6 +102,7 @@ def build_report(width: int | None = None) -> str:
             cells.append(f"{mean:.3f}±{sd:.3f}".rjust(14) if mean is not None else "-".rjust(14))
         lines.append(f"{table['name'] + ' v' + table['version']:<12}" + "".join(cells))
     out.append("Cross-validated MAE (mm, mean ± sd over folds)\n" + "\n".join(lines))
+    out.append(_status_lines(tables))
 
     plt.clear_figure()
     plt.plotsize(columns, 15)
@@ -60,6 +113,8 @@ def build_report(width: int | None = None) -> str:
     plt.title("cross-validated MAE per keypoint (mm)")
     out.append(plt.build())
     latest = tables[-1]
+    if latest["answers"] is not None:
+        out.append(_confidence_plot(plt, latest, columns))
     if latest["curve"] is not None:
         plt.clear_figure()
         plt.plotsize(columns, 15)

@@ -218,8 +218,12 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         if key in metrics:
             for side in ("model", "baseline"):
                 result[f"{title}_{side}_mae"] = {k: metrics[key][side][k] for k in names}
-    if "answers" in metrics:  # out of fold, by status: a mean never comes without its gross errors
-        result["answers"] = evaluation.headline(metrics["answers"]["all"])
+    for key in (
+        "answers",
+        "answers_without_refine",
+    ):  # out of fold, by status: a mean never comes without its gross errors
+        if key in metrics:
+            result[key] = evaluation.headline(metrics[key]["all"])
     return result
 
 
@@ -332,8 +336,10 @@ def _log_cv_metrics(metrics: dict[str, Any]) -> None:
         mean, sd = metrics["cv"][name]["mae_mm"], metrics["cv"][name]["sd_mm"]
         if mean is not None:
             mlflow.log_metrics({f"cv_{name}_mae_mean": mean, f"cv_{name}_mae_sd": sd})
-    mlflow.log_metrics(_flat("", {k: v for k, v in metrics.items() if k not in ("cv", "by_family", "answers")}, {}))
+    answers = ("answers", "answers_without_refine")
+    mlflow.log_metrics(_flat("", {k: v for k, v in metrics.items() if k not in ("cv", "by_family", *answers)}, {}))
     mlflow.log_metrics(_flat("cv_answers", metrics["answers"]["all"], {}))
+    mlflow.log_metrics(_flat("cv_answers_without_refine", metrics["answers_without_refine"]["all"], {}))
 
 
 def _save_final_model(out: Path, data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> ModelConfig:
@@ -444,10 +450,12 @@ def run_training(
         cv = _cross_validate_tracked(data, params, config, say)
         metrics = _metrics(examples, data.labels, cv.oof, cv.fold_errors, data.families, data.truth)
         answers_frame, metrics["answers"] = _evaluate(data, cv.answers)
+        fast_frame, metrics["answers_without_refine"] = _evaluate(data, cv.fast_answers)
         _log_cv_metrics(metrics)
         _save_final_model(out, data, params, config, say)
         _write_plots(out, examples, cv.oof, cv.histories)
         answers_frame.assign(fold=data.folds).to_csv(out / PLOTS_DIR / "out_of_fold.csv", index=False)
+        fast_frame.assign(fold=data.folds).to_csv(out / PLOTS_DIR / "out_of_fold_without_refine.csv", index=False)
         mlflow.log_artifacts(str(out / PLOTS_DIR), artifact_path="plots")
         mlflow.log_artifact(str(out / PLOTS_DIR / "out_of_fold.csv"), artifact_path="predictions")
         version = _register(out, params, facts, profile)

@@ -114,7 +114,8 @@ def version_metrics(version) -> dict[str, float]:
 
 
 def promote(force: bool = False) -> tuple[bool, str]:
-    """Move `champion` to the current candidate, unless its cross-validated error regresses."""
+    """Move `champion` to the current candidate, unless it regresses: a cross-validated MAE worse,
+    or more gross errors among its out-of-fold `ok` answers."""
     candidate = version_for_alias(CANDIDATE)
     if candidate is None:
         raise UosError(f"no {CANDIDATE} version of {MODEL_NAME} in the registry: run `uos train` first")
@@ -129,6 +130,13 @@ def promote(force: bool = False) -> tuple[bool, str]:
             f"{key[3:-8]} {new[key]:.3f} > {old[key]:.3f} mm"
             for key in sorted(new)
             if key.endswith("_mae_mean") and key in old and new[key] > old[key] + 1e-9
+        ]
+        # A wrong number given with confidence is the worst answer: more of them is a regression.
+        worse += [
+            f"{'gross errors among ok answers' + (' without refinement' if 'without' in key else '')} "
+            f"{new[key]:.0f} > {old[key]:.0f}"
+            for key in sorted(new)
+            if key.endswith("_ok_gross") and key in old and new[key] > old[key]
         ]
         if worse:
             return False, (f"not promoted: version {candidate.version} regresses against {CHAMPION} version "

@@ -244,9 +244,9 @@ def evaluate_loss(model, examples: Examples, params: TrainParams) -> float:
         )
 
 
-def predict_examples(model, examples: Examples, config: ModelConfig) -> list[Answer]:
+def predict_examples(model, examples: Examples, config: ModelConfig, refine: bool | None = None) -> list[Answer]:
     """The answers of the inference path (`infer.answer_prepared`) for these holes."""
-    return answer_prepared(model, config, examples.prepared, examples.contexts)
+    return answer_prepared(model, config, examples.prepared, examples.contexts, refine)
 
 
 def positions_of(answers: list[Answer]) -> np.ndarray:
@@ -293,6 +293,7 @@ def epoch_progress(
 class CrossValidation:
     oof: np.ndarray  # out-of-fold positions (holes, 3)
     answers: list[Answer]  # out-of-fold answers, in the order of the examples
+    fast_answers: list[Answer]  # the same without the ramp-fit refinement (what `uos serve` gives by default)
     fold_errors: list[dict[str, Any]]
     histories: list[list[tuple[int, float, float | None]]]
     seconds: float
@@ -312,6 +313,7 @@ def cross_validate(
     base = base or params.model_config()
     oof = np.full(examples.positions.shape, np.nan)
     answers: list[Answer] = [Answer() for _ in examples.hole_ids]
+    fast_answers: list[Answer] = [Answer() for _ in examples.hole_ids]
     fold_errors, histories = [], []
     names = sorted(set(folds.tolist()))
     for fold in names:
@@ -320,13 +322,15 @@ def cross_validate(
             progress(f"fold {fold + 1}/{len(names)}: training on {len(train)} holes, testing on {len(test)}")
         training, held_out = examples.subset(train), examples.subset(test)
         model, history = fit(training, params, held_out, on_epoch=epoch_progress(progress, params.epochs))
-        fold_answers = predict_examples(model, held_out, dataclasses.replace(base, known=training.known()))
-        for index, answer in zip(test, fold_answers, strict=True):
-            answers[index] = answer
+        config = dataclasses.replace(base, known=training.known())
+        fold_answers = predict_examples(model, held_out, config)
+        fast = predict_examples(model, held_out, config, refine=False) if params.refine else fold_answers
+        for index, answer, quick in zip(test, fold_answers, fast, strict=True):
+            answers[index], fast_answers[index] = answer, quick
         oof[test] = positions_of(fold_answers)
         result = errors(oof[test], examples.positions[test])
         fold_errors.append(result)
         histories.append(history)
         if on_fold:
             on_fold(fold, result, history)
-    return CrossValidation(oof, answers, fold_errors, histories, time.perf_counter() - started)
+    return CrossValidation(oof, answers, fast_answers, fold_errors, histories, time.perf_counter() - started)
