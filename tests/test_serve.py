@@ -66,11 +66,20 @@ def registry(tmp_path_factory):
         tracking.MODEL_NAME, source=first.source, run_id=first.run_id
     )  # version 2, the same files
     client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, "1")
-    yield {"home": home, "raw": raw, "files": sorted(raw.glob("*.xls"))}
+    yield {"home": home, "raw": raw, "files": _answerable(sorted(raw.glob("*.xls")))}
     if before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def _answerable(files: list[Path]) -> list[Path]:
+    """The files whose hole passes the gate (a synthetic air cut is answered on the error topic,
+    tested on its own below): every other test counts answers."""
+    from uos.holes import read_source
+    from uos.holes.quality import QualityRules, unanswerable
+
+    return [path for path in files if unanswerable(read_source(path).signals, QualityRules()) is None]
 
 
 class Broker:
@@ -221,9 +230,11 @@ def test_replay_then_serve_gives_what_predict_gives(registry, broker, serve):
             # by ~1e-6 mm, which can flip the last rounded micrometre.
             both = (answer[key], expected[hole_id][key])
             assert both[0] == both[1] or abs(both[0] - both[1]) <= 0.0011, (hole_id, key, both)
-        # Every answer carries a confidence per keypoint and a status, as predict's lines do.
-        assert answer["status"] == expected[hole_id]["status"] in ("ok", "review"), (answer, expected[hole_id])
-        assert answer["review_reasons"] == expected[hole_id]["review_reasons"]
+        # Every answer carries a confidence per keypoint and a status, as predict's lines do; the
+        # same reasons, but for the program family, which a unit's MQTT messages do not carry.
+        reasons = [r for r in expected[hole_id]["review_reasons"] if not r.startswith("program family")]
+        assert answer["review_reasons"] == reasons, (answer, expected[hole_id])
+        assert answer["status"] == ("review" if reasons else "ok")
         assert all(0 <= answer[f"{k}_confidence"] <= 1 for k in KEYPOINTS)
         assert answer["model"] == "uos-depth" and answer["model_version"] == "1"
         if answer["status"] == "ok":
@@ -416,7 +427,7 @@ def test_a_broker_restart_loses_no_hole(registry, broker, serve):
     counts: dict = {}
     for record in received:
         counts[(record["tool"], record["result_id"])] = counts.get((record["tool"], record["result_id"]), 0) + 1
-    assert len(keys) == 60
+    assert len(keys) == 2 * len(registry["files"])
     assert all(counts.get(key) == 1 for key in keys), {k: v for k, v in counts.items() if v != 1}
     replayer.__exit__(None, None, None)
     client.loop_stop()
@@ -528,11 +539,11 @@ def test_two_processes_share_the_load_each_hole_answered_once(registry, broker, 
         ),
     )
     time.sleep(1.0)
-    assert len(received) == len(keys) == 60
+    assert len(received) == len(keys) == 2 * len(registry["files"])
     assert all("error" not in r for r in received)
     time.sleep(0.6)
     shares = [s.events("status")[-1]["published"] for s in (first, second)]
-    assert sum(shares) == 60 and min(shares) > 0, shares
+    assert sum(shares) == 2 * len(registry["files"]) and min(shares) > 0, shares
     assert first.stop() == 0
     # One client id, two processes: they would take the session from each other forever.
     # They notice within seconds and say so (exit 1); one may be left serving.

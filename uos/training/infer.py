@@ -11,6 +11,7 @@ with the reasons a person should look at it.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -46,8 +47,8 @@ class Context:
 class Known:
     """What training saw: the review flags holes unlike it."""
 
-    families: list[str] = field(default_factory=list)
-    units: list[str] = field(default_factory=list)
+    families: dict[str, int] = field(default_factory=dict)  # program family -> training holes
+    units: dict[str, int] = field(default_factory=dict)  # unit (head) -> training holes
     ranges: dict[str, list[float]] = field(default_factory=dict)  # summary name -> [low, high]
     thickness_mm: list[float] | None = None
 
@@ -59,9 +60,11 @@ class Known:
             if values:
                 ranges[name] = [round(float(min(values)), 4), round(float(max(values)), 4)]
         thickness = thickness[np.isfinite(thickness)]
+        families = Counter(c.family for c in contexts if c.family and c.family != "unknown")
+        units = Counter(c.unit for c in contexts if c.unit)
         return cls(
-            sorted({c.family for c in contexts if c.family and c.family != "unknown"}),
-            sorted({c.unit for c in contexts if c.unit}),
+            dict(sorted(families.items())),
+            dict(sorted(units.items())),
             ranges,
             [round(float(thickness.min()), 3), round(float(thickness.max()), 3)] if len(thickness) else None,
         )
@@ -295,18 +298,20 @@ def _geometry_reasons(positions: np.ndarray, config: ModelConfig) -> list[str]:
 
 
 def _novelty_reasons(prepared: Prepared, context: Context, config: ModelConfig) -> list[str]:
-    """The hole is unlike anything trained on: another program family or unit, figures outside
-    the training range, a recording longer than the network sees."""
+    """The hole is unlike what the model was trained on: a program family or unit it saw fewer
+    than `review_min_support` times, figures outside the training range, a recording longer than
+    the network sees."""
     known, reasons = config.known, []
-    family, unit = context.family, context.unit
-    if (
-        config.setting("review_unknown_family", True)
-        and known.families
-        and family not in (None, "unknown", *known.families)
+    support = int(config.setting("review_min_support", 20))
+    for kind, value, seen, check in (
+        ("program family", context.family, known.families, "review_unknown_family"),
+        ("unit (head)", context.unit, known.units, "review_unknown_unit"),
     ):
-        reasons.append(f"program family {family} not seen in training")
-    if config.setting("review_unknown_unit", True) and known.units and unit not in (None, *known.units):
-        reasons.append(f"unit (head {unit}) not seen in training")
+        if not config.setting(check, True) or not seen or value in (None, "unknown"):
+            continue
+        if seen.get(value, 0) < support:
+            times = f"only {seen[value]} holes" if value in seen else "not seen"
+            reasons.append(f"{kind} {value}: {times} in training")
     share = float(config.setting("review_range_margin", 0.1))
     for name, (low, high) in known.ranges.items():
         value, margin = prepared.summary[name], share * max(high - low, abs(high) * 0.1, 0.1)

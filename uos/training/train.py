@@ -46,8 +46,9 @@ class TrainParams:
     threads: int = 2
     review_confidence: float = 0.8  # a keypoint (or its absence) less sure than this: status review
     review_range_margin: float = 0.1  # a hole's figures further outside the training range (share of it): review
-    review_unknown_family: bool = True  # a program family training never saw: review
-    review_unknown_unit: bool = True  # a unit (head) training never saw: review
+    review_unknown_family: bool = True  # a program family training saw fewer than review_min_support times: review
+    review_unknown_unit: bool = True  # a unit (head) training saw fewer than review_min_support times: review
+    review_min_support: int = 20  # holes of a family or unit the model must have trained on to answer for it
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def with_profile(self, name: str | None) -> TrainParams:
