@@ -32,6 +32,16 @@ def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
     return summary
 
 
+def _status_line(answers: dict) -> str:
+    """ok and review answers with their gross errors: a mean never comes alone."""
+    parts = []
+    for status in ("ok", "review"):
+        part = answers.get(status)
+        if part:
+            parts.append(f"{part['holes']} {status} ({part['gross']} gross errors > 1 mm)")
+    return ", ".join(parts) or "none"
+
+
 def _mae_line(figures: dict[str, Any], keys=("entry", "transition", "exit", "thickness")) -> str:
     shown = []
     for key in keys:
@@ -84,6 +94,12 @@ def render_summary(summary: dict[str, Any]) -> str:
         exact = model.get("synthetic_truth")
         if exact:
             lines.append(f"           against the synthetic ground truth: {_mae_line(exact['model'])}")
+        for key, path in (
+            ("answers", "refined, as uos predict"),
+            ("answers_without_refine", "network only, as uos serve"),
+        ):
+            if key in model:
+                lines.append(f"           out of fold, {path}: {_status_line(model[key]['all'])}")
         lines.append("Next       uos report (errors in the terminal), uos promote (candidate -> champion), "
                      "uos predict FILE, uos annotate, just --list")  # fmt: skip
     else:

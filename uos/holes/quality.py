@@ -6,6 +6,7 @@ in `uos.dataset.build`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,15 +64,17 @@ def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> lis
         return [Issue("error", f"too few samples: {n} (at least {rules.min_samples} needed)")]
     for name in MEASURED_SIGNALS:
         column = np.asarray(signals[name], dtype=np.float64)
-        if bad := int(np.count_nonzero(~np.isfinite(column))):
+        smallest, largest = float(column.min()), float(column.max())  # NaN and inf show in these
+        if not (math.isfinite(smallest) and math.isfinite(largest)):
+            bad = int(np.count_nonzero(~np.isfinite(column)))
             return [Issue("error", f"non-finite values in {FILE_COLUMN_NAMES[name]}: {bad} of {n} samples")]
         low, high = PHYSICAL_RANGE[name]
-        if column.min() < low or column.max() > high:
+        if smallest < low or largest > high:
             return [
                 Issue(
                     "error",
                     f"{FILE_COLUMN_NAMES[name]} outside the physical range {low:g} to {high:g} "
-                    f"({column.min():g} to {column.max():g})",
+                    f"({smallest:g} to {largest:g})",
                 )
             ]
     travel = float(np.max(depth) - depth[0])
@@ -85,8 +88,8 @@ def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> lis
             )
         ]
     # Air cut: the drill cut (torque above the threshold) over less depth than any stack has.
-    advance = np.diff(depth, prepend=depth[0]).clip(min=0)
-    contact = float(advance[torque >= rules.air_cut_torque_a].sum())
+    advance = np.diff(depth).clip(min=0)
+    contact = float(advance[torque[1:] >= rules.air_cut_torque_a].sum())
     if contact < rules.air_cut_contact_mm:
         return [
             Issue(

@@ -86,8 +86,10 @@ class CuttingState:
             rule,
             base,
             before,
-            *_ahead(torque, rule.drill_point_mm / step),
-            *_ahead(torque, rule.lead_mm / step),
+            _ahead(torque, rule.drill_point_mm / step),
+            _ahead(torque, rule.drill_point_mm / step, largest=False),
+            _ahead(torque, rule.lead_mm / step),
+            _ahead(torque, rule.lead_mm / step, largest=False),
         )
 
     @property
@@ -129,7 +131,7 @@ class CuttingState:
         the drill point, a step change drops at once (and the points just after such a drop,
         still on a high level before them, are no breakthrough either)."""
         torque, step = self.profile.torque, self.profile.depth[1] - self.profile.depth[0]
-        _, soon_min = _ahead(torque, self.rule.instant_mm / step)
+        soon_min = _ahead(torque, self.rule.instant_mm / step, largest=False)
         behind, ahead = round(BEFORE_MM / step), max(round(self.rule.drill_point_mm / step), 1)
         size = behind + ahead + 1
         drop = maximum_filter1d(torque - soon_min, size=size, mode="nearest", origin=behind - size // 2)
@@ -175,11 +177,8 @@ class CuttingState:
         return broken
 
 
-def _ahead(values: np.ndarray, points: float) -> tuple[np.ndarray, np.ndarray]:
-    """Highest and lowest value over [i, i + points] for every i."""
+def _ahead(values: np.ndarray, points: float, largest: bool = True) -> np.ndarray:
+    """The highest (or lowest) value over [i, i + points] for every i."""
     size = max(round(points), 1) + 1
-    origin = -(size // 2)
-    return (
-        maximum_filter1d(values, size=size, mode="nearest", origin=origin),
-        minimum_filter1d(values, size=size, mode="nearest", origin=origin),
-    )
+    extreme = maximum_filter1d if largest else minimum_filter1d
+    return extreme(values, size=size, mode="nearest", origin=-(size // 2))

@@ -47,9 +47,9 @@ def fresh_cut(depth: np.ndarray, tolerance: float = 0.01) -> np.ndarray:
 def _moving_average(values: np.ndarray, rows: int) -> np.ndarray:
     if rows <= 1 or len(values) <= rows:
         return values
-    padded = np.pad(values, (rows // 2, rows - 1 - rows // 2), mode="edge")
-    kernel = np.ones(rows) / rows
-    return np.convolve(padded, kernel, mode="valid")
+    left, right = rows // 2, rows - 1 - rows // 2
+    padded = np.concatenate([np.full(left, values[0]), values, np.full(right, values[-1])])
+    return np.convolve(padded, np.ones(rows) / rows, mode="valid")
 
 
 def build_profile(depth: np.ndarray, torque: np.ndarray, thrust: np.ndarray) -> Profile | None:
@@ -63,17 +63,20 @@ def build_profile(depth: np.ndarray, torque: np.ndarray, thrust: np.ndarray) -> 
     reentries = depth[retracted]
     if len(depth) < 10 or depth[-1] - depth[0] < 10 * GRID_MM:
         return None
-    start = depth[0]
+    # (A fresh sample may lie up to the fresh-cut tolerance behind the first one.)
+    start = float(depth.min())
     bins = np.floor((depth - start) / GRID_MM).astype(np.int64)
-    n = int(bins[-1]) + 1
+    n = int(bins.max()) + 1
     counts = np.bincount(bins, minlength=n)
+    # Torque and thrust summed per bin in one pass: thrust's bins follow torque's.
+    sums = np.bincount(np.concatenate([bins, bins + n]), weights=np.concatenate([torque, thrust]), minlength=2 * n)
     filled = counts > 0
     grid = start + (np.arange(n) + 0.5) * GRID_MM
-    binned = []
-    for values in (torque, thrust):
-        sums = np.bincount(bins, weights=values, minlength=n)
-        means = np.divide(sums, counts, out=np.zeros(n), where=filled)
-        binned.append(np.interp(grid, grid[filled], means[filled]))
+    if filled.all():
+        binned = sums.reshape(2, n) / counts
+    else:  # gaps (a fast feed skips bins): interpolated
+        means = sums.reshape(2, n)[:, filled] / counts[filled]
+        binned = np.stack([np.interp(grid, grid[filled], m) for m in means])
     rows = max(1, round(SMOOTH_MM / GRID_MM))
     smooth_torque = _moving_average(binned[0], rows)
     smooth_thrust = _moving_average(binned[1], rows)

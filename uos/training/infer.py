@@ -106,7 +106,6 @@ class Prepared:
     features: np.ndarray  # (channels, bins)
     allowed: np.ndarray  # (3, bins): where each keypoint may lie
     summary: dict[str, float]
-    raw: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -158,28 +157,26 @@ def grip_code(thickness_mm: float | None) -> int | None:
 
 
 def summarize(profile: Profile, state: CuttingState) -> dict[str, float]:
-    """A few figures of a hole, to tell whether it is like the holes trained on."""
-    thrust_air = float(np.median(profile.thrust[: max(int(0.8 / (profile.depth[1] - profile.depth[0])), 5)]))
+    """A few figures of a hole, to tell whether it is like the holes trained on (the profile is
+    smoothed over 0.1 mm: its maxima are levels, not spikes)."""
+    air = max(int(0.8 / (profile.depth[1] - profile.depth[0])), 5)
     return {
         "start_mm": float(profile.depth[0]),
         "end_mm": float(profile.depth[-1]),
-        "torque_peak_a": float(np.percentile(profile.torque, 99) - state.baseline_a),
-        "thrust_peak_a": float(np.percentile(profile.thrust, 99) - thrust_air),
+        "torque_peak_a": float(profile.torque.max() - state.baseline_a),
+        "thrust_peak_a": float(profile.thrust.max() - np.median(profile.thrust[:air])),
     }
 
 
 def allowed_bins(profile: Profile, state: CuttingState) -> np.ndarray:
     """(3, bins): for each keypoint, the grid bins inside the recording within RULE_SLACK_MM of a
     place where the cutting rule allows it."""
-    recorded = recorded_bins(profile)
-    slack = round(RULE_SLACK_MM / GRID_MM)
-    allowed = np.zeros((len(KEYPOINTS), N_BINS), dtype=bool)
+    bins = np.clip(np.floor(profile.depth / GRID_MM).astype(np.int64), 0, N_BINS - 1)
+    marks = np.zeros((len(KEYPOINTS), N_BINS), dtype=bool)
     for row, name in enumerate(KEYPOINTS):
-        bins = np.floor(profile.depth[state.allowed(name)] / GRID_MM).astype(np.int64)
-        marks = np.zeros(N_BINS, dtype=bool)
-        marks[bins[(bins >= 0) & (bins < N_BINS)]] = True
-        allowed[row] = maximum_filter1d(marks, size=2 * slack + 1) & recorded
-    return allowed
+        marks[row, bins[state.allowed(name)]] = True
+    slack = round(RULE_SLACK_MM / GRID_MM)
+    return maximum_filter1d(marks, size=2 * slack + 1, axis=-1) & recorded_bins(profile)
 
 
 def prepare(signals: tuple[np.ndarray, np.ndarray, np.ndarray], config: ModelConfig) -> Prepared | str:
@@ -193,14 +190,7 @@ def prepare(signals: tuple[np.ndarray, np.ndarray, np.ndarray], config: ModelCon
     if profile is None:
         return "too little fresh travel to measure"
     state = CuttingState.of(profile, config.rule)
-    return Prepared(
-        profile,
-        state,
-        profile_features(profile),
-        allowed_bins(profile, state),
-        summarize(profile, state),
-        (depth, torque, thrust),
-    )
+    return Prepared(profile, state, profile_features(profile), allowed_bins(profile, state), summarize(profile, state))
 
 
 # --- the network, decoding and refinement --------------------------------------------------------
@@ -236,8 +226,8 @@ def refine(positions: np.ndarray, prepared: Prepared, rule: CuttingRule) -> list
     network's, its depth is taken (the same fit, in the same window, as the labels). Elsewhere
     the ramp is fitted around the network's position (median over REFINE_WINDOWS_MM of the fits
     within REACH_MM); where none is found, the network's position stays and is worth a look, as
-    it is where the detector found the point further than REACH_MM away (two edges, each taken by
-    one of them). A refined position that breaks the cutting rule is not taken."""
+    is an answer further than REACH_MM from where the detector found the point (two edges, each
+    taken by one of them). A refined position that breaks the cutting rule is not taken."""
     from uos.labels.detect import detect
     from uos.labels.edges import fit_ramp
 
@@ -250,8 +240,6 @@ def refine(positions: np.ndarray, prepared: Prepared, rule: CuttingRule) -> list
         if not np.isfinite(at):
             continue
         alone = detected[name].depth_mm
-        if alone is not None and abs(alone - at) > REACH_MM:
-            disagree.append(f"the network and the labels' detector disagree on the {name}: {at:.2f} vs {alone:.2f} mm")
         found = [alone] if alone is not None and abs(alone - at) <= AGREE_MM else []
         if not found:
             # Bounded by the neighbouring keypoints, so that a window never takes in another edge.
@@ -267,6 +255,10 @@ def refine(positions: np.ndarray, prepared: Prepared, rule: CuttingRule) -> list
         else:
             disagree.append(
                 f"network and ramp fit disagree on the {name}: no torque ramp within {REACH_MM:g} mm of {at:.2f} mm"
+            )
+        if alone is not None and abs(alone - positions[index]) > REACH_MM:
+            disagree.append(
+                f"the answer and the labels' detector disagree on the {name}: {positions[index]:.2f} vs {alone:.2f} mm"
             )
     return disagree
 

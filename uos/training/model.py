@@ -2,9 +2,8 @@
 
 It outputs one heatmap per keypoint (where along the depth the point is) and one presence logit
 per keypoint (whether the point exists at all: air cuts, single layers, holes that stop before
-breakthrough). A position is the soft-argmax of the heatmap around its peak (finer than the grid),
-optionally refined on the signals by the same ramp fit the labels use (`edges.fit_ramp`): the
-network decides which edge, the fit where exactly it starts.
+breakthrough). A position is the soft-argmax of the heatmap around its peak (finer than the grid);
+`infer.py` takes it from there (refinement, confidence, review).
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from uos.labels.cutting import KEYPOINTS
 from uos.training.features import CHANNELS, GRID_MM
-
-KEYPOINTS = ("entry", "transition", "exit")
 
 
 @dataclass(frozen=True)
@@ -165,55 +163,3 @@ def decode(
             mass = np.exp(log_probability[h, p, max(peak - near, 0) : peak + near + 1]).sum()
             result.confidence[h, p] = probability[h, p] * float(mass)
     return result
-
-
-# Windows (mm before, mm after the network's position) in which a ramp is fitted where the
-# detector disagrees with the network. The fit moves a little with its window, so the refined
-# point is the median over several of them.
-REFINE_WINDOWS_MM = ((2.0, 2.0), (2.5, 2.5), (3.0, 3.0))
-
-
-def refine(
-    positions: np.ndarray,
-    depth: np.ndarray,
-    torque: np.ndarray,
-    thrust: np.ndarray,
-    agree_mm: float = 0.5,
-    reach_mm: float = 1.0,
-) -> np.ndarray:
-    """The network decides which edge, the labels' own ramp fit where exactly it starts.
-
-    Where the signal-only detector of `uos label` found the point within `agree_mm` of the
-    network's, its depth is taken (the same fit, in the same window, as the labels). Elsewhere
-    the detector picked another edge or none: the ramp is fitted around the network's position
-    (median over REFINE_WINDOWS_MM of the fits within `reach_mm`), or the network's position stays."""
-    from uos.labels.detect import detect
-    from uos.labels.edges import fit_ramp
-    from uos.labels.profile import build_profile
-
-    profile = build_profile(
-        np.asarray(depth, float), np.asarray(torque, float), np.nan_to_num(np.asarray(thrust, float))
-    )
-    refined = positions.copy()
-    if profile is None:
-        return refined
-    detected = detect(profile).points
-    for index, name in enumerate(KEYPOINTS):
-        at = positions[index]
-        if not np.isfinite(at):
-            continue
-        alone = detected[name].depth_mm
-        if alone is not None and abs(alone - at) <= agree_mm:
-            refined[index] = alone
-            continue
-        # Bounded by the neighbouring keypoints, so that a window never takes in another edge.
-        floor = max([-np.inf, *[positions[j] + 0.3 for j in range(index) if np.isfinite(positions[j])]])
-        ceiling = min([np.inf, *[positions[j] - 0.3 for j in range(index + 1, 3) if np.isfinite(positions[j])]])
-        found = []
-        for before, after in REFINE_WINDOWS_MM:
-            edge = fit_ramp(profile, max(at - before, floor), min(at + after, ceiling), rising=name != "exit")
-            if edge is not None and abs(edge.depth_mm - at) <= reach_mm:
-                found.append(edge.depth_mm)
-        if found:
-            refined[index] = float(np.median(found))
-    return refined
