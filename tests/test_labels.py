@@ -232,3 +232,13 @@ def test_the_cutting_rule_is_reported_per_folder(synthetic):
     metrics = synthetic[3].metrics["cutting_rule"]
     assert sum(folder["holes"] for folder in metrics.values()) == PARAMS.holes
     assert all(folder["breaking"] == 0 for folder in metrics.values())
+
+
+def test_no_label_of_the_real_files_breaks_the_cutting_rule(real_dataset, tmp_path):
+    """Every keypoint labelled on ../shared is a change of cutting state; in particular no entry on
+    the 0.1-0.2 A air-baseline shifts of the lab holes, whose stacks start 6-9 mm deep."""
+    summary = label_dataset(real_dataset.out_dir, tmp_path)
+    breaking = {folder: f["breaking"] for folder, f in summary.metrics["cutting_rule"].items() if f["breaking"]}
+    assert breaking == {}
+    lab = [r for r in summary.rows if "/tuhh/" in str(r["source"]) and r["entry_mm"] is not None]
+    assert len(lab) > 700 and min(r["entry_mm"] for r in lab) > 4.0

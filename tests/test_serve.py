@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from uos.labels.cutting import KEYPOINTS
@@ -400,6 +401,42 @@ def test_a_hole_that_cannot_have_an_answer_gets_an_error_never_keypoints(registr
         assert messages[0]["error"].startswith(reason), messages[0]
         assert "thickness_mm" not in messages[0] and "grip_code" not in messages[0]
     assert service.stop() == 0
+    publisher.loop_stop()
+    client.loop_stop()
+
+
+def test_a_baseline_shift_before_the_stack_is_answered_with_the_real_entry(registry, broker, serve):
+    """The air baseline lifted by 0.2 A from 1.5 mm to 1.2 mm before the stack: serve answers on
+    the keypoints topic, with the entry where the torque really rises."""
+    import pandas as pd
+
+    from uos.holes import read_source
+
+    serve()
+    client, received = _collector(broker.port)
+    source = registry["files"][0]
+    truth = pd.read_csv(registry["raw"] / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+    entry = float(truth.loc[read_source(source).hole_id, "entry_mm"])
+
+    def shift(arrays: dict) -> dict:
+        depth = -np.asarray(arrays["PositionTrace"], dtype=float)
+        torque = np.asarray(arrays["IntensityTorqueTrace"], dtype=float)
+        torque[(depth >= 1.5) & (depth <= entry - 1.2)] += 0.2
+        return {**arrays, "IntensityTorqueTrace": torque.tolist()}
+
+    messages = _edit_trace(_messages(registry, 750), shift)
+    publisher = _connection(broker.port).client("test-shift-publisher", clean=True)
+    _connection(broker.port).connect(publisher)
+    publisher.loop_start()
+    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+    for kind in ("result", "trace"):
+        publisher.publish(
+            unit_topic("OPCPUBSUB", "odd/shift", kind), json.dumps(messages[kind]).encode(), qos=1
+        ).wait_for_publish(5)
+    _wait_until(lambda: received, 15, "no answer")
+    (answer,) = received
+    assert answer["mqtt_topic"] == "uos/keypoints/odd/shift" and abs(answer["entry_mm"] - entry) < 0.5, answer
+    assert answer["status"] in ("ok", "review") and 0 <= answer["entry_confidence"] <= 1
     publisher.loop_stop()
     client.loop_stop()
 

@@ -452,6 +452,8 @@ def run_training(
         answers_frame, metrics["answers"] = _evaluate(data, cv.answers)
         fast_frame, metrics["answers_without_refine"] = _evaluate(data, cv.fast_answers)
         _log_cv_metrics(metrics)
+        for key in ("answers", "answers_without_refine"):  # per status, source folder and family
+            mlflow.log_dict(metrics[key], f"{key}.json")
         _save_final_model(out, data, params, config, say)
         _write_plots(out, examples, cv.oof, cv.histories)
         answers_frame.assign(fold=data.folds).to_csv(out / PLOTS_DIR / "out_of_fold.csv", index=False)
