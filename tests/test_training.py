@@ -27,9 +27,20 @@ SYNTH = dataclasses.replace(SynthParams(), holes=48, seed=11, production_tool_li
 SPLIT = SplitParams(k=3, life_block=0)
 QUICK = load_params(TrainParams, "train", ROOT / "params.toml").with_profile("ci")  # what CI trains
 ANSWER_FIELDS = [
-    "entry_mm", "transition_mm", "exit_mm", "top_layer_mm", "bottom_layer_mm", "thickness_mm", "grip_code",
-    "entry_confidence", "transition_confidence", "exit_confidence", "status", "review_reasons", "error",
-]  # fmt: skip
+    "entry_mm",
+    "transition_mm",
+    "exit_mm",
+    "top_layer_mm",
+    "bottom_layer_mm",
+    "thickness_mm",
+    "grip_code",
+    "entry_confidence",
+    "transition_confidence",
+    "exit_confidence",
+    "status",
+    "review_reasons",
+    "error",
+]
 
 
 @pytest.fixture(scope="module")

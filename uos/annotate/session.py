@@ -321,8 +321,13 @@ def open_session(
         table = pd.read_csv(answers_file, dtype={"hole_id": str}, usecols=["hole_id", "status", "review_reasons"])
         answers = {row["hole_id"]: row for row in table.fillna("").to_dict("records")}
     session = AnnotationSession(
-        holes, labels, Path(annotations_dir), annotator or human.default_annotator(), state_file=state_file, answers=answers
-    )  # fmt: skip
+        holes,
+        labels,
+        Path(annotations_dir),
+        annotator or human.default_annotator(),
+        state_file=state_file,
+        answers=answers,
+    )
     if filter is not None:
         session.set_filter(filter)
     return session
