@@ -37,8 +37,14 @@ def _tables(frame: pd.DataFrame, title: str) -> str:
 
 
 def _gross_keypoints(row: pd.Series) -> str:
-    off = [k for k in ("entry", "transition", "exit") if row[f"{k}_error_mm"] > evaluation.GROSS_MM]
-    return ", ".join(f"{k} {row[f'{k}_mm']:.2f} vs label {row[f'{k}_label_mm']:.2f}" for k in off) or "presence"
+    """What is wrong: each keypoint off, missed or invented (or only the thickness off)."""
+    parts = []
+    for name in ("entry", "transition", "exit"):
+        given, label = row[f"{name}_mm"], row[f"{name}_label_mm"]
+        wrong = pd.isna(given) != pd.isna(label) or (not pd.isna(given) and abs(given - label) > evaluation.GROSS_MM)
+        if row[f"{name}_judged"] and wrong:
+            parts.append(f"{name} {given:.2f} vs label {label:.2f}")
+    return ", ".join(parts) or f"thickness off by {row['thickness_error_mm']:.2f} mm"
 
 
 def main() -> None:

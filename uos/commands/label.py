@@ -88,6 +88,10 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json
         warn(f"labels that break the cutting rule (listed in the rule_broken column), per folder: {listed}")
     else:
         click.echo("Cutting rule: every keypoint is a change of cutting state (0 labels break it).", err=True)
+    aside = {folder: f["events_set_aside"] for folder, f in metrics["cutting_rule"].items() if f["events_set_aside"]}
+    if aside:
+        listed = ", ".join(f"{folder} {n}" for folder, n in aside.items())
+        click.echo(f"Machine events set aside (no change of cutting state there), per folder: {listed}", err=True)
     synthetic = metrics.get("synthetic")
     if synthetic:
         maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.3f}" for k in ("entry", "transition", "exit"))

@@ -38,10 +38,12 @@ class QualityRules:
 
     min_samples: int = 50  # fewer: error (not a usable recording)
     few_samples: int = 150  # fewer: warning
-    air_cut_torque_a: float = 0.5  # torque (A above no-load) that means the drill is cutting
+    air_cut_torque_a: float = 0.5  # torque (A above the air level) that means the drill is cutting
     air_cut_contact_mm: float = 2.5  # cutting over less depth than this: air cut
     min_span_mm: float = 3.0  # the drill travels less than this: too short to hold a stack
 
+
+AIR_MM = 0.8  # the first travel of a recording, in air: its torque is the unit's air level
 
 # Beyond these no Setitec unit records anything (real files: torque -3 to 68 A, thrust -0.2 to
 # 5.2 A, depth 0.5 to 50 mm): a value outside is a corrupt file or a unit in another scale.
@@ -87,14 +89,17 @@ def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> lis
                 f"the drill travels {travel:.2f} mm: too short to hold a stack (at least {rules.min_span_mm:g} mm)",
             )
         ]
-    # Air cut: the drill cut (torque above the threshold) over less depth than any stack has.
+    # Air cut: the drill cut (torque above the threshold) over less depth than any stack has. The
+    # threshold is above the air level where a unit reads below zero in air (offsets to -0.4 A seen).
+    air = min(0.0, float(np.median(torque[depth <= depth[0] + AIR_MM])))
     advance = np.diff(depth).clip(min=0)
-    contact = float(advance[torque[1:] >= rules.air_cut_torque_a].sum())
+    contact = float(advance[torque[1:] >= air + rules.air_cut_torque_a].sum())
     if contact < rules.air_cut_contact_mm:
         return [
             Issue(
                 "warning",
-                f"air cut: torque above {rules.air_cut_torque_a:g} A over only {contact:.1f} mm (no material contact)",
+                f"air cut or too little cutting: torque {rules.air_cut_torque_a:g} A above air over only {contact:.1f} mm "
+                f"(a stack needs {rules.air_cut_contact_mm:g})",
             )
         ]
     return []

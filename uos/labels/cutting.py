@@ -39,7 +39,8 @@ BEFORE_GAP_MM = 0.05  # ... ending this far before it (a step change's short dip
 
 @dataclass(frozen=True)
 class CuttingRule:
-    """The thresholds of the rule (`[label]` in params.toml; the model keeps its own copy)."""
+    """The thresholds of the rule: `cutting_a` and `drill_point_mm` from `[label]` in
+    params.toml, the rest fixed here; a model keeps the copy it was trained with."""
 
     cutting_a: float = 0.5  # torque above the air baseline that means the drill is cutting
     drill_point_mm: float = 3.0  # the longest drill point: a ramp at a surface is no longer than this
@@ -70,7 +71,7 @@ class CuttingState:
     _allowed: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, profile: Profile, rule: CuttingRule | None = None, baseline_a: float | None = None) -> CuttingState:
+    def of(cls, profile: Profile, rule: CuttingRule | None = None) -> CuttingState:
         rule = rule or CuttingRule()
         torque = profile.torque
         step = profile.depth[1] - profile.depth[0]
@@ -80,7 +81,7 @@ class CuttingState:
         padded = np.concatenate([np.full(width + gap, torque[0]), torque])
         forward = median_filter(padded, size=width, mode="nearest", origin=-(width // 2))
         before = forward[: len(torque)]
-        base = air_baseline(profile) if baseline_a is None else baseline_a
+        base = air_baseline(profile)
         return cls(
             profile,
             rule,
@@ -127,12 +128,13 @@ class CuttingState:
 
     def _not_instant(self, level: np.ndarray) -> np.ndarray:
         """Where the torque does not drop by half of `level` (above air) within `instant_mm`
-        anywhere from `BEFORE_MM` behind to one drill point ahead: a breakthrough ramps down over
-        the drill point, a step change drops at once (and the points just after such a drop,
-        still on a high level before them, are no breakthrough either)."""
+        anywhere from `BEFORE_MM` behind to `lead_mm` ahead: a breakthrough ramps down over the
+        drill point, a step change drops at once (and the points just after such a drop, still on
+        a high level before them, are no breakthrough either). Only the start of the fall is
+        looked at: a countersink that lets go at once a little later does not undo the exit."""
         torque, step = self.profile.torque, self.profile.depth[1] - self.profile.depth[0]
         soon_min = _ahead(torque, self.rule.instant_mm / step, largest=False)
-        behind, ahead = round(BEFORE_MM / step), max(round(self.rule.drill_point_mm / step), 1)
+        behind, ahead = round(BEFORE_MM / step), max(round(self.rule.lead_mm / step), 1)
         size = behind + ahead + 1
         drop = maximum_filter1d(torque - soon_min, size=size, mode="nearest", origin=behind - size // 2)
         return drop < 0.5 * (level - self.baseline_a)

@@ -253,11 +253,11 @@ class _Detector:
 
 
 def detect(
-    profile: Profile, min_contact_mm: float = 2.5, cutting_a: float = 0.5, rule: CuttingRule | None = None
+    profile: Profile, min_contact_mm: float = 2.5, rule: CuttingRule | None = None, state: CuttingState | None = None
 ) -> SignalDetection:
-    """Entry, transition and exit of one hole from its torque profile."""
-    rule = rule or CuttingRule(cutting_a=cutting_a)
-    state = CuttingState.of(profile, rule)
+    """Entry, transition and exit of one hole from its torque profile (`state`: the cutting rule
+    already evaluated on this profile, else done here with `rule`)."""
+    state = state or CuttingState.of(profile, rule or CuttingRule())
     step = profile.depth[1] - profile.depth[0]
     cutting = profile.torque > state.cutting_level_a
     if cutting.sum() * step < min_contact_mm:

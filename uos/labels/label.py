@@ -54,10 +54,13 @@ def _human(annotation: human.Annotation, name: str) -> Keypoint:
     return Keypoint(value, "human", 1.0, f"set by {who}")
 
 
-def _with_events(hole: Hole, detection: SignalDetection, params: LabelParams) -> dict[str, Keypoint]:
+def _with_events(
+    hole: Hole, detection: SignalDetection, params: LabelParams
+) -> tuple[dict[str, Keypoint], dict[str, str]]:
     """The signal-only keypoints, replaced by the machine's events (refined on the profile) where
-    those are a change of cutting state."""
+    those are a change of cutting state; and the events set aside because they are not, with why."""
     found = dict(detection.points)
+    set_aside: dict[str, str] = {}
     state = detection.state
     lower = -np.inf
     for event in step_events(hole):
@@ -71,6 +74,7 @@ def _with_events(hole: Hole, detection: SignalDetection, params: LabelParams) ->
             # The event points at no change of cutting state: the signals' label stays.
             kept = found[event.keypoint]
             found[event.keypoint] = replace(kept, reason=f"{kept.reason}; set aside: {point.reason} ({why})")
+            set_aside[event.keypoint] = f"{point.depth_mm:.2f} mm: {why}"
             continue
         lower = point.depth_mm + 0.3
         if alone.depth_mm is not None and abs(alone.depth_mm - point.depth_mm) > params.disagreement_mm:
@@ -86,7 +90,7 @@ def _with_events(hole: Hole, detection: SignalDetection, params: LabelParams) ->
                 reason=f"{point.reason}; the signals alone found none ({alone.reason})",
             )
         found[event.keypoint] = point
-    return found
+    return found, set_aside
 
 
 def _enforce_order_and_rule(found: dict[str, Keypoint], state: CuttingState | None) -> dict[str, str]:
@@ -127,25 +131,26 @@ def label_hole(
     profile = None
     if row["error"] is None:
         profile = build_profile(signals["depth_mm"], signals["torque_a"], signals["thrust_a"])
-    state = None
+    state, set_aside = None, {}
     if profile is None:
-        reason = f"no keypoints: {row['error'] or 'too little travel'}"
-        found = {k: null(reason, confidence=0.0) for k in KEYPOINTS}
+        row["error"] = row["error"] or "too little fresh travel to measure"
+        found = {k: null(f"no keypoints: {row['error']}", confidence=0.0) for k in KEYPOINTS}
         signal_found = dict(found)
         row["status"] = "error"
     else:
-        detection = detect(profile, params.min_contact_mm, params.cutting_a, params.rule())
+        detection = detect(profile, params.min_contact_mm, params.rule())
         state, signal_found = detection.state, detection.points
-        found = _with_events(hole, detection, params)
-    if annotation is not None:
+        found, set_aside = _with_events(hole, detection, params)
+    if annotation is not None and row["error"] is None:  # (a hole with no keypoints possible has none, whoever says)
         for name in annotation.points:
             found[name] = _human(annotation, name)
-        if annotation.points and row["status"] != "error":
+        if annotation.points:
             row["status"] = "reviewed"
         if annotation.rejected is not None:
             row["status"], row["rejected"] = "rejected", annotation.rejected
     broken = _enforce_order_and_rule(found, state)
     row["rule_broken"] = "; ".join(f"{k} ({found[k].source}): {why}" for k, why in broken.items()) or None
+    row["events_set_aside"] = "; ".join(f"{k} event at {why}" for k, why in set_aside.items()) or None
     for name in KEYPOINTS:
         point = found[name]
         row[f"{name}_mm"] = None if point.depth_mm is None else round(float(point.depth_mm), 3)
@@ -285,7 +290,7 @@ def label_metrics(rows: list[dict[str, Any]], truth_path: str | Path | None) -> 
         "holes": len(rows),
         "reviewed": sum(r["status"] == "reviewed" for r in rows),
         "rejected": sum(r["status"] == "rejected" for r in rows),
-        "no_keypoints": sum(r["status"] == "error" for r in rows),
+        "no_keypoints": sum(r["error"] is not None for r in rows),
         "by_source": {},
         "by_confidence": {},
     }
@@ -325,14 +330,17 @@ def label_metrics(rows: list[dict[str, Any]], truth_path: str | Path | None) -> 
 
 
 def _rule_report(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Per source folder: holes, and keypoints that break the cutting rule (automatic ones were
-    dropped from the labels, a human's are kept and counted here for review)."""
+    """Per source folder: holes; holes with a keypoint that breaks the cutting rule (an automatic
+    one was dropped from the labels, a human's is kept and counted here for review); and holes
+    whose machine event was set aside because it points at no change of cutting state (the
+    signals' keypoint is the label there)."""
     report: dict[str, dict[str, int]] = {}
     for r in rows:
         folder = Path(str(r.get("source") or "?")).parent.name or "."
-        entry = report.setdefault(folder, {"holes": 0, "breaking": 0})
+        entry = report.setdefault(folder, {"holes": 0, "breaking": 0, "events_set_aside": 0})
         entry["holes"] += 1
         entry["breaking"] += int(bool(r.get("rule_broken")))
+        entry["events_set_aside"] += int(bool(r.get("events_set_aside")))
     return dict(sorted(report.items()))
 
 

@@ -2,9 +2,9 @@
 
 A mean error hides the holes that matter: a grip code picked from a thickness 4 mm off is a wrong
 fastener, however small the mean. So every figure here comes with the count of **gross errors**:
-holes where an answer is more than `GROSS_MM` off on any keypoint or on the thickness, or gives a
-keypoint (or a thickness) the labels say does not exist. A keypoint the labeller could not place
-(confidence 0) is not judged.
+holes where an answer is more than `GROSS_MM` off on any keypoint or on the thickness, gives a
+keypoint (or a thickness) the labels say does not exist, or misses one they have (a single layer
+given for two). A keypoint the labeller could not place (confidence 0) is not judged.
 """
 
 from __future__ import annotations
@@ -36,23 +36,28 @@ def hole_table(hole_ids, answers, expected: np.ndarray, judged: np.ndarray, grou
     for j, name in enumerate(KEYPOINTS):
         frame[f"{name}_mm"] = positions[:, j]
         frame[f"{name}_label_mm"] = np.where(judged[:, j], expected[:, j], np.nan)
+        frame[f"{name}_judged"] = judged[:, j]
         frame[f"{name}_confidence"] = [float(a.confidence[j]) for a in answers]
         error = np.abs(positions[:, j] - expected[:, j])
         frame[f"{name}_error_mm"] = np.where(judged[:, j], error, np.nan)
-        invented = judged[:, j] & np.isfinite(positions[:, j]) & ~np.isfinite(expected[:, j])
-        gross |= (judged[:, j] & (error > GROSS_MM)) | invented
+        gross |= judged[:, j] & _wrong(positions[:, j], expected[:, j])
     thickness = positions[:, 2] - positions[:, 0]
     label_thickness = expected[:, 2] - expected[:, 0]
     both = judged[:, 0] & judged[:, 2]
     frame["thickness_mm"] = thickness
     frame["thickness_error_mm"] = np.where(both, np.abs(thickness - label_thickness), np.nan)
-    gross |= both & (
-        (np.abs(thickness - label_thickness) > GROSS_MM) | (np.isfinite(thickness) & ~np.isfinite(label_thickness))
-    )
+    gross |= both & _wrong(thickness, label_thickness)
     frame["gross"] = gross
     frame["review_reasons"] = ["; ".join(a.reasons) for a in answers]
     frame["error"] = [a.error for a in answers]
     return frame
+
+
+def _wrong(given: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """More than GROSS_MM off, or a number where none is expected, or none where one is."""
+    with np.errstate(invalid="ignore"):
+        off = np.abs(given - expected) > GROSS_MM
+    return off | (np.isfinite(given) != np.isfinite(expected))
 
 
 def summarize(frame) -> dict[str, Any]:
@@ -73,7 +78,7 @@ def summarize(frame) -> dict[str, Any]:
 
 def by_group(frame, column: str) -> dict[str, Any]:
     """`summarize` for each value of `column` (a folder, a program family)."""
-    return {str(key): summarize(part) for key, part in frame.groupby(column, sort=True)}
+    return {str(key): summarize(part) for key, part in frame.groupby(column, sort=True, dropna=False)}
 
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,15 @@
 """From raw signals to the model's input: channels on a fixed depth grid.
 
-The same function serves training, `uos predict` and `uos serve` (inside the registered MLflow
-model), so that a hole is seen the same way everywhere. Only depth, torque and thrust are used:
-step numbers and stop codes are the labels' evidence, not inputs.
+The same function serves training, `uos predict` and `uos serve` (through `infer.prepare`, inside
+the registered MLflow model), so that a hole is seen the same way everywhere. Only depth, torque
+and thrust are used: step numbers and stop codes are the labels' evidence, not inputs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from uos.labels.profile import Profile, build_profile
+from uos.labels.profile import Profile
 
 GRID_MM = 0.1  # the network localises on this grid; soft-argmax and the ramp fit go finer
 MAX_DEPTH_MM = 40.0
@@ -21,16 +21,6 @@ def depth_grid() -> np.ndarray:
     return (np.arange(N_BINS) + 0.5) * GRID_MM
 
 
-def hole_features(depth: np.ndarray, torque: np.ndarray, thrust: np.ndarray) -> np.ndarray:
-    """(channels, bins) float32: levels, shapes (scaled to the hole's maximum), the torque's slope
-    and where the drill has been; zeros beyond the recording."""
-    depth = np.asarray(depth, dtype=np.float64)
-    torque = np.asarray(torque, dtype=np.float64)
-    thrust = np.nan_to_num(np.asarray(thrust, dtype=np.float64))
-    profile = build_profile(depth, torque, thrust) if len(depth) else None
-    return profile_features(profile)
-
-
 def recorded_bins(profile: Profile) -> np.ndarray:
     """Which bins of the grid the recording covers."""
     grid = depth_grid()
@@ -38,7 +28,8 @@ def recorded_bins(profile: Profile) -> np.ndarray:
 
 
 def profile_features(profile: Profile | None) -> np.ndarray:
-    """`hole_features` from a hole's profile (built once, also for the cutting rule)."""
+    """(channels, bins) float32 from a hole's profile: levels, shapes (scaled to the hole's maximum),
+    the torque's slope and where the drill has been; zeros beyond the recording."""
     features = np.zeros((len(CHANNELS), N_BINS), dtype=np.float32)
     if profile is None:
         return features

@@ -181,7 +181,12 @@ def allowed_bins(profile: Profile, state: CuttingState) -> np.ndarray:
 
 def prepare(signals: tuple[np.ndarray, np.ndarray, np.ndarray], config: ModelConfig) -> Prepared | str:
     """The hole's features and where its keypoints may lie, or why it cannot be answered."""
-    depth, torque, thrust = (np.asarray(s, dtype=np.float64) for s in signals)
+    try:
+        depth, torque, thrust = (np.asarray(s, dtype=np.float64) for s in signals)
+    except (TypeError, ValueError) as exc:
+        return f"signals are not arrays of numbers: {exc}"
+    if depth.ndim != 1 or torque.ndim != 1 or thrust.ndim != 1:
+        return f"signals must be one-dimensional arrays (got {depth.ndim}, {torque.ndim} and {thrust.ndim} dimensions)"
     if len(depth) != len(torque) or len(depth) != len(thrust):
         return f"signals of unequal length: depth {len(depth)}, torque {len(torque)}, thrust {len(thrust)}"
     if reason := unanswerable({"depth_mm": depth, "torque_a": torque, "thrust_a": thrust}, config.gate):
@@ -218,7 +223,7 @@ AGREE_MM = 0.5  # the labels' detector within this of the network: its depth is 
 REACH_MM = 1.0  # a ramp fitted further than this from the network's position is another edge
 
 
-def refine(positions: np.ndarray, prepared: Prepared, rule: CuttingRule) -> list[str]:
+def refine(positions: np.ndarray, prepared: Prepared) -> list[str]:
     """The network decides which edge, the labels' own ramp fit where exactly it starts; moves
     `positions` in place and returns, for review, the keypoints where the two disagree.
 
@@ -232,7 +237,7 @@ def refine(positions: np.ndarray, prepared: Prepared, rule: CuttingRule) -> list
     from uos.labels.edges import fit_ramp
 
     profile, state = prepared.profile, prepared.state
-    detected = detect(profile, cutting_a=rule.cutting_a, rule=rule).points
+    detected = detect(profile, state=state).points
     network = positions.copy()
     disagree = []
     for index, name in enumerate(KEYPOINTS):
@@ -250,12 +255,16 @@ def refine(positions: np.ndarray, prepared: Prepared, rule: CuttingRule) -> list
                 if edge is not None and abs(edge.depth_mm - at) <= REACH_MM:
                     found.append(edge.depth_mm)
         refined = float(np.median(found)) if found else None
-        if refined is not None and state.check(name, refined) is None:
-            positions[index] = refined
-        else:
+        if refined is None:
             disagree.append(
                 f"network and ramp fit disagree on the {name}: no torque ramp within {REACH_MM:g} mm of {at:.2f} mm"
             )
+        elif (why := state.check(name, refined)) is not None:
+            disagree.append(
+                f"network and ramp fit disagree on the {name}: the ramp at {refined:.2f} mm is no {name} ({why})"
+            )
+        else:
+            positions[index] = refined
         if alone is not None and abs(alone - positions[index]) > REACH_MM:
             disagree.append(
                 f"the answer and the labels' detector disagree on the {name}: {positions[index]:.2f} vs {alone:.2f} mm"
@@ -364,7 +373,7 @@ def answer_prepared(
         answer, hole = answers[i], prepared[i]
         answer.positions = decoded.positions[row].copy()
         answer.confidence, answer.presence = decoded.confidence[row], decoded.presence[row]
-        disagree = refine(answer.positions, hole, config.rule) if do_refine else []
+        disagree = refine(answer.positions, hole) if do_refine else []
         answer.reasons = disagree + review(answer, decoded, row, hole, contexts[i], config)
         answer.status = "review" if answer.reasons else "ok"
     return answers

@@ -155,9 +155,8 @@ def decode(
             peaks = [int(np.argmax(masked[h, p])) for p in locatable]
         for p, peak in zip(locatable, peaks, strict=True):
             lo, hi = max(peak - window, 0), min(peak + window + 1, bins)
-            weights = np.exp(heatmaps[h, p, lo:hi] - heatmaps[h, p, peak])
-            if allowed is not None:
-                weights = weights * allowed[h, p, lo:hi]
+            around = masked[h, p, lo:hi]  # log-probabilities, -inf where the point may not lie
+            weights = np.exp(around - around.max())  # (relative to the largest: no overflow)
             index = float((weights * np.arange(lo, hi)).sum() / weights.sum())
             result.positions[h, p] = (index + 0.5) * GRID_MM
             mass = np.exp(log_probability[h, p, max(peak - near, 0) : peak + near + 1]).sum()

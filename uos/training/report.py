@@ -64,7 +64,8 @@ def _confidence_plot(plt, table: dict[str, Any], columns: int) -> str:
     """Each out-of-fold answer's worst error against its least keypoint confidence: what the
     review threshold separates."""
     answers = table["answers"]
-    errors = answers[[f"{k}_error_mm" for k in (*KEYPOINTS, "thickness")]].max(axis=1).fillna(0).clip(upper=3)
+    errors = answers[[f"{k}_error_mm" for k in (*KEYPOINTS, "thickness")]].max(axis=1).fillna(0)
+    errors = errors.where(~answers["gross"], errors.clip(lower=3)).clip(upper=3)  # missed or invented: 3
     plt.clear_figure()
     plt.plotsize(columns, 18)
     plt.theme("clear")
@@ -78,7 +79,7 @@ def _confidence_plot(plt, table: dict[str, Any], columns: int) -> str:
     if table["threshold"] == table["threshold"]:
         plt.vline(table["threshold"])
     plt.xlabel("least keypoint confidence")
-    plt.ylabel("worst error (mm, clipped at 3)")
+    plt.ylabel("worst error (mm, clipped at 3; a point missed or invented: 3)")
     plt.title(f"out-of-fold error against confidence, {table['name']} v{table['version']} (gross above 1 mm)")
     return plt.build()
 

@@ -113,9 +113,15 @@ def version_metrics(version) -> dict[str, float]:
     return {k: v for k, v in run.data.metrics.items() if k.startswith("cv_")}
 
 
+def _gross_share(metrics: dict[str, float], path: str) -> float | None:
+    """Gross errors per ok answer out of fold (None: a run from before answers had a status)."""
+    holes, gross = metrics.get(f"{path}_ok_holes"), metrics.get(f"{path}_ok_gross")
+    return None if not holes or gross is None else gross / holes
+
+
 def promote(force: bool = False) -> tuple[bool, str]:
     """Move `champion` to the current candidate, unless it regresses: a cross-validated MAE worse,
-    or more gross errors among its out-of-fold `ok` answers."""
+    or a larger share of gross errors among its out-of-fold `ok` answers."""
     candidate = version_for_alias(CANDIDATE)
     if candidate is None:
         raise UosError(f"no {CANDIDATE} version of {MODEL_NAME} in the registry: run `uos train` first")
@@ -131,13 +137,12 @@ def promote(force: bool = False) -> tuple[bool, str]:
             for key in sorted(new)
             if key.endswith("_mae_mean") and key in old and new[key] > old[key] + 1e-9
         ]
-        # A wrong number given with confidence is the worst answer: more of them is a regression.
-        worse += [
-            f"{'gross errors among ok answers' + (' without refinement' if 'without' in key else '')} "
-            f"{new[key]:.0f} > {old[key]:.0f}"
-            for key in sorted(new)
-            if key.endswith("_ok_gross") and key in old and new[key] > old[key]
-        ]
+        # A wrong number given with confidence is the worst answer: a larger share of them among
+        # the ok answers is a regression.
+        for path in ("cv_answers", "cv_answers_without_refine"):
+            share_new, share_old = _gross_share(new, path), _gross_share(old, path)
+            if share_new is not None and share_old is not None and share_new > share_old + 1e-12:
+                worse.append(f"gross errors among {path[3:].replace('_', ' ')} ok {share_new:.2%} > {share_old:.2%}")
         if worse:
             return False, (f"not promoted: version {candidate.version} regresses against {CHAMPION} version "
                            f"{champion.version} ({'; '.join(worse)}); use --force to promote anyway")  # fmt: skip

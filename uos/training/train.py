@@ -294,7 +294,7 @@ def epoch_progress(
 class CrossValidation:
     oof: np.ndarray  # out-of-fold positions (holes, 3)
     answers: list[Answer]  # out-of-fold answers, in the order of the examples
-    fast_answers: list[Answer]  # the same without the ramp-fit refinement (what `uos serve` gives by default)
+    fast_answers: list[Answer]  # as `uos serve` answers: no refinement, no program family
     fold_errors: list[dict[str, Any]]
     histories: list[list[tuple[int, float, float | None]]]
     seconds: float
@@ -325,7 +325,9 @@ def cross_validate(
         model, history = fit(training, params, held_out, on_epoch=epoch_progress(progress, params.epochs))
         config = dataclasses.replace(base, known=training.known())
         fold_answers = predict_examples(model, held_out, config)
-        fast = predict_examples(model, held_out, config, refine=False) if params.refine else fold_answers
+        # What `uos serve` answers: no refinement, and no program family (MQTT carries no program).
+        over_mqtt = [dataclasses.replace(c, family=None) for c in held_out.contexts]
+        fast = answer_prepared(model, config, held_out.prepared, over_mqtt, False)
         for index, answer, quick in zip(test, fold_answers, fast, strict=True):
             answers[index], fast_answers[index] = answer, quick
         oof[test] = positions_of(fold_answers)
