@@ -91,8 +91,13 @@ def test_absent_points_carry_a_reason(synthetic):
 def test_human_annotations_always_win(synthetic, tmp_path):
     _, parsed, labels, _ = synthetic
     rows = read_labels(labels).set_index("hole_id")
-    first, second, third = rows.index[:3]
+    first, second, third = rows.index[rows["error"].isna()][:3]
+    refused = rows.index[rows["error"].notna()][0]  # an air cut: no keypoints, whoever says
     notes = tmp_path / "annotations"
+    human.save(
+        notes,
+        human.Annotation(refused, rows.at[refused, "signals_hash"], {"entry": 2.0, "exit": 9.0}, None, "dan", "t"),
+    )
     human.save(
         notes,
         human.Annotation(first, rows.at[first, "signals_hash"], {"entry": 4.321, "exit": None}, None, "alice", "t"),
@@ -109,6 +114,7 @@ def test_human_annotations_always_win(synthetic, tmp_path):
     assert relabelled.at[first, "transition_source"] != "human"  # not decided: automatic
     assert relabelled.at[second, "status"] == "rejected" and relabelled.at[second, "rejected"] == "broken tool"
     assert relabelled.at[third, "entry_source"] != "human"
+    assert relabelled.at[refused, "status"] == "error" and np.isnan(relabelled.at[refused, "thickness_mm"])
     assert f"annotation for {third}: the hole's signals changed since it was annotated (not used)" in summary.problems
 
 
