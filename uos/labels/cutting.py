@@ -128,13 +128,17 @@ class CuttingState:
 
     def _not_instant(self, level: np.ndarray) -> np.ndarray:
         """Where the torque does not drop by half of `level` (above air) within `instant_mm`
-        anywhere from `BEFORE_MM` behind to `lead_mm` ahead: a breakthrough ramps down over the
-        drill point, a step change drops at once (and the points just after such a drop, still on
-        a high level before them, are no breakthrough either). Only the start of the fall is
-        looked at: a countersink that lets go at once a little later does not undo the exit."""
+        anywhere from `BEFORE_MM` behind to one drill point ahead: a breakthrough ramps down over
+        the drill point, a step change drops at once (and the points just after such a drop,
+        still on a high level before them, are no breakthrough either).
+
+        The whole drill point ahead is looked at, because a step change's drop may come up to a
+        drill point after the layer's torque starts to sag. The price: an exit followed within a
+        drill point by a drop as sudden (a countersink letting go) is not taken for one, and the
+        hole goes to review without an exit rather than risk a step change taken for a breakthrough."""
         torque, step = self.profile.torque, self.profile.depth[1] - self.profile.depth[0]
         soon_min = _ahead(torque, self.rule.instant_mm / step, largest=False)
-        behind, ahead = round(BEFORE_MM / step), max(round(self.rule.lead_mm / step), 1)
+        behind, ahead = round(BEFORE_MM / step), max(round(self.rule.drill_point_mm / step), 1)
         size = behind + ahead + 1
         drop = maximum_filter1d(torque - soon_min, size=size, mode="nearest", origin=behind - size // 2)
         return drop < 0.5 * (level - self.baseline_a)
