@@ -251,3 +251,16 @@ def test_no_label_of_the_real_files_breaks_the_cutting_rule(real_dataset, tmp_pa
     assert breaking == {}
     lab = [r for r in summary.rows if "/tuhh/" in str(r["source"]) and r["entry_mm"] is not None]
     assert len(lab) > 700 and min(r["entry_mm"] for r in lab) > 4.0
+
+
+def test_a_step_change_dip_is_no_exit(setitec_dir):
+    """Lab holes change speed at 15.7 mm, inside the CFRP, and the unit's torque drops to zero at
+    once for a few tenths of a millimetre: not a breakthrough. The titanium's rise comes after it,
+    the exit later still."""
+    from uos.holes import read_source
+    from uos.labels.label import label_hole
+
+    for name in ("006_V6/V6_102.xls", "001_V1/V1_014.xls", "002_V2/V2__063.xls", "007_V7/V7_8.xls"):
+        row = label_hole(read_source(setitec_dir / "tuhh" / name), None, LabelParams())
+        assert 15.5 < row["transition_mm"] < 17.5, (name, row["transition_mm"], row["transition_reason"])
+        assert row["exit_mm"] > 19.5, (name, row["exit_mm"], row["exit_reason"])
