@@ -15,6 +15,7 @@ from pathlib import PurePath
 import numpy as np
 
 from uos.holes.record import MEASURED_SIGNALS, REQUIRED_SIGNALS, Hole, Issue
+from uos.numeric import median
 
 # How each canonical column is called in a Setitec file, for messages users recognise.
 FILE_COLUMN_NAMES = {
@@ -91,7 +92,7 @@ def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> lis
         ]
     # Air cut: the drill cut (torque above the threshold) over less depth than any stack has. The
     # threshold is above the air level where a unit reads below zero in air (offsets to -0.4 A seen).
-    air = min(0.0, float(np.median(torque[depth <= depth[0] + AIR_MM])))
+    air = min(0.0, median(torque[depth <= depth[0] + AIR_MM]))
     advance = np.diff(depth).clip(min=0)
     contact = float(advance[torque[1:] >= air + rules.air_cut_torque_a].sum())
     if contact < rules.air_cut_contact_mm:

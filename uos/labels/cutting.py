@@ -30,6 +30,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, median_filter, minimum_filter1d
 
 from uos.labels.profile import Profile
+from uos.numeric import median
 
 KEYPOINTS = ("entry", "transition", "exit")
 AIR_MM = 0.8  # the air baseline: the first this many mm of the profile
@@ -53,7 +54,7 @@ class CuttingRule:
 def air_baseline(profile: Profile) -> float:
     """The torque in air before the stack, learnt from the hole itself."""
     step = profile.depth[1] - profile.depth[0]
-    return float(np.median(profile.torque[: max(int(AIR_MM / step), 5)]))
+    return median(profile.torque[: max(int(AIR_MM / step), 5)])
 
 
 @dataclass

@@ -22,6 +22,7 @@ from scipy.ndimage import maximum_filter1d
 from uos.holes.quality import QualityRules, unanswerable
 from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState
 from uos.labels.profile import Profile, build_profile
+from uos.numeric import median
 from uos.training.features import GRID_MM, MAX_DEPTH_MM, N_BINS, profile_features, recorded_bins
 
 RULE_SLACK_MM = 0.3  # the network may put a keypoint this far from where the cutting rule allows
@@ -164,7 +165,7 @@ def summarize(profile: Profile, state: CuttingState) -> dict[str, float]:
         "start_mm": float(profile.depth[0]),
         "end_mm": float(profile.depth[-1]),
         "torque_peak_a": float(profile.torque.max() - state.baseline_a),
-        "thrust_peak_a": float(profile.thrust.max() - np.median(profile.thrust[:air])),
+        "thrust_peak_a": float(profile.thrust.max() - median(profile.thrust[:air])),
     }
 
 
