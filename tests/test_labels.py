@@ -183,7 +183,7 @@ ODD_HOLES = {  # file -> (how it is made, the reason no keypoint can be given)
     "twenty.xls": (lambda raw: oddities.first_rows(raw, 20), "too few samples: 20 (at least 50 needed)"),
     "air.xls": (
         oddities.only_air,
-        "air cut or too little cutting: torque 0.5 A above air over only 0.0 mm (a stack needs 2.5)",
+        "air cut or too little cutting: torque 0.5 A above air over only 0.0 mm (a stack needs 2.5 mm)",
     ),
     "nan_depth.xls": (oddities.nan_depth, "non-finite values in Position (mm)"),
     "stuck.xls": (oddities.stuck_depth, "depth does not advance (the drill travels 0.00 mm)"),

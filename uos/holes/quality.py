@@ -100,7 +100,7 @@ def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> lis
             Issue(
                 "warning",
                 f"air cut or too little cutting: torque {rules.air_cut_torque_a:g} A above air over only {contact:.1f} mm "
-                f"(a stack needs {rules.air_cut_contact_mm:g})",
+                f"(a stack needs {rules.air_cut_contact_mm:g} mm)",
             )
         ]
     return []
