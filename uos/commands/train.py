@@ -74,7 +74,7 @@ def train_command(parsed, labels, folds, out_dir, profile, truth_path, params_pa
         if cv[k]["mae_mm"] is not None
     )
     click.echo(f"Cross-validated MAE mm (all answers, against the labels): {figures}", err=True)
-    tables = {"refined (predict)": summary.metrics["answers"]["all"]}
+    tables = {("refined" if params.refine else "not refined") + " (predict)": summary.metrics["answers"]["all"]}
     if "answers_without_refine" in summary.metrics:
         tables["network only (serve)"] = summary.metrics["answers_without_refine"]["all"]
     click.echo(evaluation.format_table(tables, "Out-of-fold answers by status (gross: > 1 mm off):"), err=True)

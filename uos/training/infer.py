@@ -312,7 +312,7 @@ def _novelty_reasons(prepared: Prepared, context: Context, config: ModelConfig) 
         if not config.setting(check, True) or not seen or value in (None, "unknown"):
             continue
         if seen.get(value, 0) < support:
-            times = f"only {seen[value]} holes" if value in seen else "not seen"
+            times = f"only {seen[value]} hole{'s' if seen[value] != 1 else ''}" if value in seen else "not seen"
             reasons.append(f"{kind} {value}: {times} in training")
     share = float(config.setting("review_range_margin", 0.1))
     for name, (low, high) in known.ranges.items():

@@ -313,8 +313,8 @@ def cross_validate(
     started = time.perf_counter()
     base = base or params.model_config()
     oof = np.full(examples.positions.shape, np.nan)
-    answers: list[Answer] = [Answer() for _ in examples.hole_ids]
-    fast_answers: list[Answer] = [Answer() for _ in examples.hole_ids]
+    answers: list[Answer] = [None] * len(examples.hole_ids)  # every hole is held out once: all filled
+    fast_answers: list[Answer] = [None] * len(examples.hole_ids)
     fold_errors, histories = [], []
     names = sorted(set(folds.tolist()))
     for fold in names:
