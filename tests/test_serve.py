@@ -192,6 +192,16 @@ def _collector(port: int) -> tuple[object, list[dict]]:
     return client, received
 
 
+def _publisher(port: int, name: str):
+    """A connected MQTT client (clean session) publishing as a unit would."""
+    connection = _connection(port)
+    publisher = connection.client(name, clean=True)
+    connection.connect(publisher)
+    publisher.loop_start()
+    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+    return publisher
+
+
 def _wait_until(condition, timeout: float, message) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -271,10 +281,7 @@ def _messages(registry, result_id: int, tool_index: int = 1):
 def test_every_malformed_input_gets_an_error_and_serve_stays_up(registry, broker, serve):
     service = serve()
     client, received = _collector(broker.port)
-    publisher = _connection(broker.port).client("test-publisher", clean=True)
-    _connection(broker.port).connect(publisher)
-    publisher.loop_start()
-    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+    publisher = _publisher(broker.port, "test-publisher")
 
     def send(tool: str, kind: str, payload) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -379,10 +386,7 @@ ODD_TRACES = {  # tool -> (how the Trace is changed, the start of the reason on 
 def test_a_hole_that_cannot_have_an_answer_gets_an_error_never_keypoints(registry, broker, serve):
     service = serve()
     client, received = _collector(broker.port)
-    publisher = _connection(broker.port).client("test-odd-publisher", clean=True)
-    _connection(broker.port).connect(publisher)
-    publisher.loop_start()
-    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+    publisher = _publisher(broker.port, "test-odd-publisher")
     for number, (tool, (edit, _)) in enumerate(ODD_TRACES.items()):
         messages = _edit_trace(_messages(registry, 700 + number), edit)
         for kind in ("result", "trace"):
@@ -425,10 +429,7 @@ def test_a_baseline_shift_before_the_stack_is_answered_with_the_real_entry(regis
         return {**arrays, "IntensityTorqueTrace": torque.tolist()}
 
     messages = _edit_trace(_messages(registry, 750), shift)
-    publisher = _connection(broker.port).client("test-shift-publisher", clean=True)
-    _connection(broker.port).connect(publisher)
-    publisher.loop_start()
-    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+    publisher = _publisher(broker.port, "test-shift-publisher")
     for kind in ("result", "trace"):
         publisher.publish(
             unit_topic("OPCPUBSUB", "odd/shift", kind), json.dumps(messages[kind]).encode(), qos=1
@@ -519,10 +520,7 @@ def test_a_hole_half_received_at_sigterm_is_answered_not_split(registry, broker,
     service = serve()
     client, received = _collector(broker.port)
     (item,), _ = prepare([str(registry["files"][0])], first_result_id=777_000)
-    publisher = _connection(broker.port).client("test-publisher", clean=True)
-    _connection(broker.port).connect(publisher)
-    publisher.loop_start()
-    _wait_until(publisher.is_connected, 10, "publisher did not connect")
+    publisher = _publisher(broker.port, "test-publisher")
     publisher.publish(unit_topic("OPCPUBSUB", item.tool, "result"), item.payloads["result"], qos=1).wait_for_publish(5)
     _wait_until(lambda: service.events("status") and service.events("status")[-1]["received"] == 1, 10, "no Result")
     service.process.send_signal(signal.SIGTERM)

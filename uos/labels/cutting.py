@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import maximum_filter1d, median_filter, minimum_filter1d
 
+from uos.holes.quality import AIR_MM
 from uos.labels.profile import Profile
 from uos.numeric import median
 
 KEYPOINTS = ("entry", "transition", "exit")
-AIR_MM = 0.8  # the air baseline: the first this many mm of the profile
 BEFORE_MM = 1.0  # the level before a point: median over this much travel ...
 BEFORE_GAP_MM = 0.05  # ... ending this far before it (a step change's short dip does not move a median)
 
@@ -51,10 +51,11 @@ class CuttingRule:
     instant_mm: float = 0.15  # an exit does not lose half its level within this (a step change does)
 
 
-def air_baseline(profile: Profile) -> float:
-    """The torque in air before the stack, learnt from the hole itself."""
+def air_baseline(profile: Profile, channel: str = "torque") -> float:
+    """The torque (or thrust) in air before the stack, learnt from the hole itself: its first
+    `AIR_MM` of travel."""
     step = profile.depth[1] - profile.depth[0]
-    return median(profile.torque[: max(int(AIR_MM / step), 5)])
+    return median(getattr(profile, channel)[: max(int(AIR_MM / step), 5)])
 
 
 @dataclass

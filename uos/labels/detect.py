@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from uos.holes.quality import AIR_MM
 from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState
 from uos.labels.edges import Edge, fit_ramp, window_levels
-from uos.labels.profile import Profile
+from uos.labels.profile import GRID_MM, Profile
 
 SUSTAINED_MM = 0.3  # cutting for at least this long: the drill is in the material, not a blip
 CANDIDATES = 3  # edges tried, best first, before a keypoint is given up as unknown
@@ -56,7 +57,7 @@ def thrust_witness(profile: Profile, edge: Edge, rising: bool) -> Edge | None:
     """The same edge in the thrust, if the thrust clearly shows one near it."""
     window = (edge.depth_mm - 1.5, edge.depth_mm + edge.points * 0.02 + 1.0)
     witness = fit_ramp(profile, *window, rising=rising, channel="thrust")
-    thrust_noise = float(np.std(np.diff(profile.thrust[: max(10, int(0.8 / 0.02))]))) + 1e-3
+    thrust_noise = float(np.std(np.diff(profile.thrust[: max(10, int(AIR_MM / GRID_MM))]))) + 1e-3
     if witness is None or witness.contrast_a < 4 * thrust_noise:
         return None
     return witness

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from uos.holes.quality import AIR_MM
+
 GRID_MM = 0.02
 SMOOTH_MM = 0.1
 
@@ -80,6 +82,6 @@ def build_profile(depth: np.ndarray, torque: np.ndarray, thrust: np.ndarray) -> 
     rows = max(1, round(SMOOTH_MM / GRID_MM))
     smooth_torque = _moving_average(binned[0], rows)
     smooth_thrust = _moving_average(binned[1], rows)
-    air = binned[0][: max(10, int(0.8 / GRID_MM))]
+    air = binned[0][: max(10, int(AIR_MM / GRID_MM))]
     noise = float(np.std(air - _moving_average(air, rows)) + 1e-3)
     return Profile(grid, smooth_torque, smooth_thrust, noise, reentries)

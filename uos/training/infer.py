@@ -20,9 +20,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from uos.holes.quality import QualityRules, unanswerable
-from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState
+from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState, air_baseline
 from uos.labels.profile import Profile, build_profile
-from uos.numeric import median
 from uos.training.features import GRID_MM, MAX_DEPTH_MM, N_BINS, profile_features, recorded_bins
 
 RULE_SLACK_MM = 0.3  # the network may put a keypoint this far from where the cutting rule allows
@@ -115,7 +114,6 @@ class Answer:
 
     positions: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))  # mm, NaN: none
     confidence: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    presence: np.ndarray = field(default_factory=lambda: np.zeros(3))
     status: str = "error"  # ok | review | error
     reasons: list[str] = field(default_factory=list)
     error: str | None = None
@@ -160,12 +158,11 @@ def grip_code(thickness_mm: float | None) -> int | None:
 def summarize(profile: Profile, state: CuttingState) -> dict[str, float]:
     """A few figures of a hole, to tell whether it is like the holes trained on (the profile is
     smoothed over 0.1 mm: its maxima are levels, not spikes)."""
-    air = max(int(0.8 / (profile.depth[1] - profile.depth[0])), 5)
     return {
         "start_mm": float(profile.depth[0]),
         "end_mm": float(profile.depth[-1]),
         "torque_peak_a": float(profile.torque.max() - state.baseline_a),
-        "thrust_peak_a": float(profile.thrust.max() - median(profile.thrust[:air])),
+        "thrust_peak_a": float(profile.thrust.max() - air_baseline(profile, "thrust")),
     }
 
 
@@ -373,7 +370,7 @@ def answer_prepared(
     for row, i in enumerate(ready):
         answer, hole = answers[i], prepared[i]
         answer.positions = decoded.positions[row].copy()
-        answer.confidence, answer.presence = decoded.confidence[row], decoded.presence[row]
+        answer.confidence = decoded.confidence[row]
         disagree = refine(answer.positions, hole) if do_refine else []
         answer.reasons = disagree + review(answer, decoded, row, hole, contexts[i], config)
         answer.status = "review" if answer.reasons else "ok"

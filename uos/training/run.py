@@ -33,6 +33,7 @@ from uos.training.train import (
 METRICS_FILE = "metrics.json"  # the headline figures, for `dvc metrics show/diff`
 DETAILS_FILE = "details.json"  # every figure: per family, presence errors, counts, the registered version
 PLOTS_DIR = "plots"
+ANSWER_KEYS = ("answers", "answers_without_refine")  # out of fold: as `uos predict`, as `uos serve` answers
 OUTPUT_COLUMNS = (  # the numbers of an answer (`infer.Answer.record`)
     "entry_mm",
     "transition_mm",
@@ -218,10 +219,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         if key in metrics:
             for side in ("model", "baseline"):
                 result[f"{title}_{side}_mae"] = {k: metrics[key][side][k] for k in names}
-    for key in (
-        "answers",
-        "answers_without_refine",
-    ):  # out of fold, by status: a mean never comes without its gross errors
+    for key in ANSWER_KEYS:  # out of fold, by status: a mean never comes without its gross errors
         if key in metrics:
             result[key] = evaluation.headline(metrics[key]["all"])
     return result
@@ -336,10 +334,9 @@ def _log_cv_metrics(metrics: dict[str, Any]) -> None:
         mean, sd = metrics["cv"][name]["mae_mm"], metrics["cv"][name]["sd_mm"]
         if mean is not None:
             mlflow.log_metrics({f"cv_{name}_mae_mean": mean, f"cv_{name}_mae_sd": sd})
-    answers = ("answers", "answers_without_refine")
-    mlflow.log_metrics(_flat("", {k: v for k, v in metrics.items() if k not in ("cv", "by_family", *answers)}, {}))
-    mlflow.log_metrics(_flat("cv_answers", metrics["answers"]["all"], {}))
-    mlflow.log_metrics(_flat("cv_answers_without_refine", metrics["answers_without_refine"]["all"], {}))
+    mlflow.log_metrics(_flat("", {k: v for k, v in metrics.items() if k not in ("cv", "by_family", *ANSWER_KEYS)}, {}))
+    for key in ANSWER_KEYS:
+        mlflow.log_metrics(_flat(f"cv_{key}", metrics[key]["all"], {}))
 
 
 def _save_final_model(out: Path, data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> ModelConfig:
@@ -452,7 +449,7 @@ def run_training(
         answers_frame, metrics["answers"] = _evaluate(data, cv.answers)
         fast_frame, metrics["answers_without_refine"] = _evaluate(data, cv.fast_answers)
         _log_cv_metrics(metrics)
-        for key in ("answers", "answers_without_refine"):  # per status, source folder and family
+        for key in ANSWER_KEYS:  # per status, source folder and family
             mlflow.log_dict(metrics[key], f"{key}.json")
         _save_final_model(out, data, params, config, say)
         _write_plots(out, examples, cv.oof, cv.histories)
