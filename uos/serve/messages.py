@@ -8,6 +8,7 @@ Units publish OPC UA PubSub JSON (DOMAIN.md section 4) on
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import uuid
@@ -90,6 +91,18 @@ def classify(topic: str, root: str) -> tuple[str | None, str | None]:
     return KINDS.get(tuple(rest[2:])), tool
 
 
+def answer_id(tool: str | None, result_id: Any, timestamp: str | None, model: str | None = None,
+              data: bytes | None = None) -> str:  # fmt: skip
+    """The key a consumer deduplicates answers on (QoS 1 delivers at least once: after a crash or
+    a broker restart an answer may come twice). The same for every delivery of a hole's messages:
+    tool, ResultId and SourceTimestamp (a unit whose counter was reset reuses ResultIds), then
+    the model version that answered (`error` for an error). A message that cannot be read and
+    names no ResultId is known by a digest of its bytes."""
+    if result_id is None and data is not None:
+        return f"{tool}|sha256:{hashlib.sha256(data).hexdigest()[:20]}|error"
+    return f"{tool}|{result_id}|{timestamp or ''}|{model or 'error'}"
+
+
 def answer_payload(
     answer: dict[str, Any],
     *,
@@ -106,6 +119,7 @@ def answer_payload(
     model that answered."""
     fields = {k: v for k, v in answer.items() if k != "error"}
     return {
+        "answer_id": answer_id(tool, result_id, source_timestamp, f"{model}/{model_version}"),
         "tool": tool,
         "result_id": result_id,
         "hole_id": hole_id,
@@ -117,8 +131,9 @@ def answer_payload(
     }
 
 
-def error_payload(reason: str, *, tool: str | None, result_id: Any = None, topic: str | None = None) -> dict[str, Any]:
-    return {"error": reason, "tool": tool, "result_id": result_id, "topic": topic,
+def error_payload(reason: str, *, tool: str | None, result_id: Any = None, topic: str | None = None,
+                  answer_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+    return {"error": reason, "answer_id": answer_id, "tool": tool, "result_id": result_id, "topic": topic,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds")}  # fmt: skip
 
 

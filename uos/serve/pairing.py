@@ -31,6 +31,7 @@ class Part:
     timestamp: str | None
     message: dict[str, Any]
     arrived: float
+    tickets: list[Any] = field(default_factory=list)  # what acknowledges it once answered (serve's)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Pair:
     timestamp: str | None
     first_arrived: float
     completed: float
+    tickets: list[Any] = field(default_factory=list)  # its messages' acknowledgements, sent once it is answered
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Problem:
     reason: str
     tool: str | None
     result_id: str | None
+    tickets: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +84,10 @@ class Pairer:
     asset_tools: set[tuple[str, str]] = field(default_factory=set)
     answered: OrderedDict[tuple[str, str, str], None] = field(default_factory=OrderedDict)
     duplicates: int = 0
+    # Tickets of messages that need no answer (duplicates, assets no hole took, lone Results in a
+    # share group): the caller acknowledges them and empties the list.
+    released: list[Any] = field(default_factory=list)
+    asset_tickets: dict[tuple[str, str, str], tuple[float, list[Any]]] = field(default_factory=dict)
     _serial: int = 0
 
     def _key(self, part: Part) -> tuple[str, str]:
@@ -121,26 +128,41 @@ class Pairer:
         while len(self.answered) > self.remember:
             self.answered.popitem(last=False)
 
-    def add_asset(self, kind: str, tool: str, timestamp: str | None, message: dict[str, Any], now: float) -> list[Pair]:
-        """Heads or CuttingTools: kept for the hole with the same SourceTimestamp."""
+    def add_asset(self, kind: str, tool: str, timestamp: str | None, message: dict[str, Any], now: float,
+                  tickets: list[Any] | None = None) -> list[Pair]:  # fmt: skip
+        """Heads or CuttingTools: kept for the hole with the same SourceTimestamp; its tickets go
+        with the first hole that takes it (or are released when it ages out unused)."""
         self.asset_tools.add((tool, kind))
         by_time = self.assets.setdefault((tool, kind), {})
         by_time[timestamp or ""] = message
+        self._release_asset((tool, kind, timestamp or ""))  # a re-sent one replaces it
+        self.asset_tickets[(tool, kind, timestamp or "")] = (now, list(tickets or []))
         while len(by_time) > 16:  # a few holes' worth is plenty
-            by_time.pop(next(iter(by_time)))
+            oldest = next(iter(by_time))
+            del by_time[oldest]
+            self._release_asset((tool, kind, oldest))
         return self.poll(now, tools={tool})
+
+    def _release_asset(self, key: tuple[str, str, str]) -> None:
+        self.released += self.asset_tickets.pop(key, (0.0, []))[1]
+
+    def _asset_tickets(self, tool: str, timestamp: str | None) -> list[Any]:
+        return [t for kind in ("heads", "cutting_tools")
+                for t in self.asset_tickets.pop((tool, kind, timestamp or ""), (0.0, []))[1]]  # fmt: skip
 
     def add(self, part: Part) -> list[Pair]:
         """A Result or Trace came; the pairs it completes (maybe after their Heads wait)."""
         if self.was_answered(part.tool, part.result_id, part.timestamp):
             self.duplicates += 1
+            self.released += part.tickets
             return []
         key = self._key(part)
         if key not in self.pending and (partner := self._partner_key(part)) is not None:
             key = partner
         entry = self.pending.setdefault(key, _Pending())
-        if getattr(entry, part.kind) is not None:
+        if (first := getattr(entry, part.kind)) is not None:
             self.duplicates += 1  # re-sent before its partner came: keep the first
+            first.tickets += part.tickets  # acknowledged with it (a redelivery carries the live ticket)
             return []
         setattr(entry, part.kind, part)
         if entry.result is not None and entry.trace is not None:
@@ -164,8 +186,10 @@ class Pairer:
                 continue
             del self.pending[key]
             result_id = entry.result.result_id or entry.trace.result_id
+            tickets = entry.result.tickets + entry.trace.tickets + self._asset_tickets(tool, timestamp)
             ready.append(Pair(tool, result_id, entry.result.message, entry.trace.message, heads,
-                              self._asset(tool, "cutting_tools", timestamp), timestamp, entry.first.arrived, now))  # fmt: skip
+                              self._asset(tool, "cutting_tools", timestamp), timestamp, entry.first.arrived, now,
+                              tickets))  # fmt: skip
         return ready
 
     def expire(self, now: float) -> tuple[list[Pair], list[Problem]]:
@@ -177,10 +201,14 @@ class Pairer:
                 part = entry.first
                 if part.kind == "result" and entry.trace is None and not self.lone_results_are_errors:
                     self.expired_quietly += 1
+                    self.released += part.tickets
                     continue
                 missing = "Trace" if part.kind == "result" else "Result"
                 problems.append(Problem(f"{part.kind.capitalize()} without its {missing}: none came within "
-                                        f"{self.pair_timeout_s:g} s", part.tool, part.result_id))  # fmt: skip
+                                        f"{self.pair_timeout_s:g} s", part.tool, part.result_id, part.tickets))  # fmt: skip
+        for key, (arrived, _) in list(self.asset_tickets.items()):
+            if now - arrived > self.pair_timeout_s:  # no hole took it: kept for pairing, acknowledged
+                self._release_asset(key)
         return self.poll(now), problems
 
     def awaiting(self) -> set[tuple[str, str]]:
@@ -188,12 +216,23 @@ class Pairer:
         return {(tool, key[3:]) for (tool, key), entry in self.pending.items()
                 if entry.complete_at is None and key.startswith("id:")}  # fmt: skip
 
-    def forget(self, tool: str, result_id: str | None) -> None:
-        """Drop what waits for a hole that has already been answered with an error."""
+    def forget(self, tool: str, result_id: str | None, kind: str | None = None) -> tuple[str | None, list[Any]]:
+        """Drop what waits for a hole that has already been answered with an error (its ResultId,
+        and the tickets of what was dropped). An unreadable `kind` message whose ResultId could not
+        be read takes the one lone part of the other kind waiting on its tool, when there is only
+        one: else that part would get a second error when it times out."""
+        if result_id is None and kind in ("result", "trace"):
+            other = "trace" if kind == "result" else "result"
+            lone = [e for (t, _), e in self.pending.items()
+                    if t == tool and e.complete_at is None and getattr(e, other) is not None and getattr(e, kind) is None]  # fmt: skip
+            if len(lone) == 1:
+                result_id = getattr(lone[0], other).result_id
         if result_id is None:
-            return
-        self.pending.pop((tool, f"id:{result_id}"), None)
+            return None, []
+        entry = self.pending.pop((tool, f"id:{result_id}"), None)
         self.mark_answered(tool, result_id, ANY_TIME)  # the error was about an unreadable message: no timestamp
+        parts = [] if entry is None else [p for p in (entry.result, entry.trace) if p is not None]
+        return result_id, [t for p in parts for t in p.tickets]
 
     def drain(self) -> tuple[list[Pair], list[Problem]]:
         """At shutdown: complete pairs go out now; lone parts are errors."""

@@ -1,9 +1,11 @@
 """`uos serve`: the headless MQTT service that answers every drilled hole with its keypoints.
 
 Threads, and why:
-- paho's network loop receives; its callback only queues the raw bytes and acknowledges them
-  (manual acks). The queue has a byte budget: when the service falls behind, the callback waits,
-  paho stops reading the socket, and the broker holds the rest (QoS 1);
+- paho's network loop receives; its callback only queues the raw bytes. The queue has a byte
+  budget: when the service falls behind, the callback waits, paho stops reading the socket, and
+  the broker holds the rest (QoS 1). A message is acknowledged (manual acks) only once what
+  answers it (the hole's answer or error) has been acknowledged by the broker, so that a serve
+  killed at any moment loses nothing: the broker delivers again whatever it had not answered;
 - one dispatcher decodes the JSON and pairs Result, Trace and Heads (`pairing.Pairer`), and ages
   out what never pairs;
 - workers build the hole as `uos parse` does, batch the holes, run the model (torch releases the
@@ -105,6 +107,11 @@ class Service:
         self.finished = threading.Event()  # the dispatcher has handed over everything
         self._unacked = 0
         self._unacked_lock = threading.Lock()
+        # Acknowledgements held until the answer is at the broker: publish mid -> the tickets
+        # (connection generation, message mid, QoS) of the messages it answers.
+        self._holding: dict[int, list[tuple[int, int, int]]] = {}
+        self._early: set[int] = set()  # answers the broker acknowledged before publish() returned
+        self._generation = 0  # a message's mid means something only on the connection it came by
         self._started = time.monotonic()
         self._unsubscribed = threading.Event()
         self._connected_at: float | None = None
@@ -134,6 +141,8 @@ class Service:
             self.log(event="connect-failed", broker=self.connection.describe(), reason=str(reason_code))
             return
         self._connected_at = time.monotonic()
+        with self._unacked_lock:
+            self._generation += 1
         if self.stopping.is_set():
             return
         # Subscribe on every connect: a broker restarted without persistence has forgotten us.
@@ -174,9 +183,9 @@ class Service:
                 self.counters.add("dropped")
                 return
             self._inbound_bytes += size
-            self.inbound.put((message.topic, message.payload, time.monotonic()))
-        self.counters.add("received")
-        client.ack(message.mid, message.qos)
+            ticket = (self._generation, message.mid, message.qos)
+            self.inbound.put((message.topic, message.payload, time.monotonic(), ticket))
+        self.counters.add("received")  # acknowledged once answered: see _publish
 
     def _awaited(self, topic: str, payload: bytes) -> bool:
         """Stopping: is this the Result or Trace a half-received hole waits for?"""
@@ -189,38 +198,69 @@ class Service:
             self.log(event="publish-refused", reason=str(reason_code))
         with self._unacked_lock:
             self._unacked -= 1
+            tickets = self._holding.pop(_mid, None)
+            if tickets is None:
+                self._early.add(_mid)
+        self._ack(tickets or [])
+
+    def _ack(self, tickets: list[tuple[int, int, int]]) -> None:
+        """Acknowledge messages received on the current connection; one from an earlier
+        connection is delivered again by the broker (and recognised as a duplicate then)."""
+        for generation, mid, qos in tickets:
+            if generation == self._generation and qos > 0:
+                self.client.ack(mid, qos)
 
     # --- publishing ------------------------------------------------------------------------------
 
-    def _publish(self, topic: str, payload: dict[str, Any]) -> None:
-        """QoS 1; every publish is counted until the broker acknowledges it (see _shutdown)."""
+    def _publish(self, topic: str, payload: dict[str, Any], tickets: list[tuple[int, int, int]] = ()) -> None:
+        """QoS 1; every publish is counted until the broker acknowledges it (see _shutdown), and
+        then the messages it answers (`tickets`) are acknowledged."""
         with self._unacked_lock:
             self._unacked += 1
-        self.client.publish(topic, orjson.dumps(payload), qos=1)
+        info = self.client.publish(topic, orjson.dumps(payload), qos=1)
+        # (Not under our lock: paho calls _on_publish holding its own, which publish() takes.)
+        with self._unacked_lock:
+            acknowledged = info.mid in self._early
+            self._early.discard(info.mid)
+            if not acknowledged:
+                self._holding[info.mid] = list(tickets)
+        if acknowledged:
+            self._ack(list(tickets))
 
-    def _publish_error(self, reason: str, tool: str | None, result_id: Any, topic: str | None = None) -> None:
+    def _publish_error(self, reason: str, tool: str | None, result_id: Any, topic: str | None = None,
+                       tickets: list[tuple[int, int, int]] = (), answer_id: str | None = None) -> None:  # fmt: skip
         self.counters.add("errors")
+        answer_id = answer_id or messages.answer_id(tool, result_id, None)
         self._publish(self.topics.answer(self.topics.error, tool),
-                      messages.error_payload(reason, tool=tool, result_id=result_id, topic=topic))  # fmt: skip
+                      messages.error_payload(reason, tool=tool, result_id=result_id, topic=topic, answer_id=answer_id),
+                      tickets)  # fmt: skip
+
+    def _release(self) -> None:
+        """Acknowledge what the pairer let go without an answer (duplicates, unused assets)."""
+        if self.pairer.released:
+            released, self.pairer.released = self.pairer.released, []
+            self._ack(released)
 
     # --- dispatcher: decode and pair ----------------------------------------------------------------
 
-    def _dispatch_one(self, topic: str, data: bytes, arrived: float) -> None:
+    def _dispatch_one(self, topic: str, data: bytes, arrived: float, ticket: tuple[int, int, int]) -> None:
         kind, tool = messages.classify(topic, self.topics.root)
         if kind is None:
+            self._ack([ticket])
             return
         source = f"mqtt:{topic}"
         try:
             message = unit.decode_message(data, kind.capitalize(), source)
         except InputError as exc:
             found = messages.RESULT_ID_BYTES.search(data[:200_000])
-            result_id = found.group(1).decode() if found else None
-            self._publish_error(exc.reason, tool, result_id, topic)
-            self.pairer.forget(tool, result_id)  # its partner is answered by this error
+            # Its partner is answered by this error (found by ResultId, or the one waiting alone).
+            result_id, tickets = self.pairer.forget(tool, found.group(1).decode() if found else None, kind)
+            self._publish_error(exc.reason, tool, result_id, topic, [ticket, *tickets],
+                                messages.answer_id(tool, result_id, None, data=data))  # fmt: skip
             return
         timestamp = messages.source_timestamp(message)
         if kind in ("heads", "cutting_tools"):
-            self._hand_over(self.pairer.add_asset(kind, tool, timestamp, message, arrived))
+            self._hand_over(self.pairer.add_asset(kind, tool, timestamp, message, arrived, [ticket]))
             return
         values, _ = unit.payload(message)
         if kind == "result" and any(k.endswith("StepResultValues.Position") for k in values):
@@ -228,14 +268,15 @@ class Service:
             result_id = unit.find_text(values, "ResultMetaData.ResultId")
             if self.pairer.was_answered(tool, result_id, timestamp):
                 self.pairer.duplicates += 1
+                self._ack([ticket])
                 return
-            self._hand_over([Pair(tool, result_id, message, message, None, None, timestamp, arrived, arrived)])
+            self._hand_over([Pair(tool, result_id, message, message, None, None, timestamp, arrived, arrived, [ticket])])
             return
         node = "ResultMetaData.ResultId" if kind == "result" else "PositionTrace.StepResultId"
         result_id = unit.find_text(values, node)
         if kind == "trace" and result_id is None:
             result_id = unit.find_text(values, "StepResultId")
-        self._hand_over(self.pairer.add(Part(kind, tool, result_id, timestamp, message, arrived)))
+        self._hand_over(self.pairer.add(Part(kind, tool, result_id, timestamp, message, arrived, [ticket])))
 
     def _hand_over(self, pairs: list[Pair]) -> None:
         for pair in pairs:
@@ -245,7 +286,7 @@ class Service:
 
     def _report(self, problems: list[Problem]) -> None:
         for problem in problems:
-            self._publish_error(problem.reason, problem.tool, problem.result_id)
+            self._publish_error(problem.reason, problem.tool, problem.result_id, tickets=problem.tickets)
 
     def _dispatcher(self) -> None:
         last_expiry = 0.0
@@ -266,13 +307,16 @@ class Service:
                     self._dispatch_one(*item)
                 except Exception as exc:  # one bad message must not stop the service
                     tool = messages.classify(item[0], self.topics.root)[1]
-                    self._publish_error(f"could not read the message: {exc}", tool, None, item[0])
+                    self._publish_error(f"could not read the message: {exc}", tool, None, item[0], [item[3]],
+                                        messages.answer_id(tool, None, None, data=item[1]))  # fmt: skip
+                self._release()
             now = time.monotonic()
             if now - last_expiry > 0.02:
                 last_expiry = now
                 pairs, problems = self.pairer.expire(now)
                 self._hand_over(pairs)
                 self._report(problems)
+                self._release()
             if self.stopping.is_set():
                 awaiting = self.pairer.awaiting()
                 with self._intake:
@@ -283,8 +327,10 @@ class Service:
         pairs, problems = self.pairer.drain()
         self._hand_over(pairs)
         self._report(
-            [Problem(p.reason.split(":")[0] + ": serve stopped before it came", p.tool, p.result_id) for p in problems]
+            [Problem(p.reason.split(":")[0] + ": serve stopped before it came", p.tool, p.result_id, p.tickets)
+             for p in problems]
         )
+        self._release()
         self.finished.set()
 
     # --- workers: holes, model, answers --------------------------------------------------------------
@@ -315,39 +361,53 @@ class Service:
             try:
                 hole = unit.hole_from_messages(pair.result, pair.trace, pair.heads, pair.cutting_tools,
                                                source=f"mqtt:{pair.tool}/{pair.result_id}", tool=pair.tool)  # fmt: skip
-            except Exception as exc:  # InputError, or a value no unit should send (text in an array)
-                reason = exc.reason if isinstance(exc, InputError) else f"could not read the hole: {exc}"
-                self._publish_error(reason, pair.tool, pair.result_id)
+            except InputError as exc:
+                self._pair_error(exc.reason, pair)
                 continue
             holes.append(hole)
             ready.append(pair)
         if not ready:
             return
         try:
-            loaded, answers = self.model.predict(
-                [(h.signals["depth_mm"], h.signals["torque_a"], h.signals["thrust_a"]) for h in holes],
-                [context_of(h) for h in holes],
-            )
-        except Exception as exc:
-            for pair in ready:
-                self._publish_error(f"model failed: {exc}", pair.tool, pair.result_id)
+            loaded, answers = self._predict(holes)
+        except Exception:  # whatever the model raised, for one hole or all: each alone, so that only it fails
+            for pair, hole in zip(ready, holes, strict=True):
+                try:
+                    loaded, (answer,) = self._predict([hole])
+                except Exception as exc:
+                    self._pair_error(f"the model could not answer this hole ({type(exc).__name__}: {exc})", pair)
+                    continue
+                self._send_answer(pair, hole, loaded, answer)
             return
         for pair, hole, answer in zip(ready, holes, answers, strict=True):
-            if answer.error:  # a hole that cannot have keypoints: on the error topic, never as an answer
-                self._publish_error(answer.error, pair.tool, pair.result_id)
-                continue
-            payload = messages.answer_payload(
-                answer.record(),
-                tool=pair.tool,
-                result_id=pair.result_id,
-                hole_id=hole.hole_id,
-                source_timestamp=pair.timestamp,
-                model=loaded.name,
-                model_version=loaded.version,
-                latency_ms=(time.monotonic() - pair.completed) * 1000,
-            )
-            self._publish(self.topics.answer(self.topics.result, pair.tool), payload)
-            self.counters.add("published")
+            self._send_answer(pair, hole, loaded, answer)
+
+    def _predict(self, holes: list) -> tuple[Any, list]:
+        return self.model.predict(
+            [(h.signals["depth_mm"], h.signals["torque_a"], h.signals["thrust_a"]) for h in holes],
+            [context_of(h) for h in holes],
+        )
+
+    def _pair_error(self, reason: str, pair: Pair) -> None:
+        self._publish_error(reason, pair.tool, pair.result_id, tickets=pair.tickets,
+                            answer_id=messages.answer_id(pair.tool, pair.result_id, pair.timestamp))  # fmt: skip
+
+    def _send_answer(self, pair: Pair, hole, loaded, answer) -> None:
+        if answer.error:  # a hole that cannot have keypoints: on the error topic, never as an answer
+            self._pair_error(answer.error, pair)
+            return
+        payload = messages.answer_payload(
+            answer.record(),
+            tool=pair.tool,
+            result_id=pair.result_id,
+            hole_id=hole.hole_id,
+            source_timestamp=pair.timestamp,
+            model=loaded.name,
+            model_version=loaded.version,
+            latency_ms=(time.monotonic() - pair.completed) * 1000,
+        )
+        self._publish(self.topics.answer(self.topics.result, pair.tool), payload, pair.tickets)
+        self.counters.add("published")
 
     # --- periodic ---------------------------------------------------------------------------------
 
