@@ -66,7 +66,7 @@ def test_trace_arrays_of_different_lengths_are_refused(mqtt_dir):
             entry["Value"] = entry["Value"][:-1]
     with pytest.raises(
         InputError,
-        match=r"Trace arrays differ in length \(position 135, torque_a 135, thrust_a 134",
+        match=r"Trace arrays differ in length \(PositionTrace 135, IntensityTorqueTrace 135, IntensityThrustTrace 134",
     ):
         hole_from_messages(result, trace, source="test")
 

@@ -4,14 +4,17 @@ of `ps`. A real mosquitto and a real model, as in test_serve.py (whose fixtures 
 
 from __future__ import annotations
 
+# ruff: noqa: F811 (the fixtures of test_serve.py, imported to be used here)
+
 import json
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
-from test_serve import (  # noqa: F401 (fixtures)
+from test_serve import (  # noqa: F401
     Serve,
     _collector,
     _edit_trace,
@@ -88,7 +91,7 @@ def test_kill_9_mid_stream_loses_no_hole(registry, broker, serve):
     items, _ = prepare([str(p) for p in registry["files"]], tools=4, repeat=-(-300 // len(registry["files"])))
     items = items[:300]
     with Replayer(Connection(port=broker.port), Topics(), answers=False) as replayer:
-        publishing = __import__("threading").Thread(target=replayer.publish, args=(items,))
+        publishing = threading.Thread(target=replayer.publish, args=(items,))
         publishing.start()
         _wait_until(lambda: len(received) >= 95, 60, lambda: f"only {len(received)} answers")
         first.process.send_signal(signal.SIGKILL)
@@ -110,4 +113,76 @@ def test_kill_9_mid_stream_loses_no_hole(registry, broker, serve):
         by_key.setdefault(record["answer_id"], set()).add((record["tool"], record["result_id"]))
     assert all(len(holes) == 1 for holes in by_key.values()) and len(by_key) == len(keys)
     assert second.stop() == 0
+    client.loop_stop()
+
+
+POSITION = "PositionTrace.StepTraceContent[0].Values"
+
+
+def _set(kind: str, tail: str, value):
+    """An edit of a hole's messages: the value of the node ending in `tail` (added if absent)."""
+
+    def edit(messages: dict) -> dict:
+        payload = messages[kind]["Messages"]["Payload"]
+        key = next((k for k in payload if k.endswith(tail)), f"x.ResultManagement.Results.0.{tail}")
+        payload.setdefault(key, {})["Value"] = value(payload[key].get("Value")) if callable(value) else value
+        return messages
+
+    return edit
+
+
+def _raw(kind: str, data: bytes):
+    return lambda messages: {**messages, kind: data}
+
+
+MALFORMED = {  # tool -> (edit of a good hole's messages, what the reason must say)
+    "junk/text": (_set("trace", POSITION, lambda v: ["a", *v[1:]]), "PositionTrace must be a list of numbers"),
+    "junk/scalar": (_set("trace", POSITION, 3.5), "PositionTrace is the single number 3.5, not a list"),
+    "junk/word": (_set("trace", POSITION, "deep"), "PositionTrace is the text 'deep', not a list"),
+    "junk/object": (_set("trace", POSITION, {"a": 1}), "PositionTrace is an object, not a list"),
+    "junk/nested": (_set("trace", POSITION, lambda v: [v[:2], v[2:4]]), "PositionTrace must be a list of numbers"),
+    "junk/ragged": (_set("trace", POSITION, [[1.0], [2.0, 3.0]]), "PositionTrace must be a list of numbers"),
+    "junk/lengths": (_set("trace", "IntensityTorqueTrace.StepTraceContent[0].Values", [1.0, 2.0]),
+                     "differ in length (PositionTrace"),  # fmt: skip
+    "junk/missing": (
+        lambda m: (m["trace"]["Messages"]["Payload"].pop(next(k for k in m["trace"]["Messages"]["Payload"]
+                                                              if k.endswith(POSITION))), m)[1],  # fmt: skip
+        "Trace has no PositionTrace values",
+    ),
+    "junk/stepcode": (_set("result", "StepResultValues.StopCode.MeasuredValue", ["x"]), "StopCode must be a list"),
+    "junk/resultid": (_set("trace", "PositionTrace.StepResultId", {"id": 1}), "StepResultId is an object"),
+    "junk/payload": (lambda m: {**m, "trace": {"Messages": {"Payload": [1, 2]}}}, "'Payload' is not an object"),
+    "junk/nan": (
+        lambda m: {**m, "trace": json.dumps(m["trace"]).replace('Values": {"Value": [', 'Values": {"Value": [NaN, ', 1).encode()},
+        "NaN at byte",
+    ),
+    "junk/empty": (_raw("trace", b""), "Trace is empty"),
+    "junk/binary": (_raw("trace", b"\xff\xfe\x00{"), "not UTF-8"),
+}
+PYTHON_WORDS = re.compile(
+    r"NoneType|\bstr\b|\bdict\b|\bfloat\b|\bint\b|len\(|unsized|ndarray|numpy|[A-Z][a-z]+Error|"
+    r"has no attribute|boolean index|truncated\?|shape"
+)
+
+
+def test_malformed_messages_get_reasons_in_the_units_terms(registry, broker, serve):
+    """Each malformed message: one error, a plain sentence that says what is wrong with the
+    message (no Python type names, no numpy), and its Result gets no second error later."""
+    service = serve()
+    client, received = _collector(broker.port)
+    publisher = _publisher(broker.port, "test-junk-publisher")
+    for number, (tool, (edit, _)) in enumerate(MALFORMED.items()):
+        for kind, data in edit(_messages(registry, 800 + number)).items():
+            if kind in ("result", "trace"):
+                _send(publisher, tool, kind, data)
+    _wait_until(lambda: {r["tool"] for r in received} >= set(MALFORMED), 20,
+                lambda: f"no error for {set(MALFORMED) - {r['tool'] for r in received}}")  # fmt: skip
+    time.sleep(2.5)  # past --pair-timeout 1.5: a Result left waiting would have had its own error by now
+    for tool, (_, expected) in MALFORMED.items():
+        (error,) = _by_tool(received, tool)
+        reason = error["error"]
+        assert expected in reason and "\n" not in reason and not PYTHON_WORDS.search(reason), (tool, reason)
+        assert error["answer_id"], error
+    assert service.stop() == 0
+    publisher.loop_stop()
     client.loop_stop()

@@ -17,7 +17,10 @@ def connection_options(function=None, *, client_id_env: str | None = None):
         click.option("--client-id", envvar=client_id_env, default=None, help=f"MQTT client id{env_help}."),
         click.option("--username", envvar="UOS_MQTT_USERNAME", default=None, help="[UOS_MQTT_USERNAME]"),
         click.option("--password", envvar="UOS_MQTT_PASSWORD", default=None, show_default=False,
-                     help="Better from UOS_MQTT_PASSWORD than on the command line; never printed."),
+                     help="[UOS_MQTT_PASSWORD] Better from the variable or --password-file: a command line shows in `ps`."),
+        click.option("--password-file", envvar="UOS_MQTT_PASSWORD_FILE", default=None,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="A file whose first line is the password [UOS_MQTT_PASSWORD_FILE]."),
         click.option("--tls-ca", envvar="UOS_MQTT_CA", default=None, type=click.Path(exists=True, dir_okay=False),
                      help="CA certificate: connect with TLS [UOS_MQTT_CA]."),
         click.option("--mqtt-version", envvar="UOS_MQTT_VERSION", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True,
@@ -34,5 +37,26 @@ def connection_options(function=None, *, client_id_env: str | None = None):
 def build_connection(values: dict, **extra):
     from uos.serve.connection import Connection
 
+    password = _password(values)
     return Connection.from_env(host=values["host"], port=values["port"], client_id=values["client_id"], username=values["username"],
-                               password=values["password"], tls_ca=values["tls_ca"], version=values["mqtt_version"], **extra)  # fmt: skip
+                               password=password, tls_ca=values["tls_ca"], version=values["mqtt_version"], **extra)  # fmt: skip
+
+
+def _password(values: dict) -> str | None:
+    """The password: from --password-file, else --password / UOS_MQTT_PASSWORD. Given on the
+    command line it is visible to every user of the machine (`ps`, /proc): a warning says so."""
+    from click.core import ParameterSource
+
+    from uos.commands.common import warn
+    from uos.errors import UosError
+
+    if values.get("password_file"):
+        if values.get("password"):
+            raise UosError("--password-file and --password (or UOS_MQTT_PASSWORD): give one")
+        with open(values["password_file"], encoding="utf-8") as file:
+            return file.readline().rstrip("\r\n")
+    context = click.get_current_context(silent=True)
+    if values.get("password") and context and context.get_parameter_source("password") == ParameterSource.COMMANDLINE:
+        warn("--password on the command line shows in `ps` to every user of this machine: "
+             "use UOS_MQTT_PASSWORD or --password-file")  # fmt: skip
+    return values.get("password")

@@ -48,6 +48,13 @@ from uos.commands.mqtt_options import build_connection, connection_options
     help="Seconds between checks for a new champion.",
 )
 @click.option(
+    "--max-message-mb",
+    type=click.FloatRange(min=0.001),
+    default=2.0,
+    show_default=True,
+    help="Larger messages get an error, unread (the largest real Trace is 0.32 MB).",
+)
+@click.option(
     "--session-expiry",
     type=click.IntRange(min=0),
     default=86400,
@@ -55,8 +62,8 @@ from uos.commands.mqtt_options import build_connection, connection_options
     help="Seconds the broker keeps serve's session (and queues holes for it) while serve is down; 0: none.",
 )
 def serve_command(
-    tools, status_topic, share, model_uri, refine, workers, pair_timeout, status_every, reload_every, session_expiry,
-    **mqtt,
+    tools, status_topic, share, model_uri, refine, workers, pair_timeout, status_every, reload_every, max_message_mb,
+    session_expiry, **mqtt,
 ):  # fmt: skip
     """Answer each drilled hole with its keypoints, over MQTT (headless; Ctrl-C or SIGTERM drains).
 
@@ -91,5 +98,6 @@ def serve_command(
         share=share,
     )
     options = ServeOptions(model_uri=model_uri, refine=refine, workers=workers, pair_timeout_s=pair_timeout,
-                           status_every_s=status_every, reload_every_s=reload_every)  # fmt: skip
+                           status_every_s=status_every, reload_every_s=reload_every,
+                           max_message_mb=max_message_mb)  # fmt: skip
     sys.exit(Service(connection, topics, options).run())

@@ -8,6 +8,7 @@ values are looked up by the tail of the node id (see DOMAIN.md section 4).
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +70,37 @@ STEP_RESULT_VALUES = {
 
 def decode_message(data: bytes | str, what: str, source: str) -> dict[str, Any]:
     """Parse one message's JSON, with a one-line reason when it is not a valid message."""
+    if not data:
+        raise InputError(f"{what} is empty (no bytes)", source)
     try:
         message = loads(data)
     except JSONDecodeError as exc:
-        raise InputError(f"{what} is not valid JSON (truncated?): {exc}", source) from None
+        raise InputError(f"{what} {_json_problem(data, exc)}", source) from None
     if not isinstance(message, dict) or not isinstance(message.get("Messages"), dict):
         raise InputError(f"{what} is not an OPC UA PubSub message (no 'Messages' object)", source)
+    if not isinstance(message["Messages"].get("Payload") or {}, dict):
+        raise InputError(f"{what} is not an OPC UA PubSub message ('Payload' is not an object of nodes)", source)
     return message
+
+
+_NOT_JSON_NUMBERS = (b"NaN", b"Infinity", b"-Infinity")
+
+
+def _json_problem(data: bytes | str, exc: Exception) -> str:
+    """Why a message is not JSON, in a unit's terms: NaN or Infinity (which JSON has no words
+    for), bytes that are not UTF-8, cut short, or else where it breaks."""
+    raw = data.encode() if isinstance(data, str) else data
+    at = getattr(exc, "pos", None)
+    if at is not None and raw[at : at + 9].startswith(_NOT_JSON_NUMBERS):
+        token = next(t for t in sorted(_NOT_JSON_NUMBERS, key=len, reverse=True) if raw[at:].startswith(t))
+        return (f"is not valid JSON: {token.decode()} at byte {at} (JSON has no NaN or Infinity; a unit sends "
+                "null for a missing value)")  # fmt: skip
+    if "utf-8" in str(exc).lower():
+        return "is not valid JSON: its bytes are not UTF-8 text"
+    if at is not None and at >= len(raw.rstrip()) - 1:
+        return f"is not valid JSON: it ends after {len(raw)} bytes, in the middle of a value (cut short?)"
+    where = f" at byte {at}" if at is not None else ""
+    return f"is not valid JSON{where}: {str(exc).split(':')[0]}"
 
 
 def payload(message: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -109,7 +134,23 @@ def _find(values: dict[str, Any], suffix: str) -> Any:
 def find_text(values: dict[str, Any], suffix: str) -> str | None:
     """The value of the node ending in `suffix`, as text (None when absent or empty): the ids
     `uos serve` and `uos replay` read before a hole is built."""
-    return _text(_find(values, suffix))
+    value = _find(values, suffix)
+    if isinstance(value, dict | list):
+        raise InputError(f"{suffix.rsplit('.', 1)[-1]} is {_kind(value)}, not a text or a number")
+    return _text(value)
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words (for reasons a unit's maker understands)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value[:20]!r}"
+    return "null" if value is None else f"the single number {value:g}"
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -118,14 +159,23 @@ def _as_list(value: Any) -> list[Any] | None:
     return value if isinstance(value, list) else [value]
 
 
-def _array(values: list[Any] | None) -> np.ndarray | None:
-    """A numeric array, None entries as NaN; None when every entry is None."""
+def _array(values: Any, name: str = "values") -> np.ndarray | None:
+    """A numeric array, null entries as NaN; None when absent or when every entry is null. A
+    value that is not a list of numbers is an InputError naming `name` and what it holds."""
     if values is None:
         return None
+    if not isinstance(values, list):
+        raise InputError(f"{name} is {_kind(values)}, not a list of numbers")
     try:
-        array = np.array(values, dtype=np.float64)  # None becomes NaN, in C: ~10x faster than a loop
+        array = np.array(values, dtype=np.float64)  # null becomes NaN, in C: ~10x faster than a loop
     except (TypeError, ValueError):
-        array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        array = None
+    if array is None or array.ndim != 1:
+        bad = next((v for v in values if v is not None and not isinstance(v, int | float)), None)
+        if isinstance(bad, str):  # numbers written as text are read; other text is not
+            bad = next((v for v in values if isinstance(v, str) and to_number(v) is None), None)
+        what = _kind(bad) if bad is not None else "something else"
+        raise InputError(f"{name} must be a list of numbers, but holds {what}")
     if not np.isfinite(array).any() and all(v is None for v in values):
         return None
     return array
@@ -134,13 +184,14 @@ def _array(values: list[Any] | None) -> np.ndarray | None:
 def _trace_arrays(trace: dict[str, Any], legacy: dict[str, Any], source: str) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for node, name in TRACE_SIGNALS.items():
-        array = _array(_find(trace, f"{node}.StepTraceContent[0].Values"))
+        array = _array(_find(trace, f"{node}.StepTraceContent[0].Values"), f"Trace {node}")
         if array is not None:
             arrays[name] = array
-    if not arrays:
+    legacy_used = not arrays
+    if legacy_used:
         for node, name in LEGACY_SIGNALS.items():
             raw = _find(legacy, f"StepResultValues.{node}")
-            array = _array(raw if isinstance(raw, list) else None)
+            array = _array(raw if isinstance(raw, list) else None, f"Result {node}")
             if array is not None:
                 arrays[name] = array
     for required, label in (
@@ -150,7 +201,9 @@ def _trace_arrays(trace: dict[str, Any], legacy: dict[str, Any], source: str) ->
     ):
         if required not in arrays:
             raise InputError(f"Trace has no {label} values", source)
-    lengths = {name: len(a) for name, a in arrays.items()}
+    nodes = LEGACY_SIGNALS if legacy_used else TRACE_SIGNALS
+    node_of = {name: node for node, name in nodes.items()}
+    lengths = {node_of[name]: len(a) for name, a in arrays.items()}
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{name} {n}" for name, n in lengths.items())
         raise InputError(f"Trace arrays differ in length ({shown})", source)
@@ -167,14 +220,24 @@ def _step_results(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str | N
     note = None
     if len(set(lengths.values())) > 1:
         note = "Result per-step arrays disagree in length (" + ", ".join(f"{k} {n}" for k, n in lengths.items()) + ")"
+    node_of = {field: node for node, field in STEP_RESULT_VALUES.items()}
+    arrays = {field: _array(values, f"Result {node_of[field]}") for field, values in columns.items()}
     records = []
     for i in range(n_steps):
         record: dict[str, Any] = dict.fromkeys(STEP_RESULT_FIELDS)
-        for field, values in columns.items():
-            if i < len(values) and values[i] is not None:
-                record[field] = int(values[i]) if field in ("step", "stop_code") else float(values[i])
+        for field, values in arrays.items():
+            if values is not None and i < len(values) and math.isfinite(values[i]):
+                whole = field in ("step", "stop_code")
+                record[field] = _step_int(values[i], node_of[field]) if whole else float(values[i])
         records.append(record)
     return records, note
+
+
+def _step_int(value: float, node: str) -> int:
+    """A step number or stop code: a whole number a 64-bit column holds."""
+    if abs(value) >= 2**63:
+        raise InputError(f"Result {node} {value:g} is too large for a {'step number' if node == 'StepNumber' else 'code'}")
+    return int(value)
 
 
 def _empty_currents(step: np.ndarray, step_results: list[dict[str, Any]], field: str) -> np.ndarray:
@@ -195,7 +258,24 @@ def hole_from_messages(
     source: str,
     tool: str | None = None,
 ) -> Hole:
-    """Build the hole a Result + Trace pair (and optional asset messages) describe."""
+    """Build the hole a Result + Trace pair (and optional asset messages) describe; an InputError
+    (naming `source`) when they hold something else than a hole."""
+    try:
+        return _hole_from_messages(result_message, trace_message, heads_message, cutting_tools_message, source, tool)
+    except InputError as exc:
+        if exc.source is None:
+            raise InputError(exc.reason, source) from None
+        raise
+
+
+def _hole_from_messages(
+    result_message: dict[str, Any],
+    trace_message: dict[str, Any],
+    heads_message: dict[str, Any] | None,
+    cutting_tools_message: dict[str, Any] | None,
+    source: str,
+    tool: str | None,
+) -> Hole:
     result, device = payload(result_message)
     trace, trace_device = payload(trace_message)
     heads = payload(heads_message)[0] if heads_message else {}

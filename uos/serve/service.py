@@ -56,11 +56,22 @@ class ServeOptions:
     workers: int = 2
     batch: int = 16  # holes per model call: larger is cheaper per hole, smaller answers sooner
     inbound_mb: float = 32.0  # raw messages held before back-pressure (a large Trace is ~0.3 MB)
+    max_message_mb: float = 2.0  # larger messages are refused unread (the largest real Trace is 0.32 MB)
     pair_timeout_s: float = 10.0
     heads_wait_s: float = 0.15
     status_every_s: float = 10.0
     reload_every_s: float = 30.0
     drain_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class _Received:
+    """What _on_message keeps of a paho message."""
+
+    topic: str
+    payload: bytes | Oversized
+    mid: int
+    qos: int
 
 
 class Counters:
@@ -77,6 +88,18 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.values)
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """A message larger than --max-message-mb, in the queue instead of its bytes (but the first
+    few KB, where its ResultId is)."""
+
+    size: int
+    head: bytes
+
+    def __len__(self) -> int:
+        return 0  # nothing held against the inbound budget
 
 
 def _now_iso() -> str:
@@ -173,6 +196,9 @@ class Service:
 
     def _on_message(self, client, _userdata, message) -> None:
         size = len(message.payload)
+        if size > self.options.max_message_mb * 1e6:  # let go of it now: not decoded, not held
+            message = _Received(message.topic, Oversized(size, message.payload[:20_000]), message.mid, message.qos)
+            size = 0
         with self._intake:
             # Back-pressure: over budget, wait for the dispatcher; meanwhile paho reads no more
             # and the broker keeps the rest (QoS 1). One message is always let in.
@@ -190,7 +216,8 @@ class Service:
     def _awaited(self, topic: str, payload: bytes) -> bool:
         """Stopping: is this the Result or Trace a half-received hole waits for?"""
         kind, tool = messages.classify(topic, self.topics.root)
-        found = messages.RESULT_ID_BYTES.search(payload[:200_000]) if kind in ("result", "trace") else None
+        head = payload.head if isinstance(payload, Oversized) else payload[:200_000]
+        found = messages.RESULT_ID_BYTES.search(head) if kind in ("result", "trace") else None
         return found is not None and (tool, found.group(1).decode()) in (self._awaiting or ())
 
     def _on_publish(self, _client, _userdata, _mid, reason_code=None, _properties=None) -> None:
@@ -248,16 +275,21 @@ class Service:
         if kind is None:
             self._ack([ticket])
             return
-        source = f"mqtt:{topic}"
         try:
-            message = unit.decode_message(data, kind.capitalize(), source)
-        except InputError as exc:
-            found = messages.RESULT_ID_BYTES.search(data[:200_000])
+            self._take(kind, tool, topic, data, arrived, ticket)
+        except InputError as exc:  # unreadable, or not what a unit sends: the reason, on the error topic
+            head = data.head if isinstance(data, Oversized) else data[:200_000]
+            found = messages.RESULT_ID_BYTES.search(head)
             # Its partner is answered by this error (found by ResultId, or the one waiting alone).
             result_id, tickets = self.pairer.forget(tool, found.group(1).decode() if found else None, kind)
             self._publish_error(exc.reason, tool, result_id, topic, [ticket, *tickets],
-                                messages.answer_id(tool, result_id, None, data=data))  # fmt: skip
-            return
+                                messages.answer_id(tool, result_id, None, data=head))  # fmt: skip
+
+    def _take(self, kind: str, tool: str, topic: str, data: bytes, arrived: float, ticket: tuple[int, int, int]) -> None:
+        if isinstance(data, Oversized):
+            raise InputError(f"{kind.capitalize()} of {data.size / 1e6:.1f} MB is larger than serve takes "
+                             f"(--max-message-mb {self.options.max_message_mb:g}): not read")  # fmt: skip
+        message = unit.decode_message(data, kind.capitalize(), f"mqtt:{topic}")
         timestamp = messages.source_timestamp(message)
         if kind in ("heads", "cutting_tools"):
             self._hand_over(self.pairer.add_asset(kind, tool, timestamp, message, arrived, [ticket]))
