@@ -9,7 +9,7 @@ import pytest
 
 from uos.errors import InputError
 from uos.holes import read_source
-from uos.holes.mqtt import decode_message, hole_from_messages
+from uos.holes.mqtt import decode_message, hole_from_messages, read_capture
 
 CAPTURES = ["data0", "data1", "data2", "data_20250326", "data_20250623", "legacy_setitecxls"]
 
@@ -28,7 +28,7 @@ def test_truncated_trace_is_a_clear_error(mqtt_dir):
     with pytest.raises(InputError) as info:
         read_source(mqtt_dir / "data_20250626")
     assert str(info.value).endswith(
-        "Trace.json is not valid JSON (truncated?): unexpected end of data: line 1 column 20001 (char 20000)"
+        "Trace.json is not valid JSON: it ends after 20000 bytes, in the middle of a value (cut short?)"
     )
 
 
@@ -92,3 +92,20 @@ def test_trace_of_another_result_is_refused(mqtt_dir):
 def test_not_a_message(tmp_path):
     with pytest.raises(InputError, match="not an OPC UA PubSub message"):
         decode_message(json.dumps({"hello": 1}), "Trace.json", "x")
+
+
+
+def test_a_capture_with_text_values_is_an_input_error(mqtt_dir, tmp_path):
+    """Text where the Trace has numbers: an InputError that says so (it was a ValueError from
+    numpy, a traceback in `uos predict`; tested end to end in test_serve_faults.py)."""
+    folder = tmp_path / "capture"
+    folder.mkdir()
+    for name in ("Result.json", "Trace.json"):
+        (folder / name).write_bytes((mqtt_dir / "data1" / name).read_bytes())
+    trace = json.loads((folder / "Trace.json").read_bytes())
+    for key, entry in trace["Messages"]["Payload"].items():
+        if key.endswith("PositionTrace.StepTraceContent[0].Values"):
+            entry["Value"][3] = "n/a"
+    (folder / "Trace.json").write_text(json.dumps(trace))
+    with pytest.raises(InputError, match=r"Trace PositionTrace must be a list of numbers, but holds the text 'n/a'"):
+        read_capture(folder)

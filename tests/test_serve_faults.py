@@ -186,3 +186,104 @@ def test_malformed_messages_get_reasons_in_the_units_terms(registry, broker, ser
     assert service.stop() == 0
     publisher.loop_stop()
     client.loop_stop()
+
+
+def test_a_missing_first_depth_does_not_hide_the_hole_from_the_profile(registry):
+    """build_profile on depths whose first sample is NaN (a null in the Trace): the fresh-cut
+    samples after it are kept, and the features built from it are finite."""
+    import numpy as np
+
+    from uos.holes import read_source
+    from uos.labels.profile import Profile, build_profile
+    from uos.training.features import profile_features
+
+    signals = read_source(registry["files"][0]).signals
+    depth, torque, thrust = (np.array(signals[n], dtype=float) for n in ("depth_mm", "torque_a", "thrust_a"))
+    whole = build_profile(depth, torque, thrust)
+    depth[0] = np.nan
+    spoiled = build_profile(depth, torque, thrust)
+    assert spoiled is not None and abs(spoiled.depth[-1] - whole.depth[-1]) < 0.05
+    holed = Profile(whole.depth, np.where(np.arange(len(whole.torque)) == 5, np.nan, whole.torque), whole.thrust,
+                    whole.noise, whole.reentries)  # fmt: skip
+    assert np.isfinite(profile_features(holed)).all()
+
+
+def test_a_corrupt_registered_model_is_one_error_line(registry, tmp_path):
+    """`uos serve` with a registered model whose weights file is damaged: one `Error:` line, exit 1."""
+    import mlflow
+
+    from uos.training import tracking
+
+    tracking.configure()
+    copy = mlflow.artifacts.download_artifacts("models:/uos-depth/1", dst_path=str(tmp_path / "model"))
+    weights = next(p for p in __import__("pathlib").Path(copy).rglob("weights.pt"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    version = tracking.client().create_model_version(tracking.MODEL_NAME, source=copy, run_id=None).version
+    done = subprocess.run(["uos", "serve", "--port", "1", "--model", f"models:/uos-depth/{version}"], env=_env(registry),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith(f"Error: cannot load model models:/uos-depth/{version}: ") and "weights" in lines[0].lower() or "zip" in lines[0], lines
+
+
+def test_a_message_over_the_size_limit_gets_an_error_unread(registry, broker, serve):
+    """--max-message-mb: a larger Trace gets one error (with its ResultId, read from its first
+    bytes), its Result none; a hole under the limit is answered as usual."""
+    service = serve("--max-message-mb", "0.2")
+    client, received = _collector(broker.port)
+    publisher = _publisher(broker.port, "test-big-publisher")
+    big = _messages(registry, 901)
+    big["trace"]["Messages"]["Payload"]["x.ResultManagement.Results.0.Junk"] = {"Value": "x" * 300_000}
+    for kind in ("result", "trace"):
+        _send(publisher, "size/big", kind, big[kind])
+        _send(publisher, "size/fine", kind, _messages(registry, 902)[kind])
+    _wait_until(lambda: {r["tool"] for r in received} >= {"size/big", "size/fine"}, 15, lambda: str(received))
+    time.sleep(2.0)  # past --pair-timeout: no second error for the Result
+    (error,) = _by_tool(received, "size/big")
+    assert "larger than serve takes (--max-message-mb 0.2)" in error["error"] and error["result_id"] == "901", error
+    (answer,) = _by_tool(received, "size/fine")
+    assert "error" not in answer
+    assert service.stop() == 0
+    publisher.loop_stop()
+    client.loop_stop()
+
+
+def test_a_password_on_the_command_line_is_warned_about(registry, tmp_path):
+    """--password shows in `ps`: a warning; UOS_MQTT_PASSWORD or --password-file do not."""
+    from uos.commands.mqtt_options import build_connection
+
+    command = ["uos", "replay", str(tmp_path / "none"), "--port", "1", "--username", "u", "--timeout", "1"]
+    given = subprocess.run([*command, "--password", "s3cret"], env=_env(registry), capture_output=True, text=True)
+    assert "Warning: --password on the command line shows in `ps`" in given.stderr
+    assert "s3cret" not in given.stderr + given.stdout
+    quiet = subprocess.run(command, env={**_env(registry), "UOS_MQTT_PASSWORD": "s3cret"}, capture_output=True, text=True)
+    assert "Warning: --password" not in quiet.stderr
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    values = {"host": None, "port": None, "client_id": None, "username": "u", "password": None,
+              "password_file": str(secret), "tls_ca": None, "mqtt_version": "5"}  # fmt: skip
+    assert build_connection(values).password == "s3cret"
+    both = subprocess.run([*command, "--password", "x", "--password-file", str(secret)], env=_env(registry),
+                          capture_output=True, text=True)  # fmt: skip
+    assert both.returncode != 0 and "--password-file and --password" in both.stderr
+
+
+def test_predict_on_a_capture_with_text_values_is_one_error_line(registry, mqtt_dir, tmp_path):
+    """`uos predict` on an MQTT capture folder with text among the positions: one `Error:` line
+    naming it, no traceback, and the hole beside it still predicted."""
+    folder = tmp_path / "capture"
+    folder.mkdir()
+    for name in ("Result.json", "Trace.json"):
+        (folder / name).write_bytes((mqtt_dir / "data1" / name).read_bytes())
+    trace = json.loads((folder / "Trace.json").read_bytes())
+    for key, entry in trace["Messages"]["Payload"].items():
+        if key.endswith("PositionTrace.StepTraceContent[0].Values"):
+            entry["Value"][3] = "n/a"
+    (folder / "Trace.json").write_text(json.dumps(trace))
+    done = subprocess.run(["uos", "predict", str(folder), str(registry["files"][0]), "--no-refine"], env=_env(registry),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert "Traceback" not in done.stderr and len(errors) == 1, done.stderr[-3000:]
+    assert "PositionTrace must be a list of numbers, but holds the text 'n/a'" in errors[0]
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["source"] for r in records if r["error"] is None] == [str(registry["files"][0])]

@@ -40,8 +40,9 @@ class Profile:
 
 
 def fresh_cut(depth: np.ndarray, tolerance: float = 0.01) -> np.ndarray:
-    """Samples at a new maximum depth (within `tolerance`): the drill is cutting new material."""
-    deepest = np.maximum.accumulate(depth)
+    """Samples at a new maximum depth (within `tolerance`): the drill is cutting new material. A
+    missing (NaN) depth is not fresh, and does not hide the samples after it."""
+    deepest = np.fmax.accumulate(depth)  # fmax: NaN skipped, where maximum would carry it to the end
     previous = np.concatenate([[-np.inf], deepest[:-1]])
     return depth >= previous - tolerance
 

@@ -44,21 +44,34 @@ def resolve_version(uri: str) -> tuple[str, str]:
     try:
         version = tracking.client().get_model_version_by_alias(*target)
     except MlflowException as exc:
-        raise UosError(f"cannot load model {uri}: {str(exc).splitlines()[0]}") from None
+        raise UosError(f"cannot load model {uri}: {_first_line(exc)}") from None
     return target[0], str(version.version)
 
 
 def load(uri: str) -> Loaded:
+    import pickle
+
     import mlflow
+    import yaml
     from mlflow.exceptions import MlflowException
 
     name, version = resolve_version(uri)
     fixed = f"models:/{name}/{version}" if _alias_target(uri) else uri
     try:
         model = mlflow.pyfunc.load_model(fixed)
-    except (MlflowException, OSError, ValueError) as exc:  # ValueError: a model from before confidence and status
-        raise UosError(f"cannot load model {fixed}: {str(exc).splitlines()[0]}") from None
+    # ValueError: a model from before confidence and status; RuntimeError, UnpicklingError and
+    # EOFError: torch on a damaged weights file; YAMLError: a damaged MLmodel; ImportError and
+    # SyntaxError: its code (models from code) damaged or for another uos.
+    except (MlflowException, OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, yaml.YAMLError,
+            ImportError, SyntaxError) as exc:  # fmt: skip
+        raise UosError(f"cannot load model {fixed}: {_first_line(exc)}") from None
     return Loaded(uri, name, version, model.unwrap_python_model())
+
+
+def _first_line(exc: Exception) -> str:
+    """The gist of a loading error: its first sentence (torch's run on for several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0].split(". ")[0][:300] if text else type(exc).__name__
 
 
 def warm_up_hole() -> Hole:

@@ -35,8 +35,9 @@ def profile_features(profile: Profile | None) -> np.ndarray:
         return features
     grid = depth_grid()
     drilled = recorded_bins(profile)
-    t = np.interp(grid, profile.depth, profile.torque) * drilled
-    f = np.interp(grid, profile.depth, profile.thrust) * drilled
+    # NaN (a profile built by hand from raw samples) would spread through every channel's scale.
+    t = np.nan_to_num(np.interp(grid, profile.depth, profile.torque) * drilled)
+    f = np.nan_to_num(np.interp(grid, profile.depth, profile.thrust) * drilled)
     slope = np.gradient(t, GRID_MM)
     features[0] = t / 10.0
     features[1] = f

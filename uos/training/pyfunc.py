@@ -14,6 +14,7 @@ on load.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,25 @@ class DepthModel(PythonModel):
         from uos.training.infer import ModelConfig
         from uos.training.model import DepthNet, NetConfig
 
-        data = json.loads(Path(context.artifacts["config"]).read_text())
-        if "train" not in data:
+        try:
+            data = json.loads(Path(context.artifacts["config"]).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"the model's config.json cannot be read ({_first_sentence(exc)})") from None
+        if not isinstance(data, dict) or "train" not in data:
             raise ValueError(
                 "this model version was registered before answers carried a confidence and a status: "
                 "train and register a new one (uos train, uos promote)"
             )
-        self.config = ModelConfig.from_dict(data)
-        self.net = DepthNet(NetConfig(**self.config.net))
-        self.net.load_state_dict(torch.load(context.artifacts["weights"], weights_only=True, map_location="cpu"))
+        try:
+            self.config = ModelConfig.from_dict(data)
+            self.net = DepthNet(NetConfig(**self.config.net))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"the model's config.json is not a uos model's ({_first_sentence(exc)})") from None
+        try:  # a damaged file or another network's weights: RuntimeError or UnpicklingError from torch
+            weights = torch.load(context.artifacts["weights"], weights_only=True, map_location="cpu")
+            self.net.load_state_dict(weights)
+        except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise ValueError(f"the model's weights.pt cannot be loaded ({_first_sentence(exc)})") from None
         self.net.eval()
 
     def answer(self, signals, contexts=None, refine: bool | None = None):
@@ -61,6 +72,10 @@ class DepthModel(PythonModel):
         refine = (params or {}).get("refine")
         answers = self.answer(signals, contexts, None if refine is None else bool(refine))
         return pd.DataFrame([a.record() for a in answers])
+
+
+def _first_sentence(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def _text(value: Any) -> str | None:
