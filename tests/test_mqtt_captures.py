@@ -94,7 +94,6 @@ def test_not_a_message(tmp_path):
         decode_message(json.dumps({"hello": 1}), "Trace.json", "x")
 
 
-
 def test_a_capture_with_text_values_is_an_input_error(mqtt_dir, tmp_path):
     """Text where the Trace has numbers: an InputError that says so (it was a ValueError from
     numpy, a traceback in `uos predict`; tested end to end in test_serve_faults.py)."""

@@ -5,15 +5,14 @@ of `ps`. A real mosquitto and a real model, as in test_serve.py (whose fixtures 
 from __future__ import annotations
 
 # ruff: noqa: F811 (the fixtures of test_serve.py, imported to be used here)
-
 import json
 import re
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
-import pytest
 from test_serve import (  # noqa: F401
     Serve,
     _collector,
@@ -142,18 +141,27 @@ MALFORMED = {  # tool -> (edit of a good hole's messages, what the reason must s
     "junk/object": (_set("trace", POSITION, {"a": 1}), "PositionTrace is an object, not a list"),
     "junk/nested": (_set("trace", POSITION, lambda v: [v[:2], v[2:4]]), "PositionTrace must be a list of numbers"),
     "junk/ragged": (_set("trace", POSITION, [[1.0], [2.0, 3.0]]), "PositionTrace must be a list of numbers"),
-    "junk/lengths": (_set("trace", "IntensityTorqueTrace.StepTraceContent[0].Values", [1.0, 2.0]),
-                     "differ in length (PositionTrace"),  # fmt: skip
+    "junk/lengths": (
+        _set("trace", "IntensityTorqueTrace.StepTraceContent[0].Values", [1.0, 2.0]),
+        "differ in length (PositionTrace",
+    ),
     "junk/missing": (
-        lambda m: (m["trace"]["Messages"]["Payload"].pop(next(k for k in m["trace"]["Messages"]["Payload"]
-                                                              if k.endswith(POSITION))), m)[1],  # fmt: skip
+        lambda m: (
+            m["trace"]["Messages"]["Payload"].pop(
+                next(k for k in m["trace"]["Messages"]["Payload"] if k.endswith(POSITION))
+            ),
+            m,
+        )[1],
         "Trace has no PositionTrace values",
     ),
     "junk/stepcode": (_set("result", "StepResultValues.StopCode.MeasuredValue", ["x"]), "StopCode must be a list"),
     "junk/resultid": (_set("trace", "PositionTrace.StepResultId", {"id": 1}), "StepResultId is an object"),
     "junk/payload": (lambda m: {**m, "trace": {"Messages": {"Payload": [1, 2]}}}, "'Payload' is not an object"),
     "junk/nan": (
-        lambda m: {**m, "trace": json.dumps(m["trace"]).replace('Values": {"Value": [', 'Values": {"Value": [NaN, ', 1).encode()},
+        lambda m: {
+            **m,
+            "trace": json.dumps(m["trace"]).replace('Values": {"Value": [', 'Values": {"Value": [NaN, ', 1).encode(),
+        },
         "NaN at byte",
     ),
     "junk/empty": (_raw("trace", b""), "Trace is empty"),
@@ -175,8 +183,11 @@ def test_malformed_messages_get_reasons_in_the_units_terms(registry, broker, ser
         for kind, data in edit(_messages(registry, 800 + number)).items():
             if kind in ("result", "trace"):
                 _send(publisher, tool, kind, data)
-    _wait_until(lambda: {r["tool"] for r in received} >= set(MALFORMED), 20,
-                lambda: f"no error for {set(MALFORMED) - {r['tool'] for r in received}}")  # fmt: skip
+    _wait_until(
+        lambda: {r["tool"] for r in received} >= set(MALFORMED),
+        20,
+        lambda: f"no error for {set(MALFORMED) - {r['tool'] for r in received}}",
+    )
     time.sleep(2.5)  # past --pair-timeout 1.5: a Result left waiting would have had its own error by now
     for tool, (_, expected) in MALFORMED.items():
         (error,) = _by_tool(received, tool)
@@ -203,8 +214,13 @@ def test_a_missing_first_depth_does_not_hide_the_hole_from_the_profile(registry)
     depth[0] = np.nan
     spoiled = build_profile(depth, torque, thrust)
     assert spoiled is not None and abs(spoiled.depth[-1] - whole.depth[-1]) < 0.05
-    holed = Profile(whole.depth, np.where(np.arange(len(whole.torque)) == 5, np.nan, whole.torque), whole.thrust,
-                    whole.noise, whole.reentries)  # fmt: skip
+    holed = Profile(
+        whole.depth,
+        np.where(np.arange(len(whole.torque)) == 5, np.nan, whole.torque),
+        whole.thrust,
+        whole.noise,
+        whole.reentries,
+    )
     assert np.isfinite(profile_features(holed)).all()
 
 
@@ -216,14 +232,20 @@ def test_a_corrupt_registered_model_is_one_error_line(registry, tmp_path):
 
     tracking.configure()
     copy = mlflow.artifacts.download_artifacts("models:/uos-depth/1", dst_path=str(tmp_path / "model"))
-    weights = next(p for p in __import__("pathlib").Path(copy).rglob("weights.pt"))
+    weights = next(Path(copy).rglob("weights.pt"))
     weights.write_bytes(weights.read_bytes()[:1000])
     version = tracking.client().create_model_version(tracking.MODEL_NAME, source=copy, run_id=None).version
-    done = subprocess.run(["uos", "serve", "--port", "1", "--model", f"models:/uos-depth/{version}"], env=_env(registry),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        ["uos", "serve", "--port", "1", "--model", f"models:/uos-depth/{version}"],
+        env=_env(registry),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
-    assert lines[0].startswith(f"Error: cannot load model models:/uos-depth/{version}: ") and "weights" in lines[0].lower() or "zip" in lines[0], lines
+    assert lines[0].startswith(f"Error: cannot load model models:/uos-depth/{version}: "), lines
+    assert "zip archive" in lines[0] and "This is an internal" not in lines[0], lines  # torch's first sentence only
 
 
 def test_a_message_over_the_size_limit_gets_an_error_unread(registry, broker, serve):
@@ -256,15 +278,29 @@ def test_a_password_on_the_command_line_is_warned_about(registry, tmp_path):
     given = subprocess.run([*command, "--password", "s3cret"], env=_env(registry), capture_output=True, text=True)
     assert "Warning: --password on the command line shows in `ps`" in given.stderr
     assert "s3cret" not in given.stderr + given.stdout
-    quiet = subprocess.run(command, env={**_env(registry), "UOS_MQTT_PASSWORD": "s3cret"}, capture_output=True, text=True)
+    quiet = subprocess.run(
+        command, env={**_env(registry), "UOS_MQTT_PASSWORD": "s3cret"}, capture_output=True, text=True
+    )
     assert "Warning: --password" not in quiet.stderr
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")
-    values = {"host": None, "port": None, "client_id": None, "username": "u", "password": None,
-              "password_file": str(secret), "tls_ca": None, "mqtt_version": "5"}  # fmt: skip
+    values = {
+        "host": None,
+        "port": None,
+        "client_id": None,
+        "username": "u",
+        "password": None,
+        "password_file": str(secret),
+        "tls_ca": None,
+        "mqtt_version": "5",
+    }
     assert build_connection(values).password == "s3cret"
-    both = subprocess.run([*command, "--password", "x", "--password-file", str(secret)], env=_env(registry),
-                          capture_output=True, text=True)  # fmt: skip
+    both = subprocess.run(
+        [*command, "--password", "x", "--password-file", str(secret)],
+        env=_env(registry),
+        capture_output=True,
+        text=True,
+    )
     assert both.returncode != 0 and "--password-file and --password" in both.stderr
 
 
@@ -280,8 +316,13 @@ def test_predict_on_a_capture_with_text_values_is_one_error_line(registry, mqtt_
         if key.endswith("PositionTrace.StepTraceContent[0].Values"):
             entry["Value"][3] = "n/a"
     (folder / "Trace.json").write_text(json.dumps(trace))
-    done = subprocess.run(["uos", "predict", str(folder), str(registry["files"][0]), "--no-refine"], env=_env(registry),
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        ["uos", "predict", str(folder), str(registry["files"][0]), "--no-refine"],
+        env=_env(registry),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert "Traceback" not in done.stderr and len(errors) == 1, done.stderr[-3000:]
     assert "PositionTrace must be a list of numbers, but holds the text 'n/a'" in errors[0]

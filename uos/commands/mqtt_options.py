@@ -38,8 +38,16 @@ def build_connection(values: dict, **extra):
     from uos.serve.connection import Connection
 
     password = _password(values)
-    return Connection.from_env(host=values["host"], port=values["port"], client_id=values["client_id"], username=values["username"],
-                               password=password, tls_ca=values["tls_ca"], version=values["mqtt_version"], **extra)  # fmt: skip
+    return Connection.from_env(
+        host=values["host"],
+        port=values["port"],
+        client_id=values["client_id"],
+        username=values["username"],
+        password=password,
+        tls_ca=values["tls_ca"],
+        version=values["mqtt_version"],
+        **extra,
+    )
 
 
 def _password(values: dict) -> str | None:
@@ -57,6 +65,8 @@ def _password(values: dict) -> str | None:
             return file.readline().rstrip("\r\n")
     context = click.get_current_context(silent=True)
     if values.get("password") and context and context.get_parameter_source("password") == ParameterSource.COMMANDLINE:
-        warn("--password on the command line shows in `ps` to every user of this machine: "
-             "use UOS_MQTT_PASSWORD or --password-file")  # fmt: skip
+        warn(
+            "--password on the command line shows in `ps` to every user of this machine: "
+            "use UOS_MQTT_PASSWORD or --password-file"
+        )
     return values.get("password")

@@ -97,7 +97,13 @@ def serve_command(
         status=status_topic,
         share=share,
     )
-    options = ServeOptions(model_uri=model_uri, refine=refine, workers=workers, pair_timeout_s=pair_timeout,
-                           status_every_s=status_every, reload_every_s=reload_every,
-                           max_message_mb=max_message_mb)  # fmt: skip
+    options = ServeOptions(
+        model_uri=model_uri,
+        refine=refine,
+        workers=workers,
+        pair_timeout_s=pair_timeout,
+        status_every_s=status_every,
+        reload_every_s=reload_every,
+        max_message_mb=max_message_mb,
+    )
     sys.exit(Service(connection, topics, options).run())

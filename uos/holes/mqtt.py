@@ -93,8 +93,10 @@ def _json_problem(data: bytes | str, exc: Exception) -> str:
     at = getattr(exc, "pos", None)
     if at is not None and raw[at : at + 9].startswith(_NOT_JSON_NUMBERS):
         token = next(t for t in sorted(_NOT_JSON_NUMBERS, key=len, reverse=True) if raw[at:].startswith(t))
-        return (f"is not valid JSON: {token.decode()} at byte {at} (JSON has no NaN or Infinity; a unit sends "
-                "null for a missing value)")  # fmt: skip
+        return (
+            f"is not valid JSON: {token.decode()} at byte {at} (JSON has no NaN or Infinity; a unit sends "
+            "null for a missing value)"
+        )
     if "utf-8" in str(exc).lower():
         return "is not valid JSON: its bytes are not UTF-8 text"
     if at is not None and at >= len(raw.rstrip()) - 1:
@@ -236,7 +238,9 @@ def _step_results(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str | N
 def _step_int(value: float, node: str) -> int:
     """A step number or stop code: a whole number a 64-bit column holds."""
     if abs(value) >= 2**63:
-        raise InputError(f"Result {node} {value:g} is too large for a {'step number' if node == 'StepNumber' else 'code'}")
+        raise InputError(
+            f"Result {node} {value:g} is too large for a {'step number' if node == 'StepNumber' else 'code'}"
+        )
     return int(value)
 
 

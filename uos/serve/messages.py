@@ -91,8 +91,9 @@ def classify(topic: str, root: str) -> tuple[str | None, str | None]:
     return KINDS.get(tuple(rest[2:])), tool
 
 
-def answer_id(tool: str | None, result_id: Any, timestamp: str | None, model: str | None = None,
-              data: bytes | None = None) -> str:  # fmt: skip
+def answer_id(
+    tool: str | None, result_id: Any, timestamp: str | None, model: str | None = None, data: bytes | None = None
+) -> str:
     """The key a consumer deduplicates answers on (QoS 1 delivers at least once: after a crash or
     a broker restart an answer may come twice). The same for every delivery of a hole's messages:
     tool, ResultId and SourceTimestamp (a unit whose counter was reset reuses ResultIds), then
@@ -131,8 +132,9 @@ def answer_payload(
     }
 
 
-def error_payload(reason: str, *, tool: str | None, result_id: Any = None, topic: str | None = None,
-                  answer_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+def error_payload(
+    reason: str, *, tool: str | None, result_id: Any = None, topic: str | None = None, answer_id: str | None = None
+) -> dict[str, Any]:
     return {"error": reason, "answer_id": answer_id, "tool": tool, "result_id": result_id, "topic": topic,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds")}  # fmt: skip
 

@@ -62,8 +62,17 @@ def load(uri: str) -> Loaded:
     # ValueError: a model from before confidence and status; RuntimeError, UnpicklingError and
     # EOFError: torch on a damaged weights file; YAMLError: a damaged MLmodel; ImportError and
     # SyntaxError: its code (models from code) damaged or for another uos.
-    except (MlflowException, OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, yaml.YAMLError,
-            ImportError, SyntaxError) as exc:  # fmt: skip
+    except (
+        MlflowException,
+        OSError,
+        ValueError,
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+        yaml.YAMLError,
+        ImportError,
+        SyntaxError,
+    ) as exc:
         raise UosError(f"cannot load model {fixed}: {_first_line(exc)}") from None
     return Loaded(uri, name, version, model.unwrap_python_model())
 

@@ -128,8 +128,15 @@ class Pairer:
         while len(self.answered) > self.remember:
             self.answered.popitem(last=False)
 
-    def add_asset(self, kind: str, tool: str, timestamp: str | None, message: dict[str, Any], now: float,
-                  tickets: list[Any] | None = None) -> list[Pair]:  # fmt: skip
+    def add_asset(
+        self,
+        kind: str,
+        tool: str,
+        timestamp: str | None,
+        message: dict[str, Any],
+        now: float,
+        tickets: list[Any] | None = None,
+    ) -> list[Pair]:
         """Heads or CuttingTools: kept for the hole with the same SourceTimestamp; its tickets go
         with the first hole that takes it (or are released when it ages out unused)."""
         self.asset_tools.add((tool, kind))
@@ -147,8 +154,11 @@ class Pairer:
         self.released += self.asset_tickets.pop(key, (0.0, []))[1]
 
     def _asset_tickets(self, tool: str, timestamp: str | None) -> list[Any]:
-        return [t for kind in ("heads", "cutting_tools")
-                for t in self.asset_tickets.pop((tool, kind, timestamp or ""), (0.0, []))[1]]  # fmt: skip
+        return [
+            t
+            for kind in ("heads", "cutting_tools")
+            for t in self.asset_tickets.pop((tool, kind, timestamp or ""), (0.0, []))[1]
+        ]
 
     def add(self, part: Part) -> list[Pair]:
         """A Result or Trace came; the pairs it completes (maybe after their Heads wait)."""
@@ -187,9 +197,20 @@ class Pairer:
             del self.pending[key]
             result_id = entry.result.result_id or entry.trace.result_id
             tickets = entry.result.tickets + entry.trace.tickets + self._asset_tickets(tool, timestamp)
-            ready.append(Pair(tool, result_id, entry.result.message, entry.trace.message, heads,
-                              self._asset(tool, "cutting_tools", timestamp), timestamp, entry.first.arrived, now,
-                              tickets))  # fmt: skip
+            ready.append(
+                Pair(
+                    tool,
+                    result_id,
+                    entry.result.message,
+                    entry.trace.message,
+                    heads,
+                    self._asset(tool, "cutting_tools", timestamp),
+                    timestamp,
+                    entry.first.arrived,
+                    now,
+                    tickets,
+                )
+            )
         return ready
 
     def expire(self, now: float) -> tuple[list[Pair], list[Problem]]:
@@ -204,8 +225,14 @@ class Pairer:
                     self.released += part.tickets
                     continue
                 missing = "Trace" if part.kind == "result" else "Result"
-                problems.append(Problem(f"{part.kind.capitalize()} without its {missing}: none came within "
-                                        f"{self.pair_timeout_s:g} s", part.tool, part.result_id, part.tickets))  # fmt: skip
+                problems.append(
+                    Problem(
+                        f"{part.kind.capitalize()} without its {missing}: none came within {self.pair_timeout_s:g} s",
+                        part.tool,
+                        part.result_id,
+                        part.tickets,
+                    )
+                )
         for key, (arrived, _) in list(self.asset_tickets.items()):
             if now - arrived > self.pair_timeout_s:  # no hole took it: kept for pairing, acknowledged
                 self._release_asset(key)
@@ -223,8 +250,11 @@ class Pairer:
         one: else that part would get a second error when it times out."""
         if result_id is None and kind in ("result", "trace"):
             other = "trace" if kind == "result" else "result"
-            lone = [e for (t, _), e in self.pending.items()
-                    if t == tool and e.complete_at is None and getattr(e, other) is not None and getattr(e, kind) is None]  # fmt: skip
+            lone = [
+                e
+                for (t, _), e in self.pending.items()
+                if t == tool and e.complete_at is None and getattr(e, other) is not None and getattr(e, kind) is None
+            ]
             if len(lone) == 1:
                 result_id = getattr(lone[0], other).result_id
         if result_id is None:

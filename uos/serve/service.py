@@ -254,13 +254,22 @@ class Service:
         if acknowledged:
             self._ack(list(tickets))
 
-    def _publish_error(self, reason: str, tool: str | None, result_id: Any, topic: str | None = None,
-                       tickets: list[tuple[int, int, int]] = (), answer_id: str | None = None) -> None:  # fmt: skip
+    def _publish_error(
+        self,
+        reason: str,
+        tool: str | None,
+        result_id: Any,
+        topic: str | None = None,
+        tickets: list[tuple[int, int, int]] = (),
+        answer_id: str | None = None,
+    ) -> None:
         self.counters.add("errors")
         answer_id = answer_id or messages.answer_id(tool, result_id, None)
-        self._publish(self.topics.answer(self.topics.error, tool),
-                      messages.error_payload(reason, tool=tool, result_id=result_id, topic=topic, answer_id=answer_id),
-                      tickets)  # fmt: skip
+        self._publish(
+            self.topics.answer(self.topics.error, tool),
+            messages.error_payload(reason, tool=tool, result_id=result_id, topic=topic, answer_id=answer_id),
+            tickets,
+        )
 
     def _release(self) -> None:
         """Acknowledge what the pairer let go without an answer (duplicates, unused assets)."""
@@ -282,13 +291,23 @@ class Service:
             found = messages.RESULT_ID_BYTES.search(head)
             # Its partner is answered by this error (found by ResultId, or the one waiting alone).
             result_id, tickets = self.pairer.forget(tool, found.group(1).decode() if found else None, kind)
-            self._publish_error(exc.reason, tool, result_id, topic, [ticket, *tickets],
-                                messages.answer_id(tool, result_id, None, data=head))  # fmt: skip
+            self._publish_error(
+                exc.reason,
+                tool,
+                result_id,
+                topic,
+                [ticket, *tickets],
+                messages.answer_id(tool, result_id, None, data=head),
+            )
 
-    def _take(self, kind: str, tool: str, topic: str, data: bytes, arrived: float, ticket: tuple[int, int, int]) -> None:
+    def _take(
+        self, kind: str, tool: str, topic: str, data: bytes, arrived: float, ticket: tuple[int, int, int]
+    ) -> None:
         if isinstance(data, Oversized):
-            raise InputError(f"{kind.capitalize()} of {data.size / 1e6:.1f} MB is larger than serve takes "
-                             f"(--max-message-mb {self.options.max_message_mb:g}): not read")  # fmt: skip
+            raise InputError(
+                f"{kind.capitalize()} of {data.size / 1e6:.1f} MB is larger than serve takes "
+                f"(--max-message-mb {self.options.max_message_mb:g}): not read"
+            )
         message = unit.decode_message(data, kind.capitalize(), f"mqtt:{topic}")
         timestamp = messages.source_timestamp(message)
         if kind in ("heads", "cutting_tools"):
@@ -302,7 +321,9 @@ class Service:
                 self.pairer.duplicates += 1
                 self._ack([ticket])
                 return
-            self._hand_over([Pair(tool, result_id, message, message, None, None, timestamp, arrived, arrived, [ticket])])
+            self._hand_over(
+                [Pair(tool, result_id, message, message, None, None, timestamp, arrived, arrived, [ticket])]
+            )
             return
         node = "ResultMetaData.ResultId" if kind == "result" else "PositionTrace.StepResultId"
         result_id = unit.find_text(values, node)
@@ -339,8 +360,14 @@ class Service:
                     self._dispatch_one(*item)
                 except Exception as exc:  # one bad message must not stop the service
                     tool = messages.classify(item[0], self.topics.root)[1]
-                    self._publish_error(f"could not read the message: {exc}", tool, None, item[0], [item[3]],
-                                        messages.answer_id(tool, None, None, data=item[1]))  # fmt: skip
+                    self._publish_error(
+                        f"could not read the message: {exc}",
+                        tool,
+                        None,
+                        item[0],
+                        [item[3]],
+                        messages.answer_id(tool, None, None, data=item[1]),
+                    )
                 self._release()
             now = time.monotonic()
             if now - last_expiry > 0.02:
@@ -359,8 +386,10 @@ class Service:
         pairs, problems = self.pairer.drain()
         self._hand_over(pairs)
         self._report(
-            [Problem(p.reason.split(":")[0] + ": serve stopped before it came", p.tool, p.result_id, p.tickets)
-             for p in problems]
+            [
+                Problem(p.reason.split(":")[0] + ": serve stopped before it came", p.tool, p.result_id, p.tickets)
+                for p in problems
+            ]
         )
         self._release()
         self.finished.set()
@@ -421,8 +450,13 @@ class Service:
         )
 
     def _pair_error(self, reason: str, pair: Pair) -> None:
-        self._publish_error(reason, pair.tool, pair.result_id, tickets=pair.tickets,
-                            answer_id=messages.answer_id(pair.tool, pair.result_id, pair.timestamp))  # fmt: skip
+        self._publish_error(
+            reason,
+            pair.tool,
+            pair.result_id,
+            tickets=pair.tickets,
+            answer_id=messages.answer_id(pair.tool, pair.result_id, pair.timestamp),
+        )
 
     def _send_answer(self, pair: Pair, hole, loaded, answer) -> None:
         if answer.error:  # a hole that cannot have keypoints: on the error topic, never as an answer
