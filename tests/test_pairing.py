@@ -1,5 +1,6 @@
 """The pairing rules of `uos serve`, without a broker (the serve tests cover them over MQTT)."""
 
+from uos.serve.acks import Acknowledgements, hole_key
 from uos.serve.pairing import Pairer, Part
 
 
@@ -63,3 +64,30 @@ def test_a_tool_that_publishes_heads_waits_for_them_briefly():
     pairer.add(_part("result", "7", 2.0, timestamp="t7"))
     pairer.add(_part("trace", "7", 2.0, timestamp="t7"))
     assert pairer.poll(2.1) == [] and pairer.poll(2.2)[0].heads is None  # no Heads came: go without
+
+
+def test_a_part_resent_after_its_hole_was_handed_over_waits_for_that_holes_answer():
+    """A redelivery (after a reconnect) of a hole still being answered: acknowledging it at once
+    would lose the hole if serve died before its answer reached the broker."""
+    pairer, acks = Pairer(heads_wait_s=0), Acknowledgements()
+    pairer.add(Part("result", "box/1", "5", "t1", {}, 0.0, ["result-1"]))
+    (pair,) = pairer.add(Part("trace", "box/1", "5", "t1", {}, 0.1, ["trace-1"]))
+    pairer.mark_answered(pair.tool, pair.result_id, pair.timestamp)
+    key = hole_key(pair.tool, pair.result_id, pair.timestamp)
+    acks.owe(key, pair.tickets)
+    assert pairer.add(Part("trace", "box/1", "5", "t1", {}, 1.0, ["trace-2"])) == []
+    assert pairer.released == [] and pairer.resent == [(key, "trace-2")]
+    assert acks.resent(key, "trace-2") == []  # held: the answer is not at the broker yet
+    assert acks.sent(41, key, pair.tickets) == []
+    assert acks.resent(key, "trace-3") == []  # published, not yet acknowledged by the broker
+    assert acks.confirmed(41) == ["result-1", "trace-1", "trace-2", "trace-3"]
+    assert acks.resent(key, "trace-4") == ["trace-4"]  # answered: nothing to wait for
+
+
+def test_an_answer_acknowledged_before_publish_returns_releases_its_tickets_once():
+    acks = Acknowledgements()
+    key = hole_key("box/1", "6", None)
+    acks.owe(key, ["result-1"])
+    assert acks.confirmed(7) == []  # paho's callback came first
+    assert acks.sent(7, key, ["result-1"]) == ["result-1"]
+    assert acks.resent(key, "result-2") == ["result-2"]

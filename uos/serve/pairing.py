@@ -87,6 +87,9 @@ class Pairer:
     # Tickets of messages that need no answer (duplicates, assets no hole took, lone Results in a
     # share group): the caller acknowledges them and empties the list.
     released: list[Any] = field(default_factory=list)
+    # Tickets of parts re-sent for a hole already handed over, with its key (tool, ResultId,
+    # SourceTimestamp): acknowledged with that hole's answer (see acks), not at once.
+    resent: list[tuple[tuple[str, str, str], Any]] = field(default_factory=list)
     asset_tickets: dict[tuple[str, str, str], tuple[float, list[Any]]] = field(default_factory=dict)
     _serial: int = 0
 
@@ -164,7 +167,8 @@ class Pairer:
         """A Result or Trace came; the pairs it completes (maybe after their Heads wait)."""
         if self.was_answered(part.tool, part.result_id, part.timestamp):
             self.duplicates += 1
-            self.released += part.tickets
+            key = (part.tool, part.result_id, part.timestamp or "")
+            self.resent += [(key, ticket) for ticket in part.tickets]
             return []
         key = self._key(part)
         if key not in self.pending and (partner := self._partner_key(part)) is not None:

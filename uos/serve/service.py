@@ -39,6 +39,7 @@ import orjson
 from uos.errors import InputError
 from uos.holes import mqtt as unit
 from uos.serve import messages
+from uos.serve.acks import Acknowledgements, Key, hole_key
 from uos.serve.connection import Connection
 from uos.serve.pairing import Pair, Pairer, Part, Problem
 from uos.training.infer import context_of
@@ -130,10 +131,8 @@ class Service:
         self.finished = threading.Event()  # the dispatcher has handed over everything
         self._unacked = 0
         self._unacked_lock = threading.Lock()
-        # Acknowledgements held until the answer is at the broker: publish mid -> the tickets
         # (connection generation, message mid, QoS) of the messages it answers.
-        self._holding: dict[int, list[tuple[int, int, int]]] = {}
-        self._early: set[int] = set()  # answers the broker acknowledged before publish() returned
+        self.acks = Acknowledgements()  # what may be acknowledged: only what has been answered
         self._generation = 0  # a message's mid means something only on the connection it came by
         self._started = time.monotonic()
         self._unsubscribed = threading.Event()
@@ -225,10 +224,7 @@ class Service:
             self.log(event="publish-refused", reason=str(reason_code))
         with self._unacked_lock:
             self._unacked -= 1
-            tickets = self._holding.pop(_mid, None)
-            if tickets is None:
-                self._early.add(_mid)
-        self._ack(tickets or [])
+        self._ack(self.acks.confirmed(_mid))
 
     def _ack(self, tickets: list[tuple[int, int, int]]) -> None:
         """Acknowledge messages received on the current connection; one from an earlier
@@ -239,20 +235,16 @@ class Service:
 
     # --- publishing ------------------------------------------------------------------------------
 
-    def _publish(self, topic: str, payload: dict[str, Any], tickets: list[tuple[int, int, int]] = ()) -> None:
+    def _publish(
+        self, topic: str, payload: dict[str, Any], tickets: list[tuple[int, int, int]] = (), key: Key | None = None
+    ) -> None:
         """QoS 1; every publish is counted until the broker acknowledges it (see _shutdown), and
-        then the messages it answers (`tickets`) are acknowledged."""
+        then the messages it answers (`tickets`, and those of hole `key` re-sent meanwhile) are
+        acknowledged."""
         with self._unacked_lock:
             self._unacked += 1
         info = self.client.publish(topic, orjson.dumps(payload), qos=1)
-        # (Not under our lock: paho calls _on_publish holding its own, which publish() takes.)
-        with self._unacked_lock:
-            acknowledged = info.mid in self._early
-            self._early.discard(info.mid)
-            if not acknowledged:
-                self._holding[info.mid] = list(tickets)
-        if acknowledged:
-            self._ack(list(tickets))
+        self._ack(self.acks.sent(info.mid, key, list(tickets)))
 
     def _publish_error(
         self,
@@ -262,6 +254,7 @@ class Service:
         topic: str | None = None,
         tickets: list[tuple[int, int, int]] = (),
         answer_id: str | None = None,
+        key: Key | None = None,
     ) -> None:
         self.counters.add("errors")
         answer_id = answer_id or messages.answer_id(tool, result_id, None)
@@ -269,13 +262,19 @@ class Service:
             self.topics.answer(self.topics.error, tool),
             messages.error_payload(reason, tool=tool, result_id=result_id, topic=topic, answer_id=answer_id),
             tickets,
+            key,
         )
 
     def _release(self) -> None:
-        """Acknowledge what the pairer let go without an answer (duplicates, unused assets)."""
+        """Acknowledge what the pairer let go without an answer (unused assets); a re-sent part of
+        a hole already handed over waits for that hole's answer."""
         if self.pairer.released:
             released, self.pairer.released = self.pairer.released, []
             self._ack(released)
+        if self.pairer.resent:
+            resent, self.pairer.resent = self.pairer.resent, []
+            for key, ticket in resent:
+                self._ack(self.acks.resent(key, ticket))
 
     # --- dispatcher: decode and pair ----------------------------------------------------------------
 
@@ -319,7 +318,7 @@ class Service:
             result_id = unit.find_text(values, "ResultMetaData.ResultId")
             if self.pairer.was_answered(tool, result_id, timestamp):
                 self.pairer.duplicates += 1
-                self._ack([ticket])
+                self._ack(self.acks.resent(hole_key(tool, result_id, timestamp), ticket))
                 return
             self._hand_over(
                 [Pair(tool, result_id, message, message, None, None, timestamp, arrived, arrived, [ticket])]
@@ -334,6 +333,7 @@ class Service:
     def _hand_over(self, pairs: list[Pair]) -> None:
         for pair in pairs:
             self.pairer.mark_answered(pair.tool, pair.result_id, pair.timestamp)
+            self.acks.owe(hole_key(pair.tool, pair.result_id, pair.timestamp), pair.tickets)
             self.counters.add("paired")
             self.work.put(pair)
 
@@ -456,6 +456,7 @@ class Service:
             pair.result_id,
             tickets=pair.tickets,
             answer_id=messages.answer_id(pair.tool, pair.result_id, pair.timestamp),
+            key=hole_key(pair.tool, pair.result_id, pair.timestamp),
         )
 
     def _send_answer(self, pair: Pair, hole, loaded, answer) -> None:
@@ -472,7 +473,8 @@ class Service:
             model_version=loaded.version,
             latency_ms=(time.monotonic() - pair.completed) * 1000,
         )
-        self._publish(self.topics.answer(self.topics.result, pair.tool), payload, pair.tickets)
+        key = hole_key(pair.tool, pair.result_id, pair.timestamp)
+        self._publish(self.topics.answer(self.topics.result, pair.tool), payload, pair.tickets, key)
         self.counters.add("published")
 
     # --- periodic ---------------------------------------------------------------------------------
