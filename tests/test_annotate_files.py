@@ -70,6 +70,6 @@ def test_a_keypoint_that_is_not_a_depth_is_refused_or_flagged(tmp_path, value):
     problems: list[str] = []
     loaded = human.load(tmp_path, problems)
     if value == "NaN":  # a number to JSON, but no depth: the check on the hole's recording says so
-        assert human.impossible(loaded["h-1"].points, 0.0, 30.0) == "entry at nan mm is not a depth"
+        assert human.impossible(loaded["h-1"].points, 0.0, 30.0) == "entry nan mm is not a depth"
     else:
         assert loaded == {} and "entry_mm must be a number or null" in problems[0]

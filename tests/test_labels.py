@@ -289,10 +289,10 @@ def test_impossible_human_labels_are_refused_with_a_warning(synthetic, tmp_path)
     assert result.exit_code == 0, result.output
     entry = transition[swapped] + 2.0
     assert (
-        f"Warning: annotation for {swapped}: entry at {entry:.2f} mm would be deeper than transition at "
+        f"Warning: annotation for {swapped}: entry {entry:.2f} mm is deeper than transition "
         f"{transition[swapped] - 2.0:.2f} mm: keypoints not used (automatic labels instead)" in result.stderr
     )
-    assert f"Warning: annotation for {outside}: exit at 1000000.00 mm is outside the recording" in result.stderr
+    assert f"Warning: annotation for {outside}: exit 1000000.00 mm is outside the recording" in result.stderr
     assert f"Warning: annotation for {rejected}: " in result.stderr and "(its rejection is kept)" in result.stderr
     new = read_labels(tmp_path / "l").set_index("hole_id")
     for hole_id in (swapped, outside):

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -82,18 +82,22 @@ class Annotation:
         return not self.points and self.rejected is None
 
 
-def impossible(points: dict[str, float | None], low_mm: float, high_mm: float) -> str | None:
+def impossible(
+    points: dict[str, float | None], low_mm: float, high_mm: float, automatic: Collection[str] = ()
+) -> str | None:
     """Why these keypoints cannot be those of a hole recorded from `low_mm` to `high_mm` deep, or
-    None: each one inside the recording, and entry <= transition <= exit among those present."""
+    None: each one inside the recording, and entry <= transition <= exit among those present. The
+    names in `automatic` are called so in the reason."""
     present = [(name, points[name]) for name in KEYPOINTS if points.get(name) is not None]
+    called = {name: f"automatic {name}" if name in automatic else name for name in KEYPOINTS}
     for name, depth in present:
         if not math.isfinite(depth):
-            return f"{name} at {depth} mm is not a depth"
+            return f"{called[name]} {depth} mm is not a depth"
         if not low_mm - TOLERANCE_MM <= depth <= high_mm + TOLERANCE_MM:
-            return f"{name} at {depth:.2f} mm is outside the recording ({low_mm:.2f} to {high_mm:.2f} mm)"
+            return f"{called[name]} {depth:.2f} mm is outside the recording ({low_mm:.2f} to {high_mm:.2f} mm)"
     for (first, a), (second, b) in pairwise(present):
         if a > b:
-            return f"{first} at {a:.2f} mm would be deeper than {second} at {b:.2f} mm"
+            return f"{called[first]} {a:.2f} mm is deeper than {called[second]} {b:.2f} mm"
     return None
 
 
