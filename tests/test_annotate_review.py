@@ -265,3 +265,54 @@ def test_a_stale_annotation_is_marked_and_redone_afresh(project, tmp_path):
     saved = json.loads((notes / human.file_name(hole_id)).read_text())
     assert saved["signals_hash"] == session.holes[hole_id].meta["signals_hash"]
     assert saved["exit_mm"] is None and "entry_mm" not in saved  # the stale calls are not carried over
+
+
+def test_odd_holes_open_and_take_keys(project, tmp_path):
+    """A hole with NaN depths, one whose depth never moves, one with NaN torque and one of a
+    single sample: the app shows each (it stopped at the first before) and takes the keys."""
+    import oddities
+
+    source = sorted((project / "raw").glob("*.xls"))[0].read_bytes()
+
+    def nan_torque(rows):
+        for row in rows[::40]:
+            row[1] = "NaN"
+        return rows
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "nan_depth.xls").write_bytes(oddities.nan_depth(source))
+    (raw / "stuck.xls").write_bytes(oddities.stuck_depth(source))
+    (raw / "nan_torque.xls").write_bytes(oddities.edited(source, nan_torque))
+    (raw / "one.xls").write_bytes(oddities.first_rows(source, 1))
+    parse_dataset([str(raw)], tmp_path / "parsed")
+    label_dataset(tmp_path / "parsed", tmp_path / "labels")
+    session = open_session(tmp_path / "parsed", tmp_path / "labels", tmp_path / "notes", "tester", None, "all")
+    assert len(session.queue) == 4
+    app = make_app(session)
+    seen = []
+
+    async def script(pilot):
+        for _ in session.queue:
+            await pilot.press("plus", "plus", "right", "e", "L", "x", "minus", "0", "A")
+            await pilot.pause()
+            seen.append(session.position)
+            assert "hole" in _screen(app)
+
+    _run(app, script)
+    assert seen == [1, 2, 3, 3]
+
+
+def test_an_unknown_filter_is_one_error_line(project, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from uos.cli import main
+
+    monkeypatch.chdir(tmp_path)  # (the resume state goes to ./.uos)
+    result = CliRunner().invoke(
+        main, ["annotate", "--data", str(project / "parsed"), "--labels", str(project / "labels"), "--filter", "bogus"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: unknown filter 'bogus': review, all, rejected, head:TEXT or folder:TEXT\n"), (
+        result.stderr
+    )

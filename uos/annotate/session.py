@@ -22,7 +22,8 @@ from uos.labels import annotations as human
 from uos.labels.detect import KEYPOINTS
 
 FILTERS = ("review", "all", "rejected")
-FINISHED = ("done", "rejected")  # a hole in either state needs nobody any more
+FINISHED = ("done", "rejected")
+MIN_VIEW_MM = 0.2  # the narrowest view: zooming stops there  # a hole in either state needs nobody any more
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,7 @@ class AnnotationSession:
         self.refused = None
         hole = self.hole
         if hole is not None:
-            depth = hole.signals["depth_mm"]
-            self.view = (float(np.min(depth)), float(np.max(depth)))
+            self.view = extent(hole)
             present = [p for p in self.points().values() if p.depth_mm is not None]
             weakest = min(present, key=lambda p: p.confidence) if present else None
             self.cursor_mm = weakest.depth_mm if weakest else float(np.mean(self.view))
@@ -192,8 +192,7 @@ class AnnotationSession:
     def _why_not(self, hole_id: str, annotation: human.Annotation) -> str | None:
         """Why these calls cannot be this hole's (see `human.impossible`): among themselves, or
         against an automatic keypoint they would cross (which `uos label` would then drop)."""
-        depth = self.holes[hole_id].signals["depth_mm"]
-        low, high = float(np.nanmin(depth)), float(np.nanmax(depth))
+        low, high = recorded(self.holes[hole_id])
         points = self._points(hole_id, annotation)
         decided = {k: p.depth_mm for k, p in points.items() if p.human}
         why = human.impossible(decided, low, high)
@@ -303,11 +302,11 @@ class AnnotationSession:
         hole = self.hole
         if hole is None:
             return
-        depth = hole.signals["depth_mm"]
-        self.cursor_mm = float(np.clip(self.cursor_mm + fraction * (hi - lo), np.min(depth), np.max(depth)))
+        low, high = extent(hole)
+        self.cursor_mm = float(np.clip(self.cursor_mm + fraction * (hi - lo), low, high))
         if not lo <= self.cursor_mm <= hi:
             width = hi - lo
-            lo = min(max(self.cursor_mm - width / 2, float(np.min(depth))), float(np.max(depth)) - width)
+            lo = min(max(self.cursor_mm - width / 2, low), high - width)
             self.view = (lo, lo + width)
 
     def jump(self, direction: int) -> None:
@@ -323,17 +322,15 @@ class AnnotationSession:
         hole = self.hole
         if hole is None:
             return
-        depth = hole.signals["depth_mm"]
-        full = (float(np.min(depth)), float(np.max(depth)))
-        width = float(np.clip((self.view[1] - self.view[0]) * factor, 0.2, full[1] - full[0]))
+        full = extent(hole)
+        width = float(np.clip((self.view[1] - self.view[0]) * factor, MIN_VIEW_MM, full[1] - full[0]))
         lo = float(np.clip(self.cursor_mm - width / 2, full[0], full[1] - width))
         self.view = (lo, lo + width)
 
     def reset_zoom(self) -> None:
         hole = self.hole
         if hole is not None:
-            depth = hole.signals["depth_mm"]
-            self.view = (float(np.min(depth)), float(np.max(depth)))
+            self.view = extent(hole)
 
     def set_cursor(self, depth_mm: float) -> None:
         self.cursor_mm = float(np.clip(depth_mm, *self.view))
@@ -365,6 +362,23 @@ class AnnotationSession:
             tmp.replace(self.state_file)
         except OSError:
             pass  # resuming is a convenience; never fail an annotation over it
+
+
+def recorded(hole: Hole) -> tuple[float, float]:
+    """The shallowest and deepest finite depth of a hole (a NaN sample is no depth)."""
+    depth = hole.signals["depth_mm"]
+    finite = depth[np.isfinite(depth)]
+    return float(finite.min()), float(finite.max())
+
+
+def extent(hole: Hole) -> tuple[float, float]:
+    """The depths a view of the hole can cover: those recorded, or a millimetre around a depth
+    that never moves (a view needs a width)."""
+    low, high = recorded(hole)
+    if high - low < MIN_VIEW_MM:
+        middle = (low + high) / 2
+        return middle - 0.5, middle + 0.5
+    return low, high
 
 
 def valid_filter(name: object) -> bool:
@@ -406,7 +420,11 @@ def open_session(
     from uos.dataset.layout import load_holes
     from uos.labels.label import read_labels
 
-    holes = {h.hole_id: h for h in load_holes(parsed_dir, ["depth_mm", "torque_a", "thrust_a", "step"]) if h.signals}
+    columns = ["depth_mm", "torque_a", "thrust_a", "step"]
+    # (A hole with no finite depth at all has nothing to show or to annotate.)
+    holes = {
+        h.hole_id: h for h in load_holes(parsed_dir, columns) if h.signals and np.isfinite(h.signals["depth_mm"]).any()
+    }
     labels = {row["hole_id"]: row for row in read_labels(labels_dir).to_dict("records")}
     answers = {}
     if answers_file is not None and Path(answers_file).exists():
