@@ -22,8 +22,8 @@ from uos.labels import annotations as human
 from uos.labels.detect import KEYPOINTS
 
 FILTERS = ("review", "all", "rejected")
-FINISHED = ("done", "rejected")
-MIN_VIEW_MM = 0.2  # the narrowest view: zooming stops there  # a hole in either state needs nobody any more
+FINISHED = ("done", "rejected")  # a hole in either state needs nobody any more
+MIN_VIEW_MM = 0.2  # the narrowest view: zooming stops there
 
 
 @dataclass(frozen=True)
