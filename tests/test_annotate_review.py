@@ -94,7 +94,7 @@ def test_a_zoomed_plot_keeps_every_sample_in_view(project, tmp_path):
             values = hole.signals[signal][inside]
             assert depth[inside][-1] in x and depth[inside].max() <= x.max() + 1e-9  # the last sample in view
             assert y.min() == values.min() and y.max() == values.max()  # every spike, whichever column
-            low, high = monitor.ylim[monitor.yside.index(side)]
+            low, high = monitor.ylim[("left", "right").index(side)]
             assert low is not None and low <= values.min() and values.max() <= high, (side, low, high)
 
     _run(app, script)

@@ -164,8 +164,9 @@ class HolePlot(PlotextPlot):
         bottom = None
         for name, yside in (("torque", "left"), ("thrust", "right")):
             values = hole.signals[f"{name}_a"][inside]
-            x, y = decimate(depth[inside], values, columns)
-            plt.plot(x, y, color=COLOURS[name], marker="braille", label=f"{name} A", yside=yside)
+            for i, (x, y) in enumerate(decimate(depth[inside], values, columns)):
+                label = None if i else f"{name} A"
+                plt.plot(x, y, color=COLOURS[name], marker="braille", label=label, yside=yside)
             limits = _limits(values)
             if limits is not None:  # every visible sample inside the frame, not only those plotted
                 plt.ylim(*limits, yside=yside)
@@ -191,23 +192,25 @@ class HolePlot(PlotextPlot):
         self.refresh()
 
 
-def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> tuple[list[float], list[float]]:
-    """At most about two points per plot column, and no sample lost from view: with more samples
-    than that, each column keeps its lowest and its highest sample, in the order recorded (the line
-    sweeps the whole band, spikes included), and the first and last samples stay. Plotext's cost
-    grows with points, so an 11,000-sample hole plots as fast as a small one."""
+def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> list[tuple[list[float], list[float]]]:
+    """The lines to draw for one signal: itself, or with more samples than twice the columns,
+    the lower and upper edges of its band, each column's lowest and highest sample at its own
+    depth, with the first and last samples on both. No sample is lost from view: every one lies
+    in a column whose extremes are drawn. Plotext's cost grows with points (and with line
+    length: a zigzag through each column costs six times as much), so an 11,000-sample hole
+    plots as fast as a small one."""
     n = len(x)
     if n <= 2 * columns:
-        return x.tolist(), y.tolist()
+        return [(x.tolist(), y.tolist())]
     edges = np.linspace(0, n, columns + 1).astype(int)  # every sample in one column, none dropped
     bins = np.repeat(np.arange(columns), np.diff(edges))
-    keep = np.zeros(n, dtype=bool)
-    keep[[0, -1]] = True
+    lines = []
     for extreme in (np.fmin, np.fmax):  # (NaN-blind: a gap in the signal hides no column)
         value = extreme.reduceat(y, edges[:-1])
         hits = np.flatnonzero(y == value[bins])
-        keep[hits[np.unique(bins[hits], return_index=True)[1]]] = True
-    return x[keep].tolist(), y[keep].tolist()
+        chosen = np.union1d(hits[np.unique(bins[hits], return_index=True)[1]], [0, n - 1])
+        lines.append((x[chosen].tolist(), y[chosen].tolist()))
+    return lines
 
 
 def _limits(values: np.ndarray) -> tuple[float, float] | None:
