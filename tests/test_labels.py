@@ -264,3 +264,44 @@ def test_a_step_change_dip_is_no_exit(setitec_dir):
         row = label_hole(read_source(setitec_dir / "tuhh" / name), None, LabelParams())
         assert 15.5 < row["transition_mm"] < 17.5, (name, row["transition_mm"], row["transition_reason"])
         assert row["exit_mm"] > 19.5, (name, row["exit_mm"], row["exit_reason"])
+
+
+def test_impossible_human_labels_are_refused_with_a_warning(synthetic, tmp_path):
+    """An entry deeper than the transition (17.13 over 12.91 mm, as saved by an annotate that did
+    not check) or a keypoint outside the recording never makes a `reviewed` hole with a negative
+    layer: `uos label` warns and the automatic labels stand; a human keypoint that an automatic
+    one crosses wins, and the automatic one becomes unknown."""
+    _, parsed, labels, _ = synthetic
+    rows = read_labels(labels).set_index("hole_id")
+    ok = rows.index[rows["error"].isna() & rows["transition_mm"].notna() & rows["exit_mm"].notna()]
+    swapped, outside, crossing, rejected = ok[:4]
+    notes = tmp_path / "annotations"
+
+    def save(hole_id, points, reason=None):
+        human.save(notes, human.Annotation(hole_id, rows.at[hole_id, "signals_hash"], points, reason, "eve", "t"))
+
+    transition = {h: float(rows.at[h, "transition_mm"]) for h in ok[:4]}
+    save(swapped, {"entry": transition[swapped] + 2.0, "transition": transition[swapped] - 2.0})
+    save(outside, {"exit": 1e6})
+    save(crossing, {"entry": transition[crossing] + 1.0})  # the automatic transition is above it
+    save(rejected, {"entry": transition[rejected] + 2.0, "transition": 0.0}, "broken tool")
+    result = CliRunner().invoke(main, ["label", str(parsed), "--out", str(tmp_path / "l"), "--annotations", str(notes)])
+    assert result.exit_code == 0, result.output
+    entry = transition[swapped] + 2.0
+    assert (
+        f"Warning: annotation for {swapped}: entry {entry:.2f} mm is deeper than transition "
+        f"{transition[swapped] - 2.0:.2f} mm: keypoints not used (automatic labels instead)" in result.stderr
+    )
+    assert f"Warning: annotation for {outside}: exit 1000000.00 mm is outside the recording" in result.stderr
+    assert f"Warning: annotation for {rejected}: " in result.stderr and "(its rejection is kept)" in result.stderr
+    new = read_labels(tmp_path / "l").set_index("hole_id")
+    for hole_id in (swapped, outside):
+        assert new.at[hole_id, "status"] == "auto"
+        assert (new.loc[hole_id, ["entry_source", "transition_source", "exit_source"]] != "human").all()
+        assert new.at[hole_id, "top_layer_mm"] == rows.at[hole_id, "top_layer_mm"]
+    assert new.at[rejected, "status"] == "rejected" and new.at[rejected, "rejected"] == "broken tool"
+    assert new.at[crossing, "status"] == "reviewed" and new.at[crossing, "entry_source"] == "human"
+    assert np.isnan(new.at[crossing, "transition_mm"]) and new.at[crossing, "transition_confidence"] == 0.0
+    assert "on the wrong side of the human entry" in new.at[crossing, "transition_reason"]
+    for column in ("top_layer_mm", "bottom_layer_mm", "thickness_mm"):
+        assert not (new[column] < 0).any(), column

@@ -10,6 +10,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from plotext._dict import color_codes
+from rich.cells import cell_len
+from rich.color import Color as RichColor
 from rich.markup import escape
 from textual import events
 from textual.app import App, ComposeResult
@@ -24,6 +27,32 @@ from uos.annotate.session import AnnotationSession
 FINE, COARSE = 0.005, 0.05  # cursor steps, as shares of the visible width
 LETTERS = {"entry": "E", "transition": "T", "exit": "X"}  # as on the keys
 SHORT = {"event": "evt", "signal": "sig", "none": "-"}
+# Plotext colours. Textual shows them through its terminal theme, where red and magenta are one
+# colour: the cursor is blue (a violet there), which no trace or marker uses.
+COLOURS = {
+    "torque": "cyan",
+    "thrust": "magenta",
+    "automatic": "orange",
+    "yours": "green",
+    "stale": "gray+",
+    "step": "gray",
+    "cursor": "blue",
+}
+# The key line, most needed first: at 80 columns the tail is left out, never `? help`.
+HINTS = [
+    "? help",
+    "←→ move",
+    "e/t/x set",
+    "E/T/X absent",
+    "a accept",
+    "A accept+next",
+    "r reject",
+    "u undo",
+    "+/- zoom",
+    "n/p hole",
+    "[ ] keypoint",
+    "⇧←→ fast",
+]
 
 KEYS = [
     ("← →  or  h l", "move the cursor (fine)"),
@@ -31,7 +60,7 @@ KEYS = [
     ("[  ]", "jump to the previous / next keypoint"),
     ("e  t  x", "set entry / transition / exit at the cursor"),
     ("E  T  X", "mark entry / transition / exit absent"),
-    ("a", "accept the automatic labels as they are"),
+    ("a  A", "accept the keypoints shown / accept, then next hole"),
     ("r  R", "reject the hole (with a reason) / un-reject"),
     ("u  ctrl+z", "undo"),
     ("U  ctrl+y", "redo"),
@@ -54,9 +83,15 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         width = max(len(k) for k, _ in KEYS) + 2
-        lines = ["[b]Keys[/b]  (every change is saved at once; Esc closes)", "",
-                 "On the plot: [orange1]orange[/orange1] automatic keypoints, [green]green[/green] yours, "
-                 "[red]red[/red] the cursor, gray step starts.", ""]  # fmt: skip
+        paint = self.app.paint  # type: ignore[attr-defined]
+        lines = [
+            "[b]Keys[/b]  (every change is saved at once; Esc closes)",
+            "",
+            f"Plot: {paint('automatic', 'automatic')} keypoints, {paint('yours', 'yours')}, "
+            f"{paint('stale', 'stale')} (other signals), {paint('cursor', 'cursor')}, {paint('steps', 'step')};",
+            "E T X tag them. A hole is done when all three are decided, or rejected.",
+            "",
+        ]
         lines += [f"[b]{key.ljust(width)}[/b]{what}" for key, what in KEYS]
         yield Static("\n".join(lines))
 
@@ -125,52 +160,74 @@ class HolePlot(PlotextPlot):
         lo, hi = session.view
         depth = hole.signals["depth_mm"]
         inside = np.flatnonzero((depth >= lo) & (depth <= hi))
-        x, low, high, thrust = _bands(depth[inside], hole.signals["torque_a"][inside], hole.signals["thrust_a"][inside],
-                                      max(self.size.width - 12, 20))  # fmt: skip
-        plt.plot(x, high, color="cyan", marker="braille", label="torque A")
-        if low is not high:  # many samples per column: the torque as a band (min to max)
-            plt.plot(x, low, color="cyan", marker="braille")
-        plt.plot(x, thrust, color="magenta", marker="braille", label="thrust A", yside="right")
+        columns = max(self.size.width - 12, 20)
+        bottom = None
+        for name, yside in (("torque", "left"), ("thrust", "right")):
+            values = hole.signals[f"{name}_a"][inside]
+            for i, (x, y) in enumerate(decimate(depth[inside], values, columns)):
+                label = None if i else f"{name} A"
+                plt.plot(x, y, color=COLOURS[name], marker="braille", label=label, yside=yside)
+            limits = _limits(values)
+            if limits is not None:  # every visible sample inside the frame, not only those plotted
+                plt.ylim(*limits, yside=yside)
+                bottom = limits[0] if yside == "left" else bottom
         step = hole.signals.get("step")
         if step is not None and len(step):
             for index in np.flatnonzero(np.diff(step) != 0) + 1:
                 if lo <= depth[index] <= hi:
-                    plt.vline(float(depth[index]), color="gray")
-        for point in session.points().values():
+                    plt.vline(float(depth[index]), color=COLOURS["step"])
+        for name, point in session.points().items():
             if point.depth_mm is not None and lo <= point.depth_mm <= hi:
-                plt.vline(point.depth_mm, color="green" if point.human else "orange")
-        plt.vline(session.cursor_mm, color="red")
+                colour = COLOURS["stale" if point.stale else "yours" if point.human else "automatic"]
+                plt.vline(point.depth_mm, color=colour)
+                if bottom is not None:  # the tag on the bottom row: in the margin, clear of the legend
+                    # (background: the terminal's, as the theme applied at render time has it)
+                    plt.text(
+                        LETTERS[name], point.depth_mm, bottom, color=colour, background="default", alignment="center"
+                    )
+        plt.vline(session.cursor_mm, color=COLOURS["cursor"])
         plt.xlim(lo, hi)
         plt.xlabel("depth mm")
         self._drawn += 1
         self.refresh()
 
 
-def _bands(depth: np.ndarray, torque: np.ndarray, thrust: np.ndarray, columns: int):
-    """At most one point per plot column: with more samples than columns, the torque's min and
-    max per column (a band that keeps oscillation and spikes visible) and the thrust's mean.
-    Plotext's cost grows with points, so an 11,000-sample hole plots as fast as a small one."""
-    if len(depth) <= 2 * columns:
-        x, t = depth.tolist(), torque.tolist()
-        return x, t, t, thrust.tolist()
-    size = len(depth) // columns
-    n = size * columns
-    shape = (columns, size)
-    x = depth[:n].reshape(shape).mean(axis=1)
-    blocks = torque[:n].reshape(shape)
-    return (
-        x.tolist(),
-        blocks.min(axis=1).tolist(),
-        blocks.max(axis=1).tolist(),
-        thrust[:n].reshape(shape).mean(axis=1).tolist(),
-    )
+def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> list[tuple[list[float], list[float]]]:
+    """The lines to draw for one signal: itself, or with more samples than twice the columns,
+    the lower and upper edges of its band, each column's lowest and highest sample at its own
+    depth, with the first and last samples on both. No sample is lost from view: every one lies
+    in a column whose extremes are drawn. Plotext's cost grows with points (and with line
+    length: a zigzag through each column costs six times as much), so an 11,000-sample hole
+    plots as fast as a small one."""
+    n = len(x)
+    if n <= 2 * columns:
+        return [(x.tolist(), y.tolist())]
+    edges = np.linspace(0, n, columns + 1).astype(int)  # every sample in one column, none dropped
+    bins = np.repeat(np.arange(columns), np.diff(edges))
+    lines = []
+    for extreme in (np.fmin, np.fmax):  # (NaN-blind: a gap in the signal hides no column)
+        value = extreme.reduceat(y, edges[:-1])
+        hits = np.flatnonzero(y == value[bins])
+        chosen = np.union1d(hits[np.unique(bins[hits], return_index=True)[1]], [0, n - 1])
+        lines.append((x[chosen].tolist(), y[chosen].tolist()))
+    return lines
+
+
+def _limits(values: np.ndarray) -> tuple[float, float] | None:
+    """Y-limits around every finite value, with a margin (a row for the tags, a flat signal visible)."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    margin = max((high - low) * 0.08, 0.05)
+    return low - margin, high + margin
 
 
 class AnnotateApp(App[None]):
     TITLE = "uos annotate"
     CSS = """
     Screen { layout: vertical; }
-    #status, #meta, #points, #keys { height: 1; padding: 0 1; }
+    #status, #meta, #points, #why, #keys { height: 1; padding: 0 1; }
     #status { background: $primary-background; }
     #keys { color: $text-muted; }
     HolePlot { height: 1fr; min-height: 10; }
@@ -189,6 +246,7 @@ class AnnotateApp(App[None]):
         Binding("T", "clear('transition')", "no transition", show=False),
         Binding("X", "clear('exit')", "no exit", show=False),
         Binding("a", "accept", "accept", show=False),
+        Binding("A", "accept_and_next", "accept and next", show=False),
         Binding("r", "reject", "reject", show=False),
         Binding("R", "unreject", "unreject", show=False),
         Binding("u,ctrl+z", "undo", "undo", show=False),
@@ -214,10 +272,8 @@ class AnnotateApp(App[None]):
         yield Static(id="meta")
         yield HolePlot(self.session, id="plot")
         yield Static(id="points")
-        yield Static(
-            "←→ move  ⇧←→ fast  [ ] keypoint  e/t/x set  E/T/X absent  a accept  r reject  u undo  +/- zoom  n/p hole  ? help",
-            id="keys",
-        )
+        yield Static(id="why")
+        yield Static(id="keys")
 
     def on_mount(self) -> None:
         self.refresh_view()
@@ -225,42 +281,82 @@ class AnnotateApp(App[None]):
     def on_resize(self, _: events.Resize) -> None:
         self.refresh_view()
 
+    def paint(self, text: str, role: str) -> str:
+        """`text` in markup, in the colour that `role` (a key of COLOURS) has on the plot: Textual
+        shows plotext's ANSI colours through its terminal theme, and markup's by their names."""
+        return f"[{terminal_colour(COLOURS[role], self)}]{escape(text)}[/]"
+
     def refresh_view(self) -> None:
         s = self.session
         done, total, rate = s.progress()
-        note = s.notes.get(s.hole_id) if s.hole_id else None
-        flag = "  REJECTED: " + note.rejected if note is not None and note.rejected else ""
         where = f"hole {s.position + 1}/{total}" if total else "no hole"
         speed = f"{rate:.1f}/min" if s.annotated else "-/min"
+        state = ""
+        if s.hole_id is not None:
+            state = s.status(s.hole_id)
+            note = s.notes.get(s.hole_id)
+            if state == "stale":
+                state = "[b red]STALE[/]: made on other signals, not used"
+            elif state == "rejected" and note is not None:
+                state = f"[b]REJECTED[/]: {escape(str(note.rejected))}"
         self.query_one("#status", Static).update(
-            f"[b]{s.filter}[/b]  {where}  done {done}/{total}  {speed}  {s.message}{flag}"
+            f"[b]{s.filter}[/b]  {where}  done {done}/{total}  {speed}  {state}  {escape(s.message)}"
         )
-        hole = s.hole
-        if hole is not None:
-            m = hole.meta
-            source = str(m.get("source") or "").rsplit("/", 1)[-1]
-            review = s.review_reasons(s.hole_id)
-            if review is not None:  # why the model is unsure matters more than the metadata
-                self.query_one("#meta", Static).update(f"{s.hole_id}  [red]model unsure:[/red] {escape(review)}")
-            else:
-                self.query_one("#meta", Static).update(
-                    f"{s.hole_id}  {source}  head {m.get('head_name')}  tool age {m.get('tool_age')}  "
-                    f"Pset {m.get('pset')}  format {m.get('format_version')}"
-                )
-            parts = []
-            for name, point in s.points().items():
-                where_mm = "absent" if point.depth_mm is None else f"{point.depth_mm:.2f}"
-                short = SHORT.get(point.source, point.source)
-                who = "[green]yours[/green]" if point.human else f"[yellow]{short} {point.confidence:.2f}[/yellow]"
-                parts.append(f"[b]{LETTERS[name]}[/b] {where_mm} {who}")
-            depth = hole.signals["depth_mm"]
-            i = int(np.argmin(np.abs(depth - s.cursor_mm)))
-            readout = f"[red]cursor[/red] {s.cursor_mm:.2f} mm {hole.signals['torque_a'][i]:.2f} A"
-            self.query_one("#points", Static).update(" | ".join([*parts, readout]))
-        else:
-            self.query_one("#meta", Static).update("")
-            self.query_one("#points", Static).update("")
+        self._show_hole()
+        width = max(self.size.width - 2, 10)
+        keys = HINTS[0]
+        for hint in HINTS[1:]:
+            if cell_len(f"{keys}  {hint}") > width:
+                break
+            keys = f"{keys}  {hint}"
+        self.query_one("#keys", Static).update(escape(keys))
         self.query_one(HolePlot).draw()
+
+    def _show_hole(self) -> None:
+        """The metadata, keypoints and why-line of the current hole."""
+        s, hole = self.session, self.session.hole
+        if hole is None:
+            for name in ("#meta", "#points", "#why"):
+                self.query_one(name, Static).update("")
+            return
+        m = hole.meta
+        source = str(m.get("source") or "").rsplit("/", 1)[-1]
+        review = s.review_reasons(s.hole_id)
+        if review is not None:  # why the model is unsure matters more than the metadata
+            self.query_one("#meta", Static).update(f"{s.hole_id}  [red]model unsure:[/red] {escape(review)}")
+        else:
+            meta = (
+                f"{s.hole_id}  {source}  head {m.get('head_name')}  tool age {m.get('tool_age')}  "
+                f"Pset {m.get('pset')}  format {m.get('format_version')}"
+            )
+            self.query_one("#meta", Static).update(escape(meta))
+        parts = []
+        points = s.points()
+        for name, point in points.items():
+            where_mm = "absent" if point.depth_mm is None else f"{point.depth_mm:.2f}"
+            if point.stale:
+                who = self.paint("stale", "stale")
+            elif point.human:
+                who = self.paint("yours", "yours")
+            else:
+                who = f"[yellow]{SHORT.get(point.source, point.source)} {point.confidence:.2f}[/yellow]"
+            parts.append(f"[b]{LETTERS[name]}[/b] {where_mm} {who}")
+        depth = hole.signals["depth_mm"]
+        i = int(np.nanargmin(np.abs(depth - s.cursor_mm)))
+        readout = f"{self.paint('cursor', 'cursor')} {s.cursor_mm:.2f} mm {hole.signals['torque_a'][i]:.2f} A"
+        self.query_one("#points", Static).update(" | ".join([*parts, readout]))
+        self.query_one("#why", Static).update(self._why(points))
+
+    def _why(self, points) -> str:
+        """A refused change and its reason; else the reason of the keypoint nearest the cursor."""
+        s = self.session
+        if s.refused:
+            return f"[b red]{escape(s.refused)}[/]"
+        present = {k: p for k, p in points.items() if p.depth_mm is not None}
+        if not present:
+            return escape("; ".join(f"{LETTERS[k]}: {p.reason}" for k, p in points.items() if p.reason))
+        name = min(present, key=lambda k: abs(present[k].depth_mm - s.cursor_mm))
+        return f"[b]{LETTERS[name]}[/b] {escape(present[name].reason or 'no reason recorded')}"
 
     # --- actions: each calls the session, then redraws ----------------------------------------
 
@@ -284,14 +380,20 @@ class AnnotateApp(App[None]):
         self.session.accept()
         self.refresh_view()
 
+    def action_accept_and_next(self) -> None:
+        self._timed(self.session.accept_and_next)
+
     def action_reject(self) -> None:
         def done(reason: str | None) -> None:
             if reason is not None:
                 self.session.reject(reason)
             self.refresh_view()
 
-        self.push_screen(PromptScreen("Reject this hole: why? (Enter to reject, Esc to cancel)",
-                                      "e.g. converter re-export, broken tool, not a stack"), done)  # fmt: skip
+        prompt = PromptScreen(
+            "Reject this hole: why? (Enter to reject, Esc to cancel)",
+            "e.g. converter re-export, broken tool, not a stack",
+        )
+        self.push_screen(prompt, done)
 
     def action_unreject(self) -> None:
         self.session.unreject()
@@ -342,6 +444,11 @@ class AnnotateApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+
+def terminal_colour(name: str, app: App) -> str:
+    """The colour (#rrggbb) a plotext colour name shows as in `app`."""
+    return RichColor.from_ansi(color_codes[name]).get_truecolor(app.ansi_theme).hex
 
 
 def make_app(session: AnnotationSession) -> AnnotateApp:

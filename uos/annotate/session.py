@@ -6,6 +6,7 @@ the zoom, the keypoints, undo and redo, and saving every change at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -15,11 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from uos.errors import ConfigError
 from uos.holes.record import Hole
 from uos.labels import annotations as human
 from uos.labels.detect import KEYPOINTS
 
 FILTERS = ("review", "all", "rejected")
+FINISHED = ("done", "rejected")  # a hole in either state needs nobody any more
+MIN_VIEW_MM = 0.2  # the narrowest view: zooming stops there
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class Point:
     human: bool
     source: str  # human | event | signal | none
     confidence: float
+    reason: str = ""  # why it is there (labels.parquet's reason, or who set it)
+    stale: bool = False  # the annotator's call, made on signals that have changed since
 
 
 @dataclass
@@ -58,13 +64,18 @@ class AnnotationSession:
     annotated: set[str] = field(default_factory=set)  # holes changed in this session
     started: float = 0.0
     message: str = ""
+    refused: str | None = None  # why the last change was refused, until the next one or a move
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # hole id -> the model's answer (status, reasons)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
-        self.notes = {k: v for k, v in human.load(self.directory, problems=[]).items() if k in self.holes}
+        problems: list[str] = []
+        self.notes = {k: v for k, v in human.load(self.directory, problems).items() if k in self.holes}
+        if problems:
+            self.message = f"{len(problems)} unreadable annotation file(s) skipped (uos label names them)"
         saved = self._read_state()
-        self.set_filter(saved.get("filter", self.filter), remember=False)
+        filter_ = saved.get("filter")
+        self.set_filter(filter_ if valid_filter(filter_) else self.filter, remember=False)
         if saved.get("hole_id") in self.queue:
             self.go_to(self.queue.index(saved["hole_id"]))
 
@@ -82,21 +93,21 @@ class AnnotationSession:
         return str(answer.get("review_reasons") or "the model is not sure")
 
     def set_filter(self, name: str, remember: bool = True) -> None:
-        """review: holes nobody has annotated yet; all; rejected; head:TEXT or folder:TEXT.
+        """review: holes not done yet; all; rejected; head:TEXT (name or RFID) or folder:TEXT.
 
         Human effort goes where the model is unsure: holes whose answer is `review` come first,
         then the rest, each lowest label confidence first."""
         ids = sorted(self.holes, key=lambda h: (self.review_reasons(h) is None, self._confidence(h), h))
         if name == "review":
-            ids = [h for h in ids if h not in self.notes]
+            ids = [h for h in ids if self.status(h) not in FINISHED]
         elif name == "rejected":
             ids = [h for h in ids if h in self.notes and self.notes[h].rejected is not None]
-        elif name.startswith("head:"):
-            ids = [h for h in ids if name[5:] in str(self.holes[h].meta.get("head_id"))]
+        elif name.startswith("head:"):  # the name on screen or the RFID tag
+            ids = [h for h in ids if any(name[5:] in str(self.holes[h].meta.get(k)) for k in ("head_name", "head_id"))]
         elif name.startswith("folder:"):
             ids = [h for h in ids if name[7:] in str(self.holes[h].meta.get("source"))]
         elif name != "all":
-            raise ValueError(f"unknown filter {name!r}")
+            raise ConfigError(f"unknown filter {name!r}: review, all, rejected, head:TEXT or folder:TEXT")
         self.filter = name
         self.queue = ids
         self.go_to(0, remember=remember)
@@ -115,10 +126,10 @@ class AnnotationSession:
 
     def go_to(self, position: int, remember: bool = True) -> None:
         self.position = int(np.clip(position, 0, max(len(self.queue) - 1, 0)))
+        self.refused = None
         hole = self.hole
         if hole is not None:
-            depth = hole.signals["depth_mm"]
-            self.view = (float(np.min(depth)), float(np.max(depth)))
+            self.view = extent(hole)
             present = [p for p in self.points().values() if p.depth_mm is not None]
             weakest = min(present, key=lambda p: p.confidence) if present else None
             self.cursor_mm = weakest.depth_mm if weakest else float(np.mean(self.view))
@@ -131,9 +142,27 @@ class AnnotationSession:
     def previous(self) -> None:
         self.go_to(self.position - 1)
 
+    def status(self, hole_id: str) -> str:
+        """new (nothing decided), partial (some keypoints decided), done (all three decided or
+        accepted), rejected, or stale (annotated on signals that have changed since: `uos label`
+        does not use it, so it needs doing again)."""
+        note = self.notes.get(hole_id)
+        if note is None:
+            return "new"
+        if self._is_stale(hole_id, note):
+            return "stale"
+        if note.rejected is not None:
+            return "rejected"
+        return "done" if all(name in note.points for name in KEYPOINTS) else "partial"
+
+    def _is_stale(self, hole_id: str, note: human.Annotation) -> bool:
+        """The same test as `uos label`, which sets such an annotation aside."""
+        current = self.holes[hole_id].meta.get("signals_hash")
+        return bool(note.signals_hash and current and note.signals_hash != current)
+
     def progress(self) -> tuple[int, int, float]:
-        """(holes of the queue annotated, holes in the queue, holes annotated per minute)."""
-        done = sum(1 for h in self.queue if h in self.notes)
+        """(holes of the queue done or rejected, holes in the queue, holes annotated per minute)."""
+        done = sum(1 for h in self.queue if self.status(h) in FINISHED)
         minutes = max((self.clock() - self.started) / 60.0, 1e-9)
         return done, len(self.queue), len(self.annotated) / minutes
 
@@ -142,36 +171,64 @@ class AnnotationSession:
     def points(self) -> dict[str, Point]:
         """The current hole's keypoints: the annotator's calls where made, else the automatic."""
         hole_id = self.hole_id
-        note = self.notes.get(hole_id) if hole_id else None
-        row = self.labels.get(hole_id, {}) if hole_id else {}
+        return self._points(hole_id, self.notes.get(hole_id)) if hole_id else {}
+
+    def _points(self, hole_id: str, note: human.Annotation | None) -> dict[str, Point]:
+        row = self.labels.get(hole_id, {})
+        stale = note is not None and self._is_stale(hole_id, note)
         points = {}
         for name in KEYPOINTS:
             if note is not None and name in note.points:
-                points[name] = Point(note.points[name], True, "human", 1.0)
+                depth = note.points[name]
+                who = f"{'set' if depth is not None else 'marked absent'} by {note.annotator or 'someone'}"
+                reason = f"{who} on {note.time or 'an unknown date'}"
+                if stale:
+                    reason = f"stale: {reason}, on signals that have changed since; uos label ignores it"
+                points[name] = Point(depth, True, "human", 1.0, reason, stale)
             else:
-                value = row.get(f"{name}_mm")
-                automatic = None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
-                source = row.get(f"{name}_source") or "none"
-                # A label from an earlier annotation that is no longer there is automatic again.
-                points[name] = Point(automatic, False, source if source != "human" else "signal",
-                                     float(row.get(f"{name}_confidence") or 0.0))  # fmt: skip
+                points[name] = _automatic(row, name)
         return points
 
-    def _change(self, update: Callable[[human.Annotation], None], what: str) -> None:
+    def _why_not(self, hole_id: str, annotation: human.Annotation) -> str | None:
+        """Why these calls cannot be this hole's (see `human.impossible`): among themselves, or
+        against an automatic keypoint they would cross (which `uos label` would then drop)."""
+        low, high = recorded(self.holes[hole_id])
+        points = self._points(hole_id, annotation)
+        decided = {k: p.depth_mm for k, p in points.items() if p.human}
+        why = human.impossible(decided, low, high)
+        for name, point in points.items():
+            if why is None and not point.human:
+                why = human.impossible({**decided, name: point.depth_mm}, low, high, automatic={name})
+        return why
+
+    def _change(self, update: Callable[[human.Annotation], None], what: str) -> bool:
+        """Apply one change to the current hole's annotation and save it; refuse it (saying why,
+        in `refused`) when the calls it leaves cannot be the hole's. A stale annotation (made on
+        other signals) is started afresh. False when refused."""
         hole_id = self.hole_id
         if hole_id is None:
-            return
+            return False
         before = self.notes.get(hole_id)
-        after = replace(before, points=dict(before.points)) if before else human.Annotation(hole_id)
+        if before is not None and not self._is_stale(hole_id, before):
+            after = replace(before, points=dict(before.points))
+        else:
+            after = human.Annotation(hole_id)
+        decided = dict(after.points)
         update(after)
         after.signals_hash = self.holes[hole_id].meta.get("signals_hash")
+        # (A rejection or an undecided hole changes no keypoint: always allowed.)
+        why = self._why_not(hole_id, after) if after.points != decided else None
+        if why is not None:
+            self.refused = f"refused: {why}"  # (nothing saved)
+            return False
         after.annotator = self.annotator
         after.time = human.now()
         self._store(hole_id, after)
         self.undo_stack.append(_Change(hole_id, before, after))
         self.redo_stack.clear()
         self.annotated.add(hole_id)
-        self.message = what
+        self.message, self.refused = what, None
+        return True
 
     def _store(self, hole_id: str, annotation: human.Annotation | None) -> None:
         if annotation is None or annotation.empty:
@@ -188,12 +245,23 @@ class AnnotationSession:
     def clear_point(self, name: str) -> None:
         self._change(lambda a: a.points.__setitem__(name, None), f"{name} marked absent")
 
-    def accept(self) -> None:
-        """The automatic keypoints are right: record them as the annotator's."""
-        current = self.points()
-        self._change(
+    def accept(self) -> bool:
+        """The keypoints as shown are right: record the automatic ones as the annotator's too (a
+        stale call is shown, not accepted: the automatic keypoint takes its place)."""
+        hole_id = self.hole_id
+        if hole_id is None:
+            return False
+        note = self.notes.get(hole_id)
+        fresh = note if note is not None and not self._is_stale(hole_id, note) else None
+        current = self._points(hole_id, fresh)
+        return self._change(
             lambda a: a.points.update({k: p.depth_mm for k, p in current.items()}), "automatic labels accepted"
         )
+
+    def accept_and_next(self) -> None:
+        """Accept, then on to the next hole (staying when the accept is refused)."""
+        if self.accept():
+            self.next()
 
     def reject(self, reason: str) -> None:
         self._change(lambda a: setattr(a, "rejected", reason or "rejected"), f"rejected: {reason}")
@@ -229,15 +297,16 @@ class AnnotationSession:
 
     def move(self, fraction: float) -> None:
         """Move the cursor by `fraction` of the visible width; the view follows the cursor."""
+        self.refused = None
         lo, hi = self.view
         hole = self.hole
         if hole is None:
             return
-        depth = hole.signals["depth_mm"]
-        self.cursor_mm = float(np.clip(self.cursor_mm + fraction * (hi - lo), np.min(depth), np.max(depth)))
+        low, high = extent(hole)
+        self.cursor_mm = float(np.clip(self.cursor_mm + fraction * (hi - lo), low, high))
         if not lo <= self.cursor_mm <= hi:
             width = hi - lo
-            lo = min(max(self.cursor_mm - width / 2, float(np.min(depth))), float(np.max(depth)) - width)
+            lo = min(max(self.cursor_mm - width / 2, low), high - width)
             self.view = (lo, lo + width)
 
     def jump(self, direction: int) -> None:
@@ -253,17 +322,15 @@ class AnnotationSession:
         hole = self.hole
         if hole is None:
             return
-        depth = hole.signals["depth_mm"]
-        full = (float(np.min(depth)), float(np.max(depth)))
-        width = float(np.clip((self.view[1] - self.view[0]) * factor, 0.2, full[1] - full[0]))
+        full = extent(hole)
+        width = float(np.clip((self.view[1] - self.view[0]) * factor, MIN_VIEW_MM, full[1] - full[0]))
         lo = float(np.clip(self.cursor_mm - width / 2, full[0], full[1] - width))
         self.view = (lo, lo + width)
 
     def reset_zoom(self) -> None:
         hole = self.hole
         if hole is not None:
-            depth = hole.signals["depth_mm"]
-            self.view = (float(np.min(depth)), float(np.max(depth)))
+            self.view = extent(hole)
 
     def set_cursor(self, depth_mm: float) -> None:
         self.cursor_mm = float(np.clip(depth_mm, *self.view))
@@ -297,6 +364,47 @@ class AnnotationSession:
             pass  # resuming is a convenience; never fail an annotation over it
 
 
+def recorded(hole: Hole) -> tuple[float, float]:
+    """The shallowest and deepest finite depth of a hole (a NaN sample is no depth)."""
+    depth = hole.signals["depth_mm"]
+    finite = depth[np.isfinite(depth)]
+    return float(finite.min()), float(finite.max())
+
+
+def extent(hole: Hole) -> tuple[float, float]:
+    """The depths a view of the hole can cover: those recorded, or a millimetre around a depth
+    that never moves (a view needs a width)."""
+    low, high = recorded(hole)
+    if high - low < MIN_VIEW_MM:
+        middle = (low + high) / 2
+        return middle - 0.5, middle + 0.5
+    return low, high
+
+
+def valid_filter(name: object) -> bool:
+    return isinstance(name, str) and (name in FILTERS or name.startswith(("head:", "folder:")))
+
+
+def _automatic(row: dict[str, Any], name: str) -> Point:
+    """One keypoint of a labels row."""
+    value = row.get(f"{name}_mm")
+    depth = None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+    source = row.get(f"{name}_source") or "none"
+    # A label from an earlier annotation that is no longer there is automatic again.
+    source = source if source != "human" else "signal"
+    return Point(
+        depth, False, source, float(row.get(f"{name}_confidence") or 0.0), str(row.get(f"{name}_reason") or "")
+    )
+
+
+def state_path(parsed_dir: str | Path, annotator: str | None, root: Path = Path(".uos")) -> Path:
+    """Where a session saves its filter and hole to resume from: one file per annotator and
+    dataset (its resolved path), so that a filter saved on one dataset never applies to another."""
+    who = annotator or "default"
+    key = hashlib.sha256(f"{Path(parsed_dir).resolve()}\0{who}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return root / f"annotate-{human.file_name(who)[:-5][:40]}-{key}.json"
+
+
 def open_session(
     parsed_dir: Path,
     labels_dir: Path,
@@ -312,7 +420,11 @@ def open_session(
     from uos.dataset.layout import load_holes
     from uos.labels.label import read_labels
 
-    holes = {h.hole_id: h for h in load_holes(parsed_dir, ["depth_mm", "torque_a", "thrust_a", "step"]) if h.signals}
+    columns = ["depth_mm", "torque_a", "thrust_a", "step"]
+    # (A hole with no finite depth at all has nothing to show or to annotate.)
+    holes = {
+        h.hole_id: h for h in load_holes(parsed_dir, columns) if h.signals and np.isfinite(h.signals["depth_mm"]).any()
+    }
     labels = {row["hole_id"]: row for row in read_labels(labels_dir).to_dict("records")}
     answers = {}
     if answers_file is not None and Path(answers_file).exists():

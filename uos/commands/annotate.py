@@ -37,7 +37,8 @@ import click
     "--filter",
     "filter_",
     default=None,
-    help="review (default: holes nobody annotated, lowest confidence first), all, rejected, head:TEXT, folder:TEXT.",
+    help="review (default: holes not done yet, lowest confidence first), all, rejected, "
+    "head:TEXT (its name or RFID), folder:TEXT.",
 )
 @click.option(
     "--answers",
@@ -55,7 +56,8 @@ def annotate_command(parsed_dir, labels_dir, annotations_dir, annotator, filter_
     lowest label confidence first. Move the cursor, set entry / transition / exit at it,
     mark a point absent, accept the automatic labels, or reject a hole; every change is saved
     at once to data/annotations/ (one small JSON file per hole), and reopening resumes where you
-    stopped. Then `dvc repro` relabels with your calls, which always win.
+    stopped (per dataset). A hole is done when its three keypoints are decided (set, marked
+    absent or accepted) or it is rejected. Then `dvc repro` relabels with your calls, which always win.
 
     \b
     Examples:
@@ -63,11 +65,14 @@ def annotate_command(parsed_dir, labels_dir, annotations_dir, annotator, filter_
       uos annotate --filter head:114-V3-002 --annotator alice
     """
     from uos.annotate.app import make_app
-    from uos.annotate.session import open_session
+    from uos.annotate.session import open_session, state_path
 
-    state = Path(".uos") / f"annotate-{annotator or 'default'}.json"
+    state = state_path(parsed_dir, annotator)
     session = open_session(parsed_dir, labels_dir, annotations_dir, annotator, state, filter_, answers_file)
     make_app(session).run()
     done, total, _ = session.progress()
-    click.echo(f"{len(session.annotated)} holes annotated in this session; {done}/{total} of the queue done. "
-               f"Run `dvc repro` to relabel with them (or `just annotate` next time, which does it for you).", err=True)  # fmt: skip
+    click.echo(
+        f"{len(session.annotated)} holes annotated in this session; {done}/{total} of the queue done. "
+        "Run `dvc repro` to relabel with them (or `just annotate` next time, which does it for you).",
+        err=True,
+    )

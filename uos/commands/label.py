@@ -23,7 +23,8 @@ from uos.commands.common import params_option, progress_bar, warn
     "annotations_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Human annotations (data/annotations): they always win.",
+    help="Human annotations (data/annotations): they always win, unless they cannot be (keypoints out of "
+    "depth order or outside the recording: a warning, and the automatic labels stand).",
 )
 @click.option(
     "--truth",

@@ -93,9 +93,31 @@ def _with_events(
     return found, set_aside
 
 
+def _drop_crossing_humans(found: dict[str, Keypoint]) -> None:
+    """Humans win: an automatic keypoint on the wrong side of a human one (an entry below the
+    human's transition, ...) is unknown, never a negative layer."""
+    for i, name in enumerate(KEYPOINTS):
+        point = found[name]
+        if point.source == "human" or point.depth_mm is None:
+            continue
+        for j, other in enumerate(KEYPOINTS):
+            mark = found[other]
+            if mark.source != "human" or mark.depth_mm is None or i == j:
+                continue
+            if (i < j and point.depth_mm > mark.depth_mm) or (i > j and point.depth_mm < mark.depth_mm):
+                found[name] = null(
+                    f"{point.reason}; dropped: at {point.depth_mm:.2f} mm, on the wrong side of the human "
+                    f"{other} at {mark.depth_mm:.2f} mm",
+                    point.source,
+                    confidence=0.0,
+                )
+                break
+
+
 def _enforce_order_and_rule(found: dict[str, Keypoint], state: CuttingState | None) -> dict[str, str]:
     """Automatic keypoints out of depth order lose confidence; those that break the cutting rule
     are dropped (unknown). Returns the keypoints that break the rule, with why (a human's stay)."""
+    _drop_crossing_humans(found)
     present = [found[k].depth_mm for k in KEYPOINTS if found[k].depth_mm is not None]
     if present != sorted(present):  # out of order: something is wrong with the automatic ones
         for name in KEYPOINTS:
@@ -205,16 +227,7 @@ def label_dataset(
     holes = load_holes(parsed_dir, SIGNAL_COLUMNS)
     notes: dict[str, human.Annotation] = {}
     if annotations_dir is not None:
-        for hole_id, annotation in human.load(annotations_dir, problems).items():
-            notes[hole_id] = annotation
-    known = {h.hole_id: h.meta.get("signals_hash") for h in holes}
-    for hole_id, annotation in list(notes.items()):
-        if hole_id not in known:
-            problems.append(f"annotation for {hole_id}: no such hole in {parsed_dir} (kept, not used)")
-            del notes[hole_id]
-        elif annotation.signals_hash and known[hole_id] and annotation.signals_hash != known[hole_id]:
-            problems.append(f"annotation for {hole_id}: the hole's signals changed since it was annotated (not used)")
-            del notes[hole_id]
+        notes = _usable_annotations(human.load(annotations_dir, problems), holes, parsed_dir, problems)
 
     _WORK.update(holes=holes, annotations=notes, params=params, rules=rules or QualityRules())
     chunks = [list(range(i, min(i + 16, len(holes)))) for i in range(0, len(holes), 16)]
@@ -245,6 +258,36 @@ def label_dataset(
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     os.replace(tmp, out / METRICS_FILE)
     return LabelSummary(out, rows, metrics, problems)
+
+
+def _usable_annotations(
+    notes: dict[str, human.Annotation], holes: list[Hole], parsed_dir: str | Path, problems: list[str]
+) -> dict[str, human.Annotation]:
+    """The annotations that can be used, each problem with the others said in `problems`: one of
+    no hole, or of signals that changed since, is not used; keypoints that cannot be (out of the
+    recording, out of depth order) are not used either (the automatic ones stand), a rejection is."""
+    by_id = {h.hole_id: h for h in holes}
+    usable: dict[str, human.Annotation] = {}
+    for hole_id, annotation in notes.items():
+        hole = by_id.get(hole_id)
+        signals_hash = hole.meta.get("signals_hash") if hole is not None else None
+        if hole is None:
+            problems.append(f"annotation for {hole_id}: no such hole in {parsed_dir} (kept, not used)")
+            continue
+        if annotation.signals_hash and signals_hash and annotation.signals_hash != signals_hash:
+            problems.append(f"annotation for {hole_id}: the hole's signals changed since it was annotated (not used)")
+            continue
+        depth = hole.signals.get("depth_mm")
+        finite = depth[np.isfinite(depth)] if depth is not None else np.array([])
+        why = human.impossible(annotation.points, float(finite.min()), float(finite.max())) if len(finite) else None
+        if why is not None:
+            kept = "its rejection is kept" if annotation.rejected is not None else "automatic labels instead"
+            problems.append(f"annotation for {hole_id}: {why}: keypoints not used ({kept})")
+            if annotation.rejected is None:
+                continue
+            annotation = replace(annotation, points={})
+        usable[hole_id] = annotation
+    return usable
 
 
 def write_labels(path: Path, rows: list[dict[str, Any]]) -> None:
