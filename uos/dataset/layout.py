@@ -7,6 +7,9 @@
 <dir>/report.csv       one row per input: source, hole_id, status (ok/warning/error), reasons
 <dir>/summary.json     counts (a DVC metric)
 <dir>/manifest.json    what the dataset was built from (parser digest, inputs and hashes)
+
+A new dataset is written whole in a folder beside <dir> and put in its place with renames, so a
+reader (or a crash) sees the old dataset or the new one, never a mix of the two.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from uos.holes.record import (
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 HOLES_FILE = "holes.parquet"
 SIGNALS_DIR = "signals"
@@ -80,12 +82,116 @@ def holes_schema():
     return pa.schema(fields)
 
 
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    import pyarrow.parquet as pq
+# --- what can be stored -----------------------------------------------------------------------
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="lz4", row_group_size=_ROW_GROUP)
-    os.replace(tmp, path)
+
+def unwritable(hole: Hole) -> str | None:
+    """Why the cache or the dataset could not store `hole`, naming the value; None when they can.
+    Integers go to Parquet as int64 and to the cache as JSON (64-bit), text as UTF-8."""
+    for name in META_FIELDS:
+        if problem := _unfit(hole.meta.get(name)):
+            return f"{name} {problem}"
+    for table, rows in (("program", hole.program), ("step results", hole.step_results)):
+        for number, row in enumerate(rows, 1):
+            for name, value in row.items():
+                if problem := _unfit(value):
+                    return f"{table} row {number}, {name} {problem}"
+    if found := _first_unfit(hole.raw_metadata, ()):
+        where, problem = found
+        return f"header value {' / '.join(where)!r} {problem}"
+    for name, column in hole.signals.items():
+        if np.asarray(column).dtype.kind not in "biuf":
+            return f"signal {name} is not numeric ({np.asarray(column).dtype})"
+    return None
+
+
+def _first_unfit(value: Any, where: tuple[str, ...]) -> tuple[tuple[str, ...], str] | None:
+    """The first value (or key) in nested raw metadata that cannot be stored, with its path."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+    if items is None:
+        return (where, problem) if (problem := _unfit(value)) else None
+    for key, item in items:
+        if problem := _unfit(key):
+            return (*where, str(key)), problem
+        if found := _first_unfit(item, (*where, str(key))):
+            return found
+    return None
+
+
+def _unfit(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return f"= {value} does not fit a 64-bit integer: cannot be stored"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"= {value.encode('utf-8', 'backslashreplace').decode()!r} is not valid text: cannot be stored"
+    return None
+
+
+# --- replacing a dataset as a whole ------------------------------------------------------------
+
+_OURS = {HOLES_FILE, SIGNALS_DIR, REPORT_FILE, SUMMARY_FILE, MANIFEST_FILE}
+_CARRIED = (".gitignore",)  # not ours, but kept: a tool (DVC) may have put it there
+
+
+def _backup_dir(out: Path) -> Path:
+    return out.with_name(f".{out.name}.old")
+
+
+def staging_dir(out: Path) -> Path:
+    """An empty folder beside `out` to write the next dataset in (on the same file system, to
+    be renamed into place), holding what `out` carries over."""
+    staging = out.with_name(f".{out.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in _CARRIED:
+        if (out / name).is_file():
+            shutil.copy2(out / name, staging / name)
+    return staging
+
+
+def _refuse_foreign(out: Path) -> None:
+    """Files `uos parse` did not write would not survive the replacement: refused up front."""
+    if not out.is_dir():
+        return
+    foreign = sorted(
+        p.name for p in out.iterdir() if p.name not in _OURS and p.name not in _CARRIED and not _our_leftover(p.name)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UosError(f"{out} holds files uos parse did not write ({shown}): give --out a new or empty folder")
+
+
+def _our_leftover(name: str) -> bool:
+    """Temporary files of versions that replaced the dataset file by file."""
+    return name.startswith(".") and name.endswith(".tmp") and name[1:-4] in _OURS
+
+
+def replace_dataset(out: Path, staging: Path) -> None:
+    """Put the complete dataset in `staging` at `out`: the old one is renamed aside, the new one
+    renamed into place, then the old one removed. A crash between the steps is finished by
+    `recover_dataset`; at no point can the manifest of one dataset sit beside another's files."""
+    backup = _backup_dir(out)
+    if out.exists():
+        os.rename(out, backup)
+    os.rename(staging, out)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def recover_dataset(out: Path) -> None:
+    """Finish what a crash in `replace_dataset` left: the old dataset put back when it was
+    renamed aside but not replaced, the leftovers (a half-written new one, the old one after the
+    new was in place) removed. Raises UosError when `out` holds files that are not a dataset's."""
+    backup = _backup_dir(out)
+    if backup.exists() and not out.exists():
+        os.rename(backup, out)
+    shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(out.with_name(f".{out.name}.new"), ignore_errors=True)
+    _refuse_foreign(out)
+
+
+# --- writing -------------------------------------------------------------------------------------
 
 
 def write_holes(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -94,6 +200,7 @@ def write_holes(path: Path, rows: list[dict[str, Any]]) -> None:
     import orjson
     import pyarrow as pa
     import pyarrow.json as pj
+    import pyarrow.parquet as pq
 
     lines = []
     for r in sorted(rows, key=lambda r: r["meta"]["hole_id"]):
@@ -118,7 +225,7 @@ def write_holes(path: Path, rows: list[dict[str, Any]]) -> None:
         ).select(schema.names)
     else:
         table = schema.empty_table()
-    _atomic_parquet(table, path)
+    pq.write_table(table, path, compression="lz4", row_group_size=_ROW_GROUP)
 
 
 def signal_column_order(names: set[str]) -> list[str]:
@@ -144,15 +251,13 @@ def write_signals(directory: Path, holes: list[tuple[str, dict[str, np.ndarray]]
         len(holes),
     ]
     groups = [holes[a:b] for a, b in itertools.pairwise(cuts) if b > a] or [[]]
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    directory.mkdir(parents=True)
     with ThreadPoolExecutor(len(groups)) as pool:
-        jobs = [pool.submit(_write_part, tmp / f"part-{i}.parquet", group, names) for i, group in enumerate(groups)]
+        jobs = [
+            pool.submit(_write_part, directory / f"part-{i}.parquet", group, names) for i, group in enumerate(groups)
+        ]
         for job in jobs:
             job.result()
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
     return total
 
 
@@ -195,13 +300,11 @@ def _write_part(path: Path, holes: list[tuple[str, dict[str, np.ndarray]]], name
 
 
 def write_report(path: Path, outcomes: list[Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["source", "hole_id", "status", "reasons"])
         for o in outcomes:
             writer.writerow([o.source, o.hole_id or "", o.status, "; ".join(o.reasons)])
-    os.replace(tmp, path)
 
 
 def read_report(path: Path) -> list[Any]:
