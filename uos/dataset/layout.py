@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -261,42 +262,85 @@ def write_signals(directory: Path, holes: list[tuple[str, dict[str, np.ndarray]]
     return total
 
 
+_CHUNK_ROWS = 8 * _ROW_GROUP  # rows converted at a time: a bounded copy whatever the hole sizes
+
+Chunk = list[tuple[int, int, int]]  # (hole index, first sample, end) pieces of consecutive rows
+
+
 def _write_part(path: Path, holes: list[tuple[str, dict[str, np.ndarray]]], names: list[str]) -> None:
-    """One part. A hole without some column gets nulls there; integer columns stay integer (an
-    error hole's non-finite step numbers become nulls)."""
-    import pyarrow as pa
+    """One part, converted and written `_CHUNK_ROWS` rows at a time, so that the copy it takes
+    stays small beside the signals (a 300 MB file's hole is 5 M rows)."""
     import pyarrow.parquet as pq
 
-    from uos.arrays import numeric_array, string_array
+    from uos.arrays import string_array
 
-    counts = np.array([len(signals["depth_mm"]) for _, signals in holes], dtype=np.int64)
-    total = int(counts.sum())
-    starts = np.cumsum(counts) - counts
-    hole_index = np.repeat(np.arange(len(holes), dtype=np.int32), counts)
+    ids = string_array([h for h, _ in holes])
+    counts = [len(signals["depth_mm"]) for _, signals in holes]
+    writer = None
+    try:
+        for chunk in _row_chunks(counts, _CHUNK_ROWS):
+            table = _chunk_table(chunk, holes, names, ids)
+            writer = writer or pq.ParquetWriter(path, table.schema, compression="lz4")
+            writer.write_table(table, row_group_size=_ROW_GROUP)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _row_chunks(counts: list[int], size: int) -> Iterator[Chunk]:
+    """The rows of holes of `counts` samples, cut in chunks of `size` rows (at least one chunk)."""
+    chunk: Chunk = []
+    room = size
+    for index, count in enumerate(counts):
+        start = 0
+        while start < count:
+            take = min(room, count - start)
+            chunk.append((index, start, start + take))
+            start += take
+            room -= take
+            if room == 0:
+                yield chunk
+                chunk, room = [], size
+    if chunk or not any(counts):
+        yield chunk
+
+
+def _chunk_table(chunk: Chunk, holes: list[tuple[str, dict[str, np.ndarray]]], names: list[str], ids: Any) -> Any:
+    """The rows of one chunk as a table. A hole without some column gets nulls there; integer
+    columns stay integer (an error hole's non-finite step numbers become nulls)."""
+    import pyarrow as pa
+
+    from uos.arrays import numeric_array
+
+    lengths = np.array([end - start for _, start, end in chunk], dtype=np.int64)
+    total = int(lengths.sum())
+    hole_index = np.repeat(np.array([i for i, _, _ in chunk], dtype=np.int32), lengths)
+    samples = [np.arange(start, end, dtype=np.int32) for _, start, end in chunk]
     columns: dict[str, Any] = {
-        "hole_id": pa.DictionaryArray.from_arrays(numeric_array(hole_index), string_array([h for h, _ in holes])),
-        "sample": numeric_array((np.arange(total, dtype=np.int64) - np.repeat(starts, counts)).astype(np.int32)),
+        "hole_id": pa.DictionaryArray.from_arrays(numeric_array(hole_index), ids),
+        "sample": numeric_array(np.concatenate(samples) if samples else np.empty(0, np.int32)),
     }
     for name in names:
         integer = name in INTEGER_SIGNALS
         dtype = np.int64 if integer else np.float64
-        pieces = [signals.get(name) for _, signals in holes]
-        if all(p is not None and (not integer or p.dtype.kind == "i") for p in pieces):
+        pieces = [(holes[i][1].get(name), start, end) for i, start, end in chunk]
+        if all(p is not None and (not integer or p.dtype.kind == "i") for p, _, _ in pieces):
             # The common case: every hole has the column, with the right type.
-            columns[name] = numeric_array(
-                np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.empty(0, dtype)
-            )
+            values = np.concatenate([p[a:b] for p, a, b in pieces]) if pieces else np.empty(0, dtype)
+            columns[name] = numeric_array(values.astype(dtype, copy=False))
             continue
         values = np.zeros(total, dtype=dtype)
         missing = np.ones(total, dtype=bool)
-        for column, start, n in zip(pieces, starts, counts, strict=True):
-            if column is None:
-                continue
-            finite = np.isfinite(column) if integer and column.dtype.kind == "f" else np.ones(n, dtype=bool)
-            values[start : start + n] = np.where(finite, column, 0)
-            missing[start : start + n] = ~finite
+        at = 0
+        for column, a, b in pieces:
+            if column is not None:
+                part = column[a:b]
+                finite = np.isfinite(part) if integer and part.dtype.kind == "f" else np.ones(b - a, dtype=bool)
+                values[at : at + b - a] = np.where(finite, part, 0)
+                missing[at : at + b - a] = ~finite
+            at += b - a
         columns[name] = numeric_array(values, missing)
-    pq.write_table(pa.table(columns), path, compression="lz4", row_group_size=_ROW_GROUP)
+    return pa.table(columns)
 
 
 def write_report(path: Path, outcomes: list[Any]) -> None:
