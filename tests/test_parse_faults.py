@@ -268,6 +268,27 @@ def test_a_crash_at_any_step_of_the_write_leaves_the_old_dataset_or_the_new(tmp_
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f".out-{limit}")) == []
 
 
+def test_an_out_folder_holding_other_files_is_refused_not_replaced(tmp_path, small):
+    (tmp_path / "good.xls").write_bytes(small)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / ".gitignore").write_text("/holes.parquet\n")
+    result = CliRunner().invoke(main, ["parse", str(tmp_path / "good.xls"), "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {out} holds files uos parse did not write (notes.txt): give --out a new or empty folder\n"
+    )
+    (out / "notes.txt").unlink()
+    linked = tmp_path / "linked"
+    linked.symlink_to(out)  # --out through a link: the folder it points to is replaced
+    result = CliRunner().invoke(main, ["parse", str(tmp_path / "good.xls"), "--out", str(linked)])
+    assert result.exit_code == 0, result.output
+    assert linked.is_symlink() and len(read_holes(linked)) == 1
+    assert (out / ".gitignore").read_text() == "/holes.parquet\n"  # carried over (DVC writes one)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.xls", "linked", "out"]
+
+
 # --- a damaged cache ---------------------------------------------------------------------------
 
 

@@ -392,7 +392,9 @@ def parse_dataset(
     started = time.perf_counter()
     params = params or ParseParams()
     rules = params.rules()
-    out = Path(out_dir)
+    out = Path(os.path.abspath(out_dir))  # `.` has no name to put a sibling folder beside
+    if out.is_symlink():  # the folder it points to is the dataset to replace, not the link
+        out = out.resolve()
     cache = ParseCache(cache_root or default_cache_root(), rules)
 
     paths, problems = discover(inputs)

@@ -114,29 +114,18 @@ class Entry:
 def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | str]) -> Path:
     """Write one pack for `results` (sha256 -> (hole, issues) or failure reason). A hole that
     cannot be stored is cached as that input's failure, with the reason: never the batch's."""
-    from uos.dataset.layout import unwritable
-
     entries: list[bytes] = []
     blobs: list[np.ndarray] = []
     offset = 0
     for sha256, result in results.items():
         if not isinstance(result, str):
-            hole, issues = result
-            arrays = {name: np.ascontiguousarray(column) for name, column in hole.signals.items()}
-            columns, end = [], offset
-            for name, data in arrays.items():
-                columns.append([name, data.dtype.str, len(data), end])
-                end += data.nbytes
-            result = unwritable(hole)
-            if result is None:
-                try:
-                    entries.append(_entry(sha256, {"record": encode_record(hole, issues), "columns": columns}))
-                except TypeError as exc:  # what the check above missed (orjson.JSONEncodeError)
-                    result = f"cannot be stored: {exc}"
-                else:
-                    blobs.extend(arrays.values())
-                    offset = end
-                    continue
+            stored = _hole_entry(sha256, *result, offset)
+            if isinstance(stored, tuple):
+                entry, arrays, offset = stored
+                entries.append(entry)
+                blobs.extend(arrays)
+                continue
+            result = stored
         entries.append(_entry(sha256, {"error": result}))
     header = b"{" + b",".join(entries) + b"}"
     header += b" " * (-(len(header) + len(_PACK_MAGIC) + 8) % 8)  # 8-byte aligned columns
@@ -149,6 +138,24 @@ def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | st
             handle.write(memoryview(blob).cast("B"))
     os.replace(tmp, path)  # atomic: a reader never sees half a pack
     return path
+
+
+def _hole_entry(sha256: str, hole: Hole, issues: list[Issue], offset: int) -> tuple[bytes, list[np.ndarray], int] | str:
+    """A hole's index entry, its signal arrays (stored from `offset` on) and the offset after
+    them; or the reason the hole cannot be stored."""
+    from uos.dataset.layout import unwritable
+
+    if reason := unwritable(hole):
+        return reason
+    arrays = [np.ascontiguousarray(column) for column in hole.signals.values()]
+    columns = []
+    for name, data in zip(hole.signals, arrays, strict=True):
+        columns.append([name, data.dtype.str, len(data), offset])
+        offset += data.nbytes
+    try:
+        return _entry(sha256, {"record": encode_record(hole, issues), "columns": columns}), arrays, offset
+    except TypeError as exc:  # what unwritable() missed (orjson.JSONEncodeError is a TypeError)
+        return f"cannot be stored: {exc}"
 
 
 def _entry(sha256: str, item: dict[str, Any]) -> bytes:
@@ -175,9 +182,12 @@ def _read_index(path: Path) -> dict[str, Any]:
     for item in index.values():
         if not isinstance(item, dict) or not isinstance(item.get("error", item.get("record")), (str, dict)):
             raise ValueError("index entry without a record or an error")
-        for _, dtype, count, offset in item.get("columns", []):
-            if offset < 0 or offset + count * np.dtype(dtype).itemsize > room:
-                raise ValueError("signals cut short")
+        try:
+            for _, dtype, count, offset in item.get("columns", []):
+                if offset < 0 or offset + count * np.dtype(dtype).itemsize > room:
+                    raise ValueError("signals cut short")
+        except TypeError as exc:  # a garbled column description
+            raise ValueError(f"bad column ({exc})") from None
     return index
 
 
@@ -194,7 +204,7 @@ class ParseCache:
             for pack in sorted(self.dir.glob("*.pack")) if self.dir.exists() else []:
                 try:
                     index = _read_index(pack)
-                except (OSError, ValueError, TypeError) as exc:  # TypeError: a garbled dtype
+                except (OSError, ValueError) as exc:
                     # Removed, so that its inputs are parsed again and cached anew, once.
                     pack.unlink(missing_ok=True)
                     self.notes.append(f"cache pack {pack} was damaged ({exc}): removed, its inputs are parsed again")
