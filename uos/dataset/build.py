@@ -291,18 +291,17 @@ def _parse_one(path: Path, source: str, rules: QualityRules) -> tuple[str, Any]:
     InputError when the input cannot be read or changed while it was read."""
     import pyarrow as pa
 
-    from uos.holes.mqtt import capture_digest
     from uos.holes.read import read_bytes, read_regular, read_source
 
     if path.is_dir():
         # A capture is several files read one by one: hashed before and after, to be sure.
-        before = capture_digest(path)
+        before = content_digest(path)
         try:
             hole = read_source(path, source)
             result: Any = (hole, check_hole(hole, rules))
         except InputError as exc:
             result = exc.reason
-        if capture_digest(path) != before:
+        if content_digest(path) != before:
             raise InputError("the capture changed while it was read: run uos parse again")
         return before, result
     raw = read_regular(path, source)
