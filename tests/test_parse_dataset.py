@@ -114,3 +114,28 @@ def test_capture_folders_are_found_when_walking(tmp_path, mqtt_dir):
         "data_20250623",
         "data_20250626",
     ]
+
+
+def test_signals_written_in_chunks_read_back_whole(tmp_path, monkeypatch):
+    """The signals table is converted a few rows at a time (memory): holes cut across chunks,
+    a missing column and an integer column with gaps come back as they went in."""
+    import uos.dataset.layout as layout
+
+    monkeypatch.setattr(layout, "_CHUNK_ROWS", 7)
+    rng = np.random.default_rng(3)
+    holes = []
+    for index, n in enumerate([5, 13, 1, 22]):
+        signals = {name: rng.normal(size=n) for name in ("depth_mm", "torque_a", "thrust_a")}
+        signals["step"] = np.arange(n, dtype=np.int64) if index != 2 else np.array([np.nan])
+        if index == 1:
+            signals["rpm"] = rng.normal(size=n)
+        holes.append((f"h{index}", signals))
+    assert layout.write_signals(tmp_path / "signals", holes) == 41
+    (tmp_path / "holes.parquet").touch()  # read_signals only checks that the folder is there
+    frame = read_signals(tmp_path)
+    for hole_id, signals in holes:
+        rows = frame[frame["hole_id"] == hole_id].sort_values("sample")
+        assert rows["sample"].tolist() == list(range(len(signals["depth_mm"])))
+        for name, values in signals.items():
+            np.testing.assert_array_equal(rows[name].to_numpy(dtype=float), values.astype(float))
+        assert rows["rpm"].isna().all() == (hole_id != "h1")

@@ -46,8 +46,9 @@ def parse_command(inputs, out_dir, strict, allow_errors, workers, cache_dir, ver
     """Parse Setitec files, folders (recursively) or globs into a dataset under --out.
 
     \b
-    Writes holes.parquet (one row per hole), signals.parquet (one row per sample),
-    report.csv (ok / warning / error per input, with reasons) and summary.json.
+    Writes holes.parquet (one row per hole), signals/ (one row per sample),
+    report.csv (ok / warning / error per input, with reasons) and summary.json, all at once:
+    an interrupted run leaves the previous dataset whole.
     Reads every Setitec format variant (versions 4 to 11, Latin-1, TAB or ';', comma or dot
     decimals, Excel re-saves) and MQTT capture folders (Result + Trace JSON). A bad input
     never stops the run: its reason goes to the report and to stderr, and the exit code is 1.
@@ -73,6 +74,8 @@ def parse_command(inputs, out_dir, strict, allow_errors, workers, cache_dir, ver
     with progress_bar("Parsing") as update:
         summary = parse_dataset(inputs, out_dir, params, strict=strict, cache_root=cache_dir, progress=update)
 
+    for note in summary.notes:
+        warn(note)
     for outcome in summary.outcomes:
         if outcome.status == "error":
             error_line(f"{outcome.source}: {'; '.join(outcome.reasons)}")

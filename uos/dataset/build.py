@@ -9,6 +9,7 @@ the dataset is then assembled from the cache.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import glob
 import hashlib
 import json
@@ -29,6 +30,9 @@ from uos.dataset.layout import (
     REPORT_FILE,
     SIGNALS_DIR,
     SUMMARY_FILE,
+    recover_dataset,
+    replace_dataset,
+    staging_dir,
     write_holes,
     write_report,
     write_signals,
@@ -76,6 +80,7 @@ class ParseSummary:
     n_parsed: int = 0  # inputs parsed in this run (the rest came from the cache)
     seconds: float = 0.0
     up_to_date: bool = False
+    notes: list[str] = field(default_factory=list)  # warnings about the run itself (a damaged cache)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -88,94 +93,232 @@ class ParseSummary:
 # --- finding inputs ---------------------------------------------------------------------------
 
 
+def printable(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (a Latin-1 `°` from an old unit) show as
+    `\\xb0`, so that the name can go to JSON, Parquet, CSV and the terminal."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _display(path: Path, cwd: str) -> str:
     """Paths relative to the working directory when inside it, so datasets do not depend on
     where the project is checked out."""
     absolute = os.path.abspath(path)
     if absolute.startswith(cwd + os.sep):
-        return Path(absolute[len(cwd) + 1 :]).as_posix()
-    return Path(absolute).as_posix()
+        absolute = absolute[len(cwd) + 1 :]
+    return printable(Path(absolute).as_posix())
 
 
-def discover(inputs: Iterable[str]) -> tuple[list[Path], list[InputOutcome]]:
-    """Files, folders (recursively: Setitec `.xls` files and MQTT capture folders) and globs."""
-    from uos.holes.mqtt import is_capture_folder
+class _Finder:
+    """What `discover` found: regular files (symbolic links resolved) and capture folders, each
+    folder visited once whatever the links that lead to it, and a reason for anything else."""
 
-    found: dict[str, Path] = {}
-    problems: list[InputOutcome] = []
-    cwd = os.getcwd()
+    def __init__(self) -> None:
+        self.found: dict[str, Path] = {}
+        self.problems: dict[str, InputOutcome] = {}
+        self.cwd = os.getcwd()
+        self._seen: set[tuple[int, int]] = set()
+        self._links: list[Path] = []  # linked folders, walked after the real ones
 
-    def add(path: Path) -> None:
-        found.setdefault(_display(path, cwd), path)
+    def problem(self, name: str, reason: str) -> None:
+        source = printable(name)
+        self.problems.setdefault(source, InputOutcome(source, reasons=[reason]))
 
-    def walk(folder: Path) -> None:
-        if is_capture_folder(folder):
-            add(folder)
+    def add(self, path: Path) -> None:
+        from uos.holes.read import regular_file_problem
+
+        if reason := regular_file_problem(path):
+            self.problem(_display(path, self.cwd), reason)
+        else:
+            self.found.setdefault(_display(path, self.cwd), path)
+
+    def walk(self, folder: Path) -> None:
+        from uos.holes.mqtt import is_capture_folder
+
+        try:
+            info = folder.stat()
+            key = (info.st_dev, info.st_ino)
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            if is_capture_folder(folder):
+                self.found.setdefault(_display(folder, self.cwd), folder)
+                return
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            self.problem(_display(folder, self.cwd), f"cannot read folder: {exc.strerror}")
             return
-        for entry in sorted(folder.iterdir()):
+        for entry in entries:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                walk(entry)
-            elif entry.suffix.lower() in SETITEC_SUFFIXES:
-                add(entry)
+                (self._links.append if entry.is_symlink() else self.walk)(Path(entry.path))
+            elif entry.name.lower().endswith(SETITEC_SUFFIXES):
+                self.add(Path(entry.path))
 
+    def finish(self) -> None:
+        while self._links:
+            self.walk(self._links.pop(0))
+
+
+def _folders_below(folder: Path) -> list[Path]:
+    """`folder` and every folder under it (what `**` matches), each once."""
+    out, seen, stack = [], set(), [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            info = current.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            entries = sorted(os.scandir(current), key=lambda e: e.name, reverse=True)
+        except OSError:
+            continue
+        out.append(current)
+        stack.extend(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+    return out
+
+
+def _expand(pattern: str) -> list[Path]:
+    """A glob pattern's matches, like `glob.glob(recursive=True)` but visiting each folder once:
+    a symbolic link loop under `**` would otherwise grow the walk exponentially."""
+    parts = Path(pattern).parts
+    roots = [Path(parts[0])] if os.path.isabs(pattern) else [Path()]
+    for part in parts[1:] if os.path.isabs(pattern) else parts:
+        matches: list[Path] = []
+        for root in roots:
+            if part == "**":
+                matches.extend(_folders_below(root))
+            elif glob.has_magic(part):
+                try:
+                    names = sorted(os.listdir(root))
+                except OSError:
+                    continue
+                hidden = part.startswith(".")
+                matches.extend(root / n for n in names if fnmatch.fnmatchcase(n, part) and (hidden or n[0] != "."))
+            else:
+                matches.append(root / part)
+        roots = list(dict.fromkeys(matches))
+    return [path for path in roots if os.path.lexists(path)]
+
+
+def discover(inputs: Iterable[str]) -> tuple[list[Path], list[InputOutcome]]:
+    """Files, folders (recursively: Setitec `.xls` files and MQTT capture folders) and globs.
+    Only regular files are inputs: a FIFO, a device or a broken link gets its reason."""
+    finder = _Finder()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            walk(path)
-        elif path.is_file():
-            add(path)
+            finder.walk(path)
+        elif os.path.lexists(path):
+            finder.add(path)
         elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
+            matches = _expand(item)
             if not matches:
-                problems.append(InputOutcome(item, reasons=["no file matches this pattern"]))
+                finder.problem(item, "no file matches this pattern")
             for match in matches:
-                (walk if Path(match).is_dir() else add)(Path(match))
+                (finder.walk if match.is_dir() else finder.add)(match)
         else:
-            problems.append(InputOutcome(item, reasons=["no such file or directory"]))
-    return [found[k] for k in sorted(found)], problems
+            finder.problem(item, "no such file or directory")
+    finder.finish()
+    found = finder.found
+    return [found[k] for k in sorted(found)], list(finder.problems.values())
 
 
 def content_digest(path: Path) -> str:
+    """sha256 of a file's bytes (read in blocks: a big file is not held) or of a capture folder.
+    Raises InputError when the file cannot be read (gone, or no longer a regular file)."""
+    from uos.holes.read import open_regular, regular_file_problem
+
     if path.is_dir():
         from uos.holes.mqtt import capture_digest
 
-        return capture_digest(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+        # Every message file is hashed: one that is a FIFO or a device would never end.
+        for message in sorted(path.glob("*.json")):
+            if reason := regular_file_problem(message):
+                raise InputError(f"{message.name}: {reason}")
+        try:
+            return capture_digest(path)
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}") from None
+    with open_regular(path) as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 # --- parsing in worker processes --------------------------------------------------------------
 
 
-Batch = tuple[list[tuple[str, str]], Path, QualityRules]  # (path, sha256) pairs, cache dir, rules
+Job = tuple[str, str, str]  # path, source (its printable name), sha256 found when hashing
+Batch = tuple[list[Job], Path, QualityRules]  # jobs, cache dir, rules
 
 
-def _parse_batch(batch: Batch) -> tuple[Path | None, dict[str, str]]:
+@dataclass
+class BatchResult:
+    pack: Path | None  # the cache pack holding what the batch gave
+    parsed: dict[str, str]  # path -> sha256 of the bytes parsed (cached under it)
+    failed: dict[str, str]  # path -> reason, not cached: a crash, or an input that could not be read
+
+
+def _parse_batch(batch: Batch) -> BatchResult:
     """Worker: parse a batch of inputs into one cache pack.
 
-    Returns the pack and the inputs that crashed the parser (not cached: a fixed parser has
-    another digest anyway)."""
+    Each input is read once: its bytes are hashed and parsed, and what they gave is cached under
+    their own digest, so a file rewritten since it was hashed is stored with the new bytes' hash.
+    Crashes are not cached (a fixed parser has another digest anyway), nor inputs that could not
+    be read."""
     from uos.dataset.cache import write_pack
-    from uos.holes.read import read_source
 
     items, cache_dir, rules = batch
     results: dict[str, Any] = {}
-    crashes: dict[str, str] = {}
-    for path, sha256 in items:
+    outcome = BatchResult(None, {}, {})
+    for path, source, _ in items:
         try:
-            hole = read_source(path)
+            sha256, result = _parse_one(Path(path), source, rules)
         except InputError as exc:
-            results[sha256] = exc.reason
+            outcome.failed[path] = exc.reason
             continue
         except Exception as exc:
-            crashes[sha256] = f"internal error while parsing ({type(exc).__name__}: {exc}); please report it"
+            outcome.failed[path] = f"internal error while parsing ({type(exc).__name__}: {exc}); please report it"
             continue
-        results[sha256] = (hole, check_hole(hole, rules))
-    return (write_pack(cache_dir, results) if results else None), crashes
+        outcome.parsed[path] = sha256
+        results[sha256] = result
+    if results:
+        outcome.pack = write_pack(cache_dir, results)
+    return outcome
 
 
-def _batches(jobs: list[tuple[str, str]], workers: int, cache_dir: Path, rules: QualityRules) -> list[Batch]:
+def _parse_one(path: Path, source: str, rules: QualityRules) -> tuple[str, Any]:
+    """(sha256 of what was parsed, (hole, issues) or the reason it is not a hole). Raises
+    InputError when the input cannot be read or changed while it was read."""
+    import pyarrow as pa
+
+    from uos.holes.read import read_bytes, read_regular, read_source
+
+    if path.is_dir():
+        # A capture is several files read one by one: hashed before and after, to be sure.
+        before = content_digest(path)
+        try:
+            hole = read_source(path, source)
+            result: Any = (hole, check_hole(hole, rules))
+        except InputError as exc:
+            result = exc.reason
+        if content_digest(path) != before:
+            raise InputError("the capture changed while it was read: run uos parse again")
+        return before, result
+    raw = read_regular(path, source)
+    sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        hole = read_bytes(raw, source, sha256)
+    except InputError as exc:
+        return sha256, exc.reason
+    finally:
+        del raw  # the hole holds what it needs: the bytes go before the checks and the encoding
+        # The reader's Arrow buffers are freed but kept by Arrow's allocator: 400 MB after a
+        # 300 MB file, held through the cache and dataset writes unless given back here.
+        pa.default_memory_pool().release_unused()
+    return sha256, (hole, check_hole(hole, rules))
+
+
+def _batches(jobs: list[Job], workers: int, cache_dir: Path, rules: QualityRules) -> list[Batch]:
     """Largest inputs first, in batches of similar cost, so that no worker is left with a tail of
     big files while the other idles; few enough batches that creating pack files stays cheap."""
     jobs = sorted(jobs, key=lambda job: _size(job[0]), reverse=True)
@@ -184,31 +327,38 @@ def _batches(jobs: list[tuple[str, str]], workers: int, cache_dir: Path, rules: 
 
 
 def _run_jobs(
-    jobs: list[tuple[str, str]],
+    jobs: list[Job],
     workers: int,
     cache: ParseCache,
     rules: QualityRules,
-    progress: Callable[[int], None],
-) -> dict[str, str]:
-    """Parse `(path, sha256)` jobs on `workers` processes into the cache; returns crash reasons."""
-    crashes: dict[str, str] = {}
+    progress: Callable[[int, int], None] | None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Parse jobs on `workers` processes (0: one per core) into the cache; returns, by path, the
+    sha256 of what was parsed and the reasons of the inputs that failed without a cache entry."""
+    parsed: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    if not jobs:
+        return parsed, failed
+    workers = workers or os.cpu_count() or 1
     batches = _batches(jobs, workers, cache.dir, rules)
 
-    def collect(batch: Batch, pack: Path | None, crashed: dict[str, str]) -> None:
-        if pack is not None:
-            cache.add_pack(pack)
-        crashes.update(crashed)
-        progress(len(batch[0]))
+    def collect(batch: Batch, result: BatchResult) -> None:
+        if result.pack is not None:
+            cache.add_pack(result.pack)
+        parsed.update(result.parsed)
+        failed.update(result.failed)
+        if progress:
+            progress(len(parsed) + len(failed), len(jobs))
 
     if workers <= 1 or len(batches) == 1:
         for batch in batches:
-            collect(batch, *_parse_batch(batch))
-        return crashes
+            collect(batch, _parse_batch(batch))
+        return parsed, failed
     # fork: workers start at once with everything above already imported.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-        for batch, (pack, crashed) in zip(batches, pool.map(_parse_batch, batches), strict=True):
-            collect(batch, pack, crashed)
-    return crashes
+        for batch, result in zip(batches, pool.map(_parse_batch, batches), strict=True):
+            collect(batch, result)
+    return parsed, failed
 
 
 def _preload() -> None:
@@ -246,74 +396,101 @@ def parse_dataset(
     started = time.perf_counter()
     params = params or ParseParams()
     rules = params.rules()
-    out = Path(out_dir)
+    out = Path(os.path.abspath(out_dir))  # `.` has no name to put a sibling folder beside
+    if out.is_symlink():  # the folder it points to is the dataset to replace, not the link
+        out = out.resolve()
     cache = ParseCache(cache_root or default_cache_root(), rules)
 
     paths, problems = discover(inputs)
-    if not paths and problems:
-        raise UosError(f"{problems[0].source}: {problems[0].reasons[0]}")
     if strict and problems:
         raise UosError(f"{problems[0].source}: {problems[0].reasons[0]}")
     # Import what parsing and writing need while the inputs are hashed (hashing and file reads
     # run outside the GIL); workers forked afterwards inherit the imports for free.
     preload = threading.Thread(target=_preload, daemon=True)
     preload.start()
-    cwd = os.getcwd()
-    sources = [(_display(p, cwd), p, content_digest(p)) for p in paths]
+    sources = _hash_all(paths, problems)
+    if (not sources or strict) and problems:
+        raise UosError(f"{problems[0].source}: {problems[0].reasons[0]}")
+    recover_dataset(out)  # what a crash in an earlier run's last step left
 
-    manifest = {
-        "parser": cache.dir.name,
-        "inputs": [[source, sha] for source, _, sha in sources],
-        "problems": [[p.source, p.reasons] for p in problems],
-    }
-    if _up_to_date(out, manifest):
+    if _up_to_date(out, _manifest(cache, sources, problems, {})):
         summary = _summary_from_report(out)
         summary.seconds = time.perf_counter() - started
         return summary
 
-    jobs: dict[str, str] = {}  # sha256 -> path; the same content under two names is parsed once
-    for _, path, sha in sources:
+    jobs: dict[str, Job] = {}  # by sha256: the same content under two names is parsed once
+    for source, path, sha in sources:
         if sha not in jobs and sha not in cache.entries():
-            jobs[sha] = str(path)
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, len(jobs))
-
-    workers = params.workers or os.cpu_count() or 1
+            jobs[sha] = (str(path), source, sha)
     preload.join()
-    crashes = _run_jobs([(path, sha) for sha, path in jobs.items()], workers, cache, rules, advance) if jobs else {}
-    records = {sha: crashes.get(sha) or cache.lookup(sha) for _, _, sha in sources}
+    parsed, failed = _run_jobs(list(jobs.values()), params.workers, cache, rules, progress)
+    # Stored under the digest of the bytes parsed, which differs when the file changed meanwhile.
+    sources = [(source, path, parsed.get(str(path), sha)) for source, path, sha in sources]
+    records = {source: failed.get(str(path)) or cache.lookup(sha) or _CHANGED for source, path, sha in sources}
 
     outcomes, rows = _assemble(sources, records)
     outcomes.extend(problems)
     outcomes.sort(key=lambda o: o.source)
-    if strict and (failed := [o for o in outcomes if o.status == "error"]):
-        raise UosError(f"{failed[0].source}: {'; '.join(failed[0].reasons)}")
+    if strict and (bad := [o for o in outcomes if o.status == "error"]):
+        raise UosError(f"{bad[0].source}: {'; '.join(bad[0].reasons)}")
 
-    out.mkdir(parents=True, exist_ok=True)
-    signals = cache.signals([row["sha256"] for row in rows])
-    n_samples = write_signals(out / SIGNALS_DIR, [(row["meta"]["hole_id"], signals[row["sha256"]]) for row in rows])
-    write_holes(out / HOLES_FILE, rows)
-    write_report(out / REPORT_FILE, outcomes)
-    summary = ParseSummary(out, outcomes, n_holes=len(rows), n_samples=n_samples, n_parsed=len(jobs))
-    _write_json(
-        out / SUMMARY_FILE,
-        {
-            "inputs": len(outcomes),
-            "holes": summary.n_holes,
-            "samples": n_samples,
-            "ok": summary.count("ok"),
-            "warning": summary.count("warning"),
-            "error": summary.count("error"),
-        },
-    )
-    _write_json(out / MANIFEST_FILE, manifest)  # last: its presence means the rest is complete
+    summary = ParseSummary(out, outcomes, n_holes=len(rows), n_parsed=len(jobs), notes=cache.notes)
+    retry = {source for source, path, _ in sources if str(path) in failed or records[source] is _CHANGED}
+    manifest = _manifest(cache, sources, problems, retry)
+    summary.n_samples = _write_dataset(out, cache, rows, summary, manifest)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+# An input whose bytes are in no cache entry: it (or a file with the same bytes, parsed in its
+# place) changed between hashing and parsing.
+_CHANGED = "changed while uos parse read it: run uos parse again"
+
+
+def _hash_all(paths: list[Path], problems: list[InputOutcome]) -> list[tuple[str, Path, str]]:
+    """(source, path, sha256) of every input that can be read; a reason in `problems` for the
+    others (gone since they were found, or no longer a regular file)."""
+    cwd = os.getcwd()
+    sources = []
+    for path in paths:
+        source = _display(path, cwd)
+        try:
+            sources.append((source, path, content_digest(path)))
+        except InputError as exc:
+            problems.append(InputOutcome(source, reasons=[exc.reason]))
+    return sources
+
+
+def _manifest(
+    cache: ParseCache, sources: list[tuple[str, Path, str]], problems: list[InputOutcome], retry: set[str]
+) -> dict[str, Any]:
+    """What the dataset is built from. Inputs in `retry` failed without a cache entry (unreadable
+    for a moment, a crash): they have no digest, so that the next run tries them again."""
+    return {
+        "parser": cache.dir.name,
+        "inputs": [[source, None if source in retry else sha] for source, _, sha in sources],
+        "problems": [[p.source, p.reasons] for p in problems],
+    }
+
+
+def _write_dataset(
+    out: Path, cache: ParseCache, rows: list[dict[str, Any]], summary: ParseSummary, manifest: dict[str, Any]
+) -> int:
+    """Write the whole dataset beside `out`, then put it in place with renames: a crash at any
+    point leaves the old dataset or the new one. Returns the sample count."""
+    staging = staging_dir(out)
+    signals = cache.signals([row["sha256"] for row in rows])
+    holes = [(row["meta"]["hole_id"], signals.pop(row["sha256"])) for row in rows]
+    n_samples = write_signals(staging / SIGNALS_DIR, holes)
+    del holes, signals  # views of the cache packs: released before the rest is written
+    write_holes(staging / HOLES_FILE, rows)
+    write_report(staging / REPORT_FILE, summary.outcomes)
+    counts = {status: summary.count(status) for status in ("ok", "warning", "error")}
+    figures = {"inputs": len(summary.outcomes), "holes": summary.n_holes, "samples": n_samples, **counts}
+    _write_json(staging / SUMMARY_FILE, figures)
+    _write_json(staging / MANIFEST_FILE, manifest)
+    replace_dataset(out, staging)
+    return n_samples
 
 
 def _assemble(
@@ -325,7 +502,7 @@ def _assemble(
     first_by_sha: dict[str, str] = {}
     first_by_signals: dict[str, str] = {}
     for source, _, sha in sources:
-        record = records.get(sha)
+        record = records.get(source)
         if record is None or isinstance(record, str):
             outcomes.append(InputOutcome(source, sha, reasons=[record or "could not be parsed"]))
             continue
@@ -385,9 +562,7 @@ def _assemble(
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _up_to_date(out: Path, manifest: dict[str, Any]) -> bool:

@@ -46,7 +46,12 @@ def default_cache_root() -> Path:
 def _code_digest() -> str:
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent
-    for path in [*sorted((package / "holes").glob("*.py")), Path(__file__).resolve()]:
+    # layout.py decides what can be stored (see write_pack).
+    for path in [
+        *sorted((package / "holes").glob("*.py")),
+        Path(__file__).resolve(),
+        package / "dataset" / "layout.py",
+    ]:
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
 
@@ -107,23 +112,22 @@ class Entry:
 
 
 def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | str]) -> Path:
-    """Write one pack for `results` (sha256 -> (hole, issues) or failure reason)."""
-    index: dict[str, Any] = {}
+    """Write one pack for `results` (sha256 -> (hole, issues) or failure reason). A hole that
+    cannot be stored is cached as that input's failure, with the reason: never the batch's."""
+    entries: list[bytes] = []
     blobs: list[np.ndarray] = []
     offset = 0
     for sha256, result in results.items():
-        if isinstance(result, str):
-            index[sha256] = {"error": result}
-            continue
-        hole, issues = result
-        columns = []
-        for name, column in hole.signals.items():
-            data = np.ascontiguousarray(column)
-            columns.append([name, data.dtype.str, len(data), offset])
-            blobs.append(data)
-            offset += data.nbytes
-        index[sha256] = {"record": encode_record(hole, issues), "columns": columns}
-    header = _dumps(index)
+        if not isinstance(result, str):
+            stored = _hole_entry(sha256, *result, offset)
+            if isinstance(stored, tuple):
+                entry, arrays, offset = stored
+                entries.append(entry)
+                blobs.extend(arrays)
+                continue
+            result = stored
+        entries.append(_entry(sha256, {"error": result}))
+    header = b"{" + b",".join(entries) + b"}"
     header += b" " * (-(len(header) + len(_PACK_MAGIC) + 8) % 8)  # 8-byte aligned columns
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{uuid.uuid4().hex}.pack"
@@ -136,18 +140,62 @@ def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | st
     return path
 
 
+def _hole_entry(sha256: str, hole: Hole, issues: list[Issue], offset: int) -> tuple[bytes, list[np.ndarray], int] | str:
+    """A hole's index entry, its signal arrays (stored from `offset` on) and the offset after
+    them; or the reason the hole cannot be stored."""
+    from uos.dataset.layout import unwritable
+
+    if reason := unwritable(hole):
+        return reason
+    arrays = [np.ascontiguousarray(column) for column in hole.signals.values()]
+    columns = []
+    for name, data in zip(hole.signals, arrays, strict=True):
+        columns.append([name, data.dtype.str, len(data), offset])
+        offset += data.nbytes
+    try:
+        return _entry(sha256, {"record": encode_record(hole, issues), "columns": columns}), arrays, offset
+    except TypeError as exc:  # what unwritable() missed (orjson.JSONEncodeError is a TypeError)
+        return f"cannot be stored: {exc}"
+
+
+def _entry(sha256: str, item: dict[str, Any]) -> bytes:
+    """One `"sha256": {...}` member of a pack's index, encoded on its own so that one input's
+    value cannot fail the others."""
+    return _dumps(sha256) + b":" + _dumps(item)
+
+
 def _read_index(path: Path) -> dict[str, Any]:
+    """A pack's index, checked against the file: raises ValueError for a damaged pack (cut
+    short, overwritten) rather than failing later when its signals are read."""
+    size = path.stat().st_size
     with path.open("rb") as handle:
         head = handle.read(16)
         if len(head) < 16 or not head.startswith(_PACK_MAGIC):
             raise ValueError("not a pack")
-        return _loads(handle.read(int.from_bytes(head[8:16], "little")))
+        length = int.from_bytes(head[8:16], "little")
+        if length > size - 16:
+            raise ValueError("index longer than the file")
+        index = _loads(handle.read(length))
+    if not isinstance(index, dict):
+        raise ValueError("index is not a mapping")
+    room = size - 16 - length
+    for item in index.values():
+        if not isinstance(item, dict) or not isinstance(item.get("error", item.get("record")), (str, dict)):
+            raise ValueError("index entry without a record or an error")
+        try:
+            for _, dtype, count, offset in item.get("columns", []):
+                if offset < 0 or offset + count * np.dtype(dtype).itemsize > room:
+                    raise ValueError("signals cut short")
+        except TypeError as exc:  # a garbled column description
+            raise ValueError(f"bad column ({exc})") from None
+    return index
 
 
 class ParseCache:
     def __init__(self, root: Path, rules: QualityRules):
         self.dir = Path(root) / f"parse-{parser_digest(rules)}"
         self._entries: dict[str, Entry] | None = None
+        self.notes: list[str] = []  # what the user should know about the cache (damaged packs)
 
     def entries(self) -> dict[str, Entry]:
         """Every cached input, by sha256 (packs are read once per run)."""
@@ -156,8 +204,11 @@ class ParseCache:
             for pack in sorted(self.dir.glob("*.pack")) if self.dir.exists() else []:
                 try:
                     index = _read_index(pack)
-                except (OSError, ValueError):
-                    continue  # a damaged pack only costs a re-parse
+                except (OSError, ValueError) as exc:
+                    # Removed, so that its inputs are parsed again and cached anew, once.
+                    pack.unlink(missing_ok=True)
+                    self.notes.append(f"cache pack {pack} was damaged ({exc}): removed, its inputs are parsed again")
+                    continue
                 self._add(pack, index)
         return self._entries
 

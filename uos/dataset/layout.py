@@ -7,6 +7,9 @@
 <dir>/report.csv       one row per input: source, hole_id, status (ok/warning/error), reasons
 <dir>/summary.json     counts (a DVC metric)
 <dir>/manifest.json    what the dataset was built from (parser digest, inputs and hashes)
+
+A new dataset is written whole in a folder beside <dir> and put in its place with renames, so a
+reader (or a crash) sees the old dataset or the new one, never a mix of the two.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import itertools
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +39,6 @@ from uos.holes.record import (
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 HOLES_FILE = "holes.parquet"
 SIGNALS_DIR = "signals"
@@ -80,12 +83,116 @@ def holes_schema():
     return pa.schema(fields)
 
 
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    import pyarrow.parquet as pq
+# --- what can be stored -----------------------------------------------------------------------
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="lz4", row_group_size=_ROW_GROUP)
-    os.replace(tmp, path)
+
+def unwritable(hole: Hole) -> str | None:
+    """Why the cache or the dataset could not store `hole`, naming the value; None when they can.
+    Integers go to Parquet as int64 and to the cache as JSON (64-bit), text as UTF-8."""
+    for name in META_FIELDS:
+        if problem := _unfit(hole.meta.get(name)):
+            return f"{name} {problem}"
+    for table, rows in (("program", hole.program), ("step results", hole.step_results)):
+        for number, row in enumerate(rows, 1):
+            for name, value in row.items():
+                if problem := _unfit(value):
+                    return f"{table} row {number}, {name} {problem}"
+    if found := _first_unfit(hole.raw_metadata, ()):
+        where, problem = found
+        return f"header value {' / '.join(where)!r} {problem}"
+    for name, column in hole.signals.items():
+        if np.asarray(column).dtype.kind not in "biuf":
+            return f"signal {name} is not numeric ({np.asarray(column).dtype})"
+    return None
+
+
+def _first_unfit(value: Any, where: tuple[str, ...]) -> tuple[tuple[str, ...], str] | None:
+    """The first value (or key) in nested raw metadata that cannot be stored, with its path."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+    if items is None:
+        return (where, problem) if (problem := _unfit(value)) else None
+    for key, item in items:
+        if problem := _unfit(key):
+            return (*where, str(key)), problem
+        if found := _first_unfit(item, (*where, str(key))):
+            return found
+    return None
+
+
+def _unfit(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return f"= {value} does not fit a 64-bit integer: cannot be stored"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"= {value.encode('utf-8', 'backslashreplace').decode()!r} is not valid text: cannot be stored"
+    return None
+
+
+# --- replacing a dataset as a whole ------------------------------------------------------------
+
+_OURS = {HOLES_FILE, SIGNALS_DIR, REPORT_FILE, SUMMARY_FILE, MANIFEST_FILE}
+_CARRIED = (".gitignore",)  # not ours, but kept: a tool (DVC) may have put it there
+
+
+def _backup_dir(out: Path) -> Path:
+    return out.with_name(f".{out.name}.old")
+
+
+def staging_dir(out: Path) -> Path:
+    """An empty folder beside `out` to write the next dataset in (on the same file system, to
+    be renamed into place), holding what `out` carries over."""
+    staging = out.with_name(f".{out.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in _CARRIED:
+        if (out / name).is_file():
+            shutil.copy2(out / name, staging / name)
+    return staging
+
+
+def _refuse_foreign(out: Path) -> None:
+    """Files `uos parse` did not write would not survive the replacement: refused up front."""
+    if not out.is_dir():
+        return
+    foreign = sorted(
+        p.name for p in out.iterdir() if p.name not in _OURS and p.name not in _CARRIED and not _our_leftover(p.name)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UosError(f"{out} holds files uos parse did not write ({shown}): give --out a new or empty folder")
+
+
+def _our_leftover(name: str) -> bool:
+    """Temporary files of versions that replaced the dataset file by file."""
+    return name.startswith(".") and name.endswith(".tmp") and name[1:-4] in _OURS
+
+
+def replace_dataset(out: Path, staging: Path) -> None:
+    """Put the complete dataset in `staging` at `out`: the old one is renamed aside, the new one
+    renamed into place, then the old one removed. A crash between the steps is finished by
+    `recover_dataset`; at no point can the manifest of one dataset sit beside another's files."""
+    backup = _backup_dir(out)
+    if out.exists():
+        os.rename(out, backup)
+    os.rename(staging, out)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def recover_dataset(out: Path) -> None:
+    """Finish what a crash in `replace_dataset` left: the old dataset put back when it was
+    renamed aside but not replaced, the leftovers (a half-written new one, the old one after the
+    new was in place) removed. Raises UosError when `out` holds files that are not a dataset's."""
+    backup = _backup_dir(out)
+    if backup.exists() and not out.exists():
+        os.rename(backup, out)
+    shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(out.with_name(f".{out.name}.new"), ignore_errors=True)
+    _refuse_foreign(out)
+
+
+# --- writing -------------------------------------------------------------------------------------
 
 
 def write_holes(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -94,6 +201,7 @@ def write_holes(path: Path, rows: list[dict[str, Any]]) -> None:
     import orjson
     import pyarrow as pa
     import pyarrow.json as pj
+    import pyarrow.parquet as pq
 
     lines = []
     for r in sorted(rows, key=lambda r: r["meta"]["hole_id"]):
@@ -118,7 +226,7 @@ def write_holes(path: Path, rows: list[dict[str, Any]]) -> None:
         ).select(schema.names)
     else:
         table = schema.empty_table()
-    _atomic_parquet(table, path)
+    pq.write_table(table, path, compression="lz4", row_group_size=_ROW_GROUP)
 
 
 def signal_column_order(names: set[str]) -> list[str]:
@@ -144,64 +252,103 @@ def write_signals(directory: Path, holes: list[tuple[str, dict[str, np.ndarray]]
         len(holes),
     ]
     groups = [holes[a:b] for a, b in itertools.pairwise(cuts) if b > a] or [[]]
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    directory.mkdir(parents=True)
     with ThreadPoolExecutor(len(groups)) as pool:
-        jobs = [pool.submit(_write_part, tmp / f"part-{i}.parquet", group, names) for i, group in enumerate(groups)]
+        jobs = [
+            pool.submit(_write_part, directory / f"part-{i}.parquet", group, names) for i, group in enumerate(groups)
+        ]
         for job in jobs:
             job.result()
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
     return total
 
 
+_CHUNK_ROWS = 8 * _ROW_GROUP  # rows converted at a time: a bounded copy whatever the hole sizes
+
+Chunk = list[tuple[int, int, int]]  # (hole index, first sample, end) pieces of consecutive rows
+
+
 def _write_part(path: Path, holes: list[tuple[str, dict[str, np.ndarray]]], names: list[str]) -> None:
-    """One part. A hole without some column gets nulls there; integer columns stay integer (an
-    error hole's non-finite step numbers become nulls)."""
-    import pyarrow as pa
+    """One part, converted and written `_CHUNK_ROWS` rows at a time, so that the copy it takes
+    stays small beside the signals (a 300 MB file's hole is 5 M rows)."""
     import pyarrow.parquet as pq
 
-    from uos.arrays import numeric_array, string_array
+    from uos.arrays import string_array
 
-    counts = np.array([len(signals["depth_mm"]) for _, signals in holes], dtype=np.int64)
-    total = int(counts.sum())
-    starts = np.cumsum(counts) - counts
-    hole_index = np.repeat(np.arange(len(holes), dtype=np.int32), counts)
+    ids = string_array([h for h, _ in holes])
+    counts = [len(signals["depth_mm"]) for _, signals in holes]
+    writer = None
+    try:
+        for chunk in _row_chunks(counts, _CHUNK_ROWS):
+            table = _chunk_table(chunk, holes, names, ids)
+            writer = writer or pq.ParquetWriter(path, table.schema, compression="lz4")
+            writer.write_table(table, row_group_size=_ROW_GROUP)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _row_chunks(counts: list[int], size: int) -> Iterator[Chunk]:
+    """The rows of holes of `counts` samples, cut in chunks of `size` rows (at least one chunk)."""
+    chunk: Chunk = []
+    room = size
+    for index, count in enumerate(counts):
+        start = 0
+        while start < count:
+            take = min(room, count - start)
+            chunk.append((index, start, start + take))
+            start += take
+            room -= take
+            if room == 0:
+                yield chunk
+                chunk, room = [], size
+    if chunk or not any(counts):
+        yield chunk
+
+
+def _chunk_table(chunk: Chunk, holes: list[tuple[str, dict[str, np.ndarray]]], names: list[str], ids: Any) -> Any:
+    """The rows of one chunk as a table. A hole without some column gets nulls there; integer
+    columns stay integer (an error hole's non-finite step numbers become nulls)."""
+    import pyarrow as pa
+
+    from uos.arrays import numeric_array
+
+    lengths = np.array([end - start for _, start, end in chunk], dtype=np.int64)
+    total = int(lengths.sum())
+    hole_index = np.repeat(np.array([i for i, _, _ in chunk], dtype=np.int32), lengths)
+    samples = [np.arange(start, end, dtype=np.int32) for _, start, end in chunk]
     columns: dict[str, Any] = {
-        "hole_id": pa.DictionaryArray.from_arrays(numeric_array(hole_index), string_array([h for h, _ in holes])),
-        "sample": numeric_array((np.arange(total, dtype=np.int64) - np.repeat(starts, counts)).astype(np.int32)),
+        "hole_id": pa.DictionaryArray.from_arrays(numeric_array(hole_index), ids),
+        "sample": numeric_array(np.concatenate(samples) if samples else np.empty(0, np.int32)),
     }
     for name in names:
         integer = name in INTEGER_SIGNALS
         dtype = np.int64 if integer else np.float64
-        pieces = [signals.get(name) for _, signals in holes]
-        if all(p is not None and (not integer or p.dtype.kind == "i") for p in pieces):
+        pieces = [(holes[i][1].get(name), start, end) for i, start, end in chunk]
+        if all(p is not None and (not integer or p.dtype.kind == "i") for p, _, _ in pieces):
             # The common case: every hole has the column, with the right type.
-            columns[name] = numeric_array(
-                np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.empty(0, dtype)
-            )
+            values = np.concatenate([p[a:b] for p, a, b in pieces]) if pieces else np.empty(0, dtype)
+            columns[name] = numeric_array(values.astype(dtype, copy=False))
             continue
         values = np.zeros(total, dtype=dtype)
         missing = np.ones(total, dtype=bool)
-        for column, start, n in zip(pieces, starts, counts, strict=True):
-            if column is None:
-                continue
-            finite = np.isfinite(column) if integer and column.dtype.kind == "f" else np.ones(n, dtype=bool)
-            values[start : start + n] = np.where(finite, column, 0)
-            missing[start : start + n] = ~finite
+        at = 0
+        for column, a, b in pieces:
+            if column is not None:
+                part = column[a:b]
+                finite = np.isfinite(part) if integer and part.dtype.kind == "f" else np.ones(b - a, dtype=bool)
+                values[at : at + b - a] = np.where(finite, part, 0)
+                missing[at : at + b - a] = ~finite
+            at += b - a
         columns[name] = numeric_array(values, missing)
-    pq.write_table(pa.table(columns), path, compression="lz4", row_group_size=_ROW_GROUP)
+    return pa.table(columns)
 
 
 def write_report(path: Path, outcomes: list[Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["source", "hole_id", "status", "reasons"])
         for o in outcomes:
             writer.writerow([o.source, o.hole_id or "", o.status, "; ".join(o.reasons)])
-    os.replace(tmp, path)
 
 
 def read_report(path: Path) -> list[Any]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -14,22 +17,78 @@ from uos.holes.record import Hole, signals_hash
 from uos.holes.setitec import parse_setitec_text
 
 
-def read_bytes(raw: bytes, source: str) -> Hole:
-    """A hole from the bytes of a Setitec file (text or binary Excel, told apart by magic bytes)."""
+def read_bytes(raw: bytes, source: str, sha256: str | None = None) -> Hole:
+    """A hole from the bytes of a Setitec file (text or binary Excel, told apart by magic bytes).
+    `sha256`: the bytes' digest when the caller has it already."""
     if is_binary_excel(raw):
         hole = parse_binary_excel(raw, source)
         kind = "setitec-xls"
     else:
         hole = parse_setitec_text(raw, source)
         kind = "setitec"
-    finish(hole, source, kind, hashlib.sha256(raw).hexdigest())
+    finish(hole, source, kind, sha256 or hashlib.sha256(raw).hexdigest())
     return hole
 
 
-def read_source(path: str | Path) -> Hole:
-    """Read a file or a capture folder into a hole. Raises InputError with a one-line reason."""
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _not_regular(mode: int) -> str:
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    return f"not a regular file ({kind})"
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "broken symbolic link" if path.is_symlink() else "no such file"
+    return f"cannot read: {exc.strerror}"
+
+
+def regular_file_problem(path: str | Path) -> str | None:
+    """Why `path` (symbolic links resolved) is not a regular file to read, or None when it is."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return _unreadable(Path(path), exc)
+    return None if stat.S_ISREG(mode) else _not_regular(mode)
+
+
+def open_regular(path: str | Path, source: str | None = None) -> BinaryIO:
+    """`path` opened for reading, refusing anything but a regular file before reading a byte:
+    opening a FIFO would wait for a writer, and /dev/zero never ends. Raises InputError."""
+    try:
+        # Non-blocking so that opening a FIFO returns at once; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError(_unreadable(Path(path), exc), source) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InputError(_not_regular(mode), source)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: str | Path, source: str | None = None) -> bytes:
+    """The bytes of a regular file (see `open_regular`). Raises InputError."""
+    with open_regular(path, source) as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", source) from None
+
+
+def read_source(path: str | Path, source: str | None = None) -> Hole:
+    """Read a file or a capture folder into a hole. Raises InputError with a one-line reason.
+    `source`: the name to give the input (default: the path as given)."""
     path = Path(path)
-    source = str(path)
+    source = source or str(path)
     if path.is_dir():
         if not is_capture_folder(path):
             raise InputError(
@@ -39,13 +98,7 @@ def read_source(path: str | Path) -> Hole:
         hole = read_capture(path, source)
         finish(hole, source, "mqtt", capture_digest(path))
         return hole
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", source) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", source) from None
-    return read_bytes(raw, source)
+    return read_bytes(read_regular(path, source), source)
 
 
 def finish(hole: Hole, source: str, kind: str, sha256: str) -> None:

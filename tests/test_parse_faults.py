@@ -1,0 +1,369 @@
+"""Faults around the parse run: odd names, odd files in the folders, files rewritten while they
+are parsed, a crash while the dataset is written, a damaged cache, values no writer can store.
+Each test builds its inputs in a temporary folder; anything that could hang runs in a
+subprocess with a timeout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from uos.cli import main
+from uos.dataset.build import ParseParams, parse_dataset
+from uos.dataset.layout import load_hole, read_holes, read_report
+from uos.holes import read_source
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = "misc/23120040_23120040_ST_2412_60.xls"  # 135 samples, format 11
+OTHER = "misc/23120040_23120040_ST_2409_59.xls"
+THIRD = "mql/E00401009F45C395_114-V3-002-MQ_ST_1874_1.xls"
+
+
+@pytest.fixture
+def small(setitec_dir) -> bytes:
+    return (setitec_dir / SMALL).read_bytes()
+
+
+@pytest.fixture
+def other(setitec_dir) -> bytes:
+    return (setitec_dir / OTHER).read_bytes()
+
+
+def _no_crash(result) -> None:
+    """A CliRunner result that ended by exit code, not by an exception."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+
+
+def _uos(*args: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`uos ...` in a fresh interpreter, killed if it outlives `timeout` (a hang is a failure)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "uos", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=cwd,
+            errors="backslashreplace",
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"uos {' '.join(args)} did not finish in {timeout} s")
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def test_latin1_file_names_survive_into_the_dataset_and_the_report(tmp_path, small, other):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    base = os.fsencode(folder)
+    (Path(os.fsdecode(base + b"/Pset_n\xb0 3.xls"))).write_bytes(small)
+    (Path(os.fsdecode(base + b"/vide_\xe9.xls"))).write_bytes(b"")
+    (folder / "plain.xls").write_bytes(other)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["parse", str(folder), "--out", str(out)])
+    _no_crash(result)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[0] == f"Error: {folder}/vide_\\xe9.xls: empty file"
+    holes = read_holes(out)
+    assert sorted(holes["source"].str.rsplit("/", n=1).str[-1]) == ["Pset_n\\xb0 3.xls", "plain.xls"]
+    named = holes[holes["source"].str.endswith("3.xls")].iloc[0]
+    assert load_hole(out, named["hole_id"]).n_samples == 135
+    report = {Path(o.source).name: o.status for o in read_report(out / "report.csv")}
+    # A warning: a name without the hole's counters.
+    assert report == {"Pset_n\\xb0 3.xls": "warning", "plain.xls": "ok", "vide_\\xe9.xls": "error"}
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+
+def test_discovery_takes_regular_files_only_and_each_folder_once(tmp_path, small, other):
+    folder = tmp_path / "in"
+    (folder / "loops").mkdir(parents=True)
+    (folder / "good.xls").write_bytes(small)
+    elsewhere = tmp_path / "elsewhere.xls"
+    elsewhere.write_bytes(other)
+    (folder / "linked.xls").symlink_to(elsewhere)  # a symlink to a regular file is an input
+    (folder / "dangling.xls").symlink_to(tmp_path / "gone.xls")
+    os.mkfifo(folder / "fifo.xls")
+    (folder / "zero.xls").symlink_to("/dev/zero")
+    # Two loops: every folder reached again through `a` and `b` would double the walk per level.
+    (folder / "loops" / "a").symlink_to("..")
+    (folder / "loops" / "b").symlink_to("..")
+    (folder / "again").symlink_to(folder)
+    out = tmp_path / "out"
+    result = _uos("parse", str(folder), "--out", str(out), "--workers", "1")
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[:3] == [
+        f"Error: {folder}/dangling.xls: broken symbolic link",
+        f"Error: {folder}/fifo.xls: not a regular file (a FIFO)",
+        f"Error: {folder}/zero.xls: not a regular file (a character device)",
+    ]
+    assert "2 holes" in result.stderr
+    assert sorted(read_holes(out)["source"]) == [f"{folder}/good.xls", f"{folder}/linked.xls"]
+
+
+def test_globs_do_not_follow_symlink_loops(tmp_path, small):
+    folder = tmp_path / "in"
+    (folder / "deep" / "loops").mkdir(parents=True)
+    (folder / "deep" / "one.xls").write_bytes(small)
+    (folder / "deep" / "loops" / "a").symlink_to("..")
+    (folder / "deep" / "loops" / "b").symlink_to("..")
+    result = _uos("parse", f"{folder}/**/*.xls", "--out", str(tmp_path / "out"), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert read_holes(tmp_path / "out")["source"].tolist() == [f"{folder}/deep/one.xls"]
+
+
+def test_an_explicit_fifo_is_refused_without_waiting(tmp_path, small):
+    os.mkfifo(tmp_path / "pipe.xls")
+    (tmp_path / "good.xls").write_bytes(small)
+    result = _uos("parse", str(tmp_path / "pipe.xls"), str(tmp_path / "good.xls"), "--out", str(tmp_path / "out"))
+    assert result.stderr.splitlines()[0] == f"Error: {tmp_path}/pipe.xls: not a regular file (a FIFO)"
+    assert len(read_holes(tmp_path / "out")) == 1
+
+
+def test_a_capture_folder_holding_a_fifo_is_refused_without_waiting(tmp_path, mqtt_dir):
+    capture = tmp_path / "captures" / "data0"
+    shutil.copytree(mqtt_dir / "data0", capture)
+    os.mkfifo(capture / "Heads.json")
+    shutil.copytree(mqtt_dir / "data1", tmp_path / "captures" / "data1")
+    result = _uos("parse", str(tmp_path / "captures"), "--out", str(tmp_path / "out"))
+    assert result.stderr.splitlines()[0] == f"Error: {capture}: Heads.json: not a regular file (a FIFO)"
+    assert len(read_holes(tmp_path / "out")) == 1
+
+
+# --- a file rewritten during the parse ---------------------------------------------------------
+
+
+def test_a_file_rewritten_after_hashing_is_stored_with_the_hash_of_what_was_parsed(tmp_path, small, other, monkeypatch):
+    """The run hashes every input, then parses the new ones: a file rewritten in between must
+    be stored with the sha256 of the bytes that were parsed, in the dataset and in the cache."""
+    import uos.dataset.build as build
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    target = folder / "moving.xls"
+    target.write_bytes(small)
+    real_digest = build.content_digest
+
+    def digest_then_rewrite(path):
+        digest = real_digest(path)
+        if Path(path).name == "moving.xls":
+            target.write_bytes(other)  # the unit saves the next hole under the same name
+        return digest
+
+    monkeypatch.setattr(build, "content_digest", digest_then_rewrite)
+    out = tmp_path / "out"
+    summary = parse_dataset([str(folder)], out, ParseParams(workers=1))
+    holes = read_holes(out)
+    assert len(holes) == 1
+    stored = holes.iloc[0]
+    parsed = load_hole(out, stored["hole_id"])
+    assert stored["sha256"] == hashlib.sha256(other).hexdigest()
+    assert parsed.n_samples == summary.n_samples == len(read_source(target).signals["depth_mm"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"] == [[str(target), hashlib.sha256(other).hexdigest()]]
+
+    monkeypatch.undo()
+    again = parse_dataset([str(folder)], out, ParseParams(workers=1))
+    assert again.up_to_date  # the manifest names what was parsed, which is what the file holds
+    shutil.rmtree(out)
+    target.write_bytes(small)  # the old bytes come back: the cache must not serve `other` for them
+    back = parse_dataset([str(folder)], out, ParseParams(workers=1))
+    assert read_holes(out).iloc[0]["sha256"] == hashlib.sha256(small).hexdigest()
+    assert back.n_samples == 135
+
+
+# --- a crash while the dataset is written ------------------------------------------------------
+
+_KILLER = """
+import os, signal, sys
+import uos.dataset.build as build
+import uos.dataset.layout as layout
+
+limit = int(sys.argv[1])
+calls = 0
+
+def counted(function):
+    def wrapper(*args, **kwargs):
+        global calls
+        result = function(*args, **kwargs)
+        calls += 1
+        if calls == limit:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    return wrapper
+
+# Every step that writes a file or makes one visible goes through one of these.
+os.replace = counted(os.replace)
+os.rename = counted(os.rename)
+os.rmdir = counted(os.rmdir)
+for name in ("write_signals", "write_holes", "write_report", "_write_json"):
+    setattr(build, name, counted(getattr(build, name)))
+build.parse_dataset(sys.argv[3:], sys.argv[2], build.ParseParams(workers=1))
+print(calls)
+"""
+
+
+def _state(out: Path) -> frozenset[str] | None:
+    """The sha256 of the inputs the dataset at `out` holds, after checking that its parts agree;
+    None when there is no dataset there."""
+    if not (out / "manifest.json").exists():
+        return None
+    manifest = {sha for _, sha in json.loads((out / "manifest.json").read_text())["inputs"]}
+    holes = read_holes(out)
+    assert set(holes["sha256"]) == manifest, "holes.parquet and manifest.json disagree"
+    signal_ids = set(pq.read_table(out / "signals", columns=["hole_id"]).column("hole_id").to_pylist())
+    assert signal_ids == set(holes["hole_id"]), "signals/ and holes.parquet disagree"
+    report = {o.hole_id for o in read_report(out / "report.csv")}
+    assert report == set(holes["hole_id"]), "report.csv and holes.parquet disagree"
+    return frozenset(manifest)
+
+
+def test_a_crash_at_any_step_of_the_write_leaves_the_old_dataset_or_the_new(tmp_path, setitec_dir):
+    old_inputs, new_inputs = tmp_path / "old", tmp_path / "new"
+    for folder, names in ((old_inputs, [SMALL, OTHER]), (new_inputs, [SMALL, THIRD])):
+        folder.mkdir()
+        for name in names:
+            shutil.copy(setitec_dir / name, folder / Path(name).name)
+    pristine = tmp_path / "pristine"
+    parse_dataset([str(old_inputs)], pristine, ParseParams(workers=1))
+    old = _state(pristine)
+    script = tmp_path / "killer.py"
+    script.write_text(_KILLER)
+
+    def run(limit: int, out: Path) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        command = [sys.executable, str(script), str(limit), str(out), str(new_inputs)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+    whole = run(10_000, tmp_path / "count")
+    assert whole.returncode == 0, whole.stderr
+    new = _state(tmp_path / "count")
+    steps = int(whole.stdout)
+    assert steps >= 5 and old != new
+    for limit in range(1, steps + 1):
+        out = tmp_path / f"out-{limit}"
+        shutil.copytree(pristine, out, symlinks=True)
+        killed = run(limit, out)
+        assert killed.returncode == -9, killed.stderr
+        # The old inputs again (the user goes back): up to date only over the old dataset.
+        back = parse_dataset([str(old_inputs)], out, ParseParams(workers=1))
+        assert _state(out) == old, f"killed after step {limit}"
+        assert back.n_holes == 2
+        forward = parse_dataset([str(new_inputs)], out, ParseParams(workers=1))
+        assert _state(out) == new, f"killed after step {limit}"
+        assert forward.n_holes == 2
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f".out-{limit}")) == []
+
+
+def test_an_out_folder_holding_other_files_is_refused_not_replaced(tmp_path, small):
+    (tmp_path / "good.xls").write_bytes(small)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / ".gitignore").write_text("/holes.parquet\n")
+    result = CliRunner().invoke(main, ["parse", str(tmp_path / "good.xls"), "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {out} holds files uos parse did not write (notes.txt): give --out a new or empty folder\n"
+    )
+    (out / "notes.txt").unlink()
+    linked = tmp_path / "linked"
+    linked.symlink_to(out)  # --out through a link: the folder it points to is replaced
+    result = CliRunner().invoke(main, ["parse", str(tmp_path / "good.xls"), "--out", str(linked)])
+    assert result.exit_code == 0, result.output
+    assert linked.is_symlink() and len(read_holes(linked)) == 1
+    assert (out / ".gitignore").read_text() == "/holes.parquet\n"  # carried over (DVC writes one)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.xls", "linked", "out"]
+
+
+# --- a damaged cache ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "huge-index-length", "not-an-index"])
+def test_a_damaged_cache_pack_is_set_aside_and_its_inputs_parsed_again(tmp_path, small, other, damage):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.xls").write_bytes(small)
+    (folder / "b.xls").write_bytes(other)
+    cache = tmp_path / "cache"
+    first = parse_dataset([str(folder)], tmp_path / "out", ParseParams(workers=1), cache_root=cache)
+    pack = sorted(cache.glob("*/*.pack"))[0]  # one of the two packs (one per input here)
+    data = pack.read_bytes()
+    damaged = {
+        "truncated": data[: len(data) - 1000],
+        "garbage": b"UOSPACK1" + os.urandom(len(data) - 8),
+        "empty": b"",
+        "huge-index-length": data[:8] + (2**62).to_bytes(8, "little") + data[16:],
+        "not-an-index": b"UOSPACK1" + (4).to_bytes(8, "little") + b"[1] " + data[20:],
+    }[damage]
+    pack.write_bytes(damaged)
+    shutil.rmtree(tmp_path / "out")
+    result = CliRunner().invoke(
+        main, ["parse", str(folder), "--out", str(tmp_path / "out"), "--cache", str(cache), "--workers", "1"]
+    )
+    _no_crash(result)
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warning) == 1 and "damaged" in warning[0] and pack.name in warning[0], result.stderr
+    assert "1 parsed, 1 from cache" in result.stderr
+    assert read_holes(tmp_path / "out")["n_samples"].sum() == first.n_samples
+    # Set aside: the next run neither warns again nor parses again.
+    again = CliRunner().invoke(
+        main, ["parse", str(folder), "--out", str(tmp_path / "again"), "--cache", str(cache), "--workers", "1"]
+    )
+    assert "Warning: " not in again.stderr and "0 parsed, 2 from cache" in again.stderr
+
+
+# --- values no writer can store ----------------------------------------------------------------
+
+
+def _with_counter(raw: bytes, counter: bytes) -> bytes:
+    """The file with its head's global counter (2412 in SMALL) replaced."""
+    line = b"23120040\tConcentric Collet\tLight\t2412\t60\t"
+    assert line in raw
+    return raw.replace(line, b"23120040\tConcentric Collet\tLight\t" + counter + b"\t60\t")
+
+
+@pytest.mark.parametrize("counter", [b"10000000000000000000", b"100000000000000000000000"])
+def test_a_header_integer_too_large_to_store_fails_only_its_input(tmp_path, small, other, counter):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "huge.xls").write_bytes(_with_counter(small, counter))
+    (folder / "good.xls").write_bytes(other)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["parse", str(folder), "--out", str(out), "--workers", "1"])
+    _no_crash(result)
+    assert result.exit_code == 1, result.output
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    # The reason may come from the reader (which may refuse such a counter) or from the writers.
+    assert error.startswith(f"Error: {folder}/huge.xls: ")
+    assert read_holes(out)["source"].tolist() == [f"{folder}/good.xls"]
+
+
+def test_what_the_cache_cannot_encode_becomes_that_inputs_error(tmp_path, setitec_dir):
+    """Whatever a reader returns, one hole that cannot be stored fails alone, with its reason."""
+    from uos.dataset.cache import _read_index, write_pack
+
+    good = read_source(setitec_dir / SMALL)
+    bad = read_source(setitec_dir / OTHER)
+    bad.raw_metadata = {"Head Datas": {"Head Global Counter": 2**70}}
+    odd = read_source(setitec_dir / THIRD)
+    odd.meta["cutting_tool"] = "n\udcb0 3"  # a string that is not text
+    pack = write_pack(tmp_path, {"a": (good, []), "b": (bad, []), "c": (odd, []), "d": "empty file"})
+    index = _read_index(pack)
+    assert "record" in index["a"] and index["d"] == {"error": "empty file"}
+    assert "Head Global Counter" in index["b"]["error"] and "64-bit" in index["b"]["error"]
+    assert "cutting_tool" in index["c"]["error"]
