@@ -23,6 +23,8 @@ REQUIRED_SIGNALS = (
 # step in the Result) and the oldest message schema has no step trace.
 MEASURED_SIGNALS = ("depth_mm", "torque_a", "thrust_a")
 INTEGER_SIGNALS = frozenset({"step", "stop_code"})
+# The columns that place a sample in the dataset's signal table; no signal may take their names.
+SIGNAL_KEY_COLUMNS = ("hole_id", "sample")
 
 # Optional extras, by the names the files give them.
 EXTRA_SIGNALS = {
