@@ -376,8 +376,8 @@ def metadata_fields(flat: dict[str, Any], issues: list[Issue] | None = None) -> 
 
 # A Datas row is ~60 bytes; a line longer than this is no table row, and is refused before any
 # reader splits it (one 50 MB line of 7 M fields cost 11 GB). Lines must fit in a read block.
-MAX_LINE_BYTES = 1 << 20
-_BLOCK_BYTES = 1 << 22  # small blocks: the reader's working memory stays a few MB
+MAX_LINE_BYTES = 1 << 18
+_BLOCK_BYTES = 1 << 20  # small blocks: the reader's working memory stays a few MB
 # Canonical columns an extra Datas column must never take: the dataset's own and the signals'.
 _RESERVED = frozenset({*SIGNAL_KEY_COLUMNS, *REQUIRED_SIGNALS, *_RAW_REQUIRED})
 
@@ -668,32 +668,37 @@ def finish_signals(
             depth += 0.0  # turns -0.0 into 0.0
             out["depth_mm"] = depth
         elif name in INTEGER_SIGNALS:
-            out[name] = integer_signal(name, column, issues)
+            out[name] = integer_signal(name, column, issues, in_place)
         else:
             out[name] = np.asarray(column, dtype=np.float64)
     order = [n for n in REQUIRED_SIGNALS if n in out] + [n for n in out if n not in REQUIRED_SIGNALS]
     return {n: out[n] for n in order}
 
 
-def integer_signal(name: str, column: np.ndarray, issues: list[Issue] | None = None) -> np.ndarray:
+def _not_whole(values: np.ndarray) -> np.ndarray:
+    """Values that are no int64: fractions, beyond its range, infinite (NaN is told apart later)."""
+    outside = (values < -_INT64_LIMIT) | (values >= _INT64_LIMIT)
+    return ((np.rint(values) != values) | outside) & ~np.isnan(values)
+
+
+def integer_signal(
+    name: str, column: np.ndarray, issues: list[Issue] | None = None, in_place: bool = False
+) -> np.ndarray:
     """An int64 column when every value is a whole number that fits; else float, with the values
-    that do not fit nulled (an error in `issues`) and NaN kept for the non-finite check."""
+    that do not fit nulled (an error in `issues`) and NaN kept for the non-finite check.
+    `in_place`: the float column is the caller's to reuse; it becomes the int64 one."""
     column = np.asarray(column, dtype=np.float64)
-    bad = []
-    for start in range(0, len(column), 1 << 20):  # in slices: temporaries stay small
-        part = column[start : start + (1 << 20)]
-        wrong = (np.rint(part) != part) | (part < -_INT64_LIMIT) | (part >= _INT64_LIMIT)
-        bad.append(np.flatnonzero(wrong & ~np.isnan(part)) + start)
+    slices = [slice(start, start + (1 << 20)) for start in range(0, len(column), 1 << 20)]  # small temporaries
+    bad = [np.flatnonzero(_not_whole(column[s])) + s.start for s in slices]
     bad_rows = np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
     if len(bad_rows):
         if issues is not None:
-            first = int(bad_rows[0])
-            label = FILE_COLUMN_NAMES.get(name, name)
+            first, count = int(bad_rows[0]), len(bad_rows)
             issues.append(
                 Issue(
                     "error",
-                    f"{label}: {len(bad_rows)} value{'s' if len(bad_rows) > 1 else ''} not a whole number in range "
-                    f"(first: {column[first]:g} in Datas row {first + 1})",
+                    f"{FILE_COLUMN_NAMES.get(name, name)}: {count} value{'s' if count > 1 else ''} not a whole number "
+                    f"in range (first: {column[first]:g} in Datas row {first + 1})",
                 )
             )
         column = column.copy()
@@ -701,7 +706,12 @@ def integer_signal(name: str, column: np.ndarray, issues: list[Issue] | None = N
         return column
     if np.isnan(column).any():
         return column  # kept as float so that the non-finite check sees it
-    return column.astype(np.int64)
+    if not in_place:
+        return column.astype(np.int64)
+    integers = column.view(np.int64)  # same size: converted slice by slice over itself
+    for s in slices:
+        integers[s] = column[s].astype(np.int64)
+    return integers
 
 
 # --- whole files ------------------------------------------------------------------------------
