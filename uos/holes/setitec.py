@@ -491,10 +491,12 @@ def _read_body_arrow(raw: bytes, body_start: int, table: _TableShape, odd: _OddR
             strings_can_be_null=True,
         ),
     )
-    # Upper bound of the row count; pages never written to cost no memory.
-    columns = [np.empty(raw.count(b"\n", body_start) + 1) for _ in range(table.n_values)]
+    columns = [np.empty(table.rows_guess) for _ in range(table.n_values)]
     filled = 0
     for batch in reader:
+        if filled + batch.num_rows > len(columns[0]):  # shorter rows than the sample's: grow
+            grown = max(2 * len(columns[0]), filled + batch.num_rows)
+            columns = [np.concatenate([column[:filled], np.empty(grown - filled)]) for column in columns]
         for column, values in zip(columns, batch.columns, strict=True):
             column[filled : filled + batch.num_rows] = float_column(values)
         filled += batch.num_rows
@@ -536,20 +538,21 @@ class _TableShape:
     decimal: str
     n_fields: int  # fields per row as pyarrow sees them (trailing padding included)
     n_values: int  # value columns (padding left out)
+    rows_guess: int  # rows expected from the sampled rows' length: the arrays' first size
 
 
 def _sample_lines(raw: bytes, body_start: int, sep: str, header: list[str], source: str) -> list[str]:
-    """Data lines to learn the table's shape from: the first ones, and pairs spread over the
+    """Data lines to learn the table's shape from: the first ones, and some spread over the
     table, so that one odd row (two extra TABs on the first) does not decide it."""
     size = len(raw) - body_start
     lines: list[str] = []
-    for k in range(32):
-        offset = body_start + k * size // 32
+    for k in range(16):
+        offset = body_start + k * size // 16
         if k:
             offset = raw.find(b"\n", offset) + 1
             if offset == 0:
                 break
-        for _ in range(16 if k == 0 else 2):
+        for _ in range(8 if k == 0 else 1):
             if offset >= len(raw):
                 break
             end = raw.find(b"\n", offset)
@@ -557,8 +560,8 @@ def _sample_lines(raw: bytes, body_start: int, sep: str, header: list[str], sour
             if end - offset > MAX_LINE_BYTES:
                 row = raw.count(b"\n", body_start, offset) + 1
                 raise InputError(_too_wide(row, raw.count(sep.encode(), offset, end) + 1, header), source)
-            line = raw[offset:end].decode("latin-1")
-            if line.strip("\t; \r"):
+            line = raw[offset:end].decode("latin-1").rstrip("\r")
+            if line.strip("\t; "):
                 lines.append(line)
             offset = end + 1
     return lines
@@ -568,13 +571,13 @@ def _table_shape(raw: bytes, body_start: int, sep: str, header: list[str], sourc
     lines = _sample_lines(raw, body_start, sep, header, source)
     if not lines:
         raise InputError("the Datas table has a header but no rows", source)
-    fields = [line.rstrip("\r").split(sep) for line in lines]
-    n_fields = Counter(len(f) for f in fields).most_common(1)[0][0]
-    n_values = Counter(len(_trim([c.strip() for c in f])) for f in fields).most_common(1)[0][0]
+    n_fields = Counter(line.count(sep) + 1 for line in lines).most_common(1)[0][0]
+    n_values = Counter(line.rstrip(sep + " ").count(sep) + 1 for line in lines).most_common(1)[0][0]
     if n_values > _max_values(header):
         raise InputError(f"Datas rows have {n_values} values: the header names {len(header)} columns", source)
     decimal = "," if any("," in line for line in lines) else "."
-    return _TableShape(sep, decimal, n_fields, n_values)
+    row_bytes = sum(map(len, lines)) / len(lines) + 1
+    return _TableShape(sep, decimal, n_fields, n_values, int((len(raw) - body_start) / row_bytes * 1.1) + 64)
 
 
 def _max_values(header: list[str]) -> int:
