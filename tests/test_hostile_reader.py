@@ -98,10 +98,14 @@ def _with_wide_row(raw: bytes, position: int, fields: int) -> bytes:
     return oddities.edited(raw, lambda rows: [*rows[:position], wide.split("\t"), *rows[position:]])
 
 
-@pytest.mark.parametrize("position", [0, 60])
-def test_a_row_far_wider_than_the_header_is_an_error_in_bounded_memory(tmp_path, good_bytes, position):
+@pytest.mark.parametrize(
+    ("position", "fields"),
+    [(0, 2_000_000), (60, 2_000_000), (60, 50_000), (60, 31)],
+    ids=["first-14MB", "later-14MB", "later-350kB", "later-31-values"],
+)
+def test_a_row_far_wider_than_the_header_is_an_error_in_bounded_memory(tmp_path, good_bytes, position, fields):
     path = tmp_path / "wide.xls"
-    path.write_bytes(_with_wide_row(good_bytes, position, 2_000_000))  # a 14 MB line
+    path.write_bytes(_with_wide_row(good_bytes, position, fields))
     code = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
@@ -116,7 +120,7 @@ def test_a_row_far_wider_than_the_header_is_an_error_in_bounded_memory(tmp_path,
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     reason, peak_kb = result.stdout.splitlines()
-    assert reason == f"Datas row {position + 1} has 2000000 values: the header names 10 columns"
+    assert reason == f"Datas row {position + 1} has {fields} values: the header names 10 columns"
     assert int(peak_kb) < 600_000
 
 
@@ -143,6 +147,10 @@ def test_an_extra_column_never_shadows_a_canonical_one(tmp_path, good_bytes, nam
     stored = load_hole(out, holes.index[0])
     np.testing.assert_array_equal(stored.signals["depth_mm"], original.signals["depth_mm"])
     np.testing.assert_array_equal(stored.signals[extra[0]], hole.signals[extra[0]])
+    from uos.labels.label import label_dataset, read_labels
+
+    label_dataset(out, tmp_path / "labels")  # crashed when the extra had taken hole_id or sample
+    assert read_labels(tmp_path / "labels")["hole_id"].tolist() == [holes.index[0]]
 
 
 # --- 4. the table width -----------------------------------------------------------------------
@@ -316,3 +324,33 @@ def test_show_a_hole_with_nan_steps_and_a_step_change_every_sample(good_bytes):
     start = time.perf_counter()
     assert "depth (mm)" in render_plot(hole, width=100)
     assert time.perf_counter() - start < 2.0
+
+
+def _untrained_model():
+    """The product's DepthModel with fresh (untrained) weights: real inference, answers of no worth."""
+    from uos.params import load_params
+    from uos.training.model import DepthNet, NetConfig
+    from uos.training.pyfunc import DepthModel
+    from uos.training.train import TrainParams
+
+    model = DepthModel()
+    model.config = load_params(TrainParams, "train", ROOT / "params.toml").with_profile("ci").model_config()
+    model.net = DepthNet(NetConfig(**model.config.net)).eval()
+    return model
+
+
+def test_predict_answers_the_holes_around_a_bad_input_in_input_order(tmp_path, setitec_dir):
+    from uos.training.predict import predict_paths
+
+    files = {
+        "a.xls": (setitec_dir / "mql/E00401009F45C395_114-V3-002-MQ_ST_1874_1.xls").read_bytes(),
+        "b.xls": OLE2_MAGIC + bytes(range(256)) * 20,
+        "c.xls": (setitec_dir / "tuhh/001_V1/V1_001.xls").read_bytes(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    inputs = [str(tmp_path / name) for name in files]
+    records = list(predict_paths(inputs, _untrained_model()))
+    assert [r["source"] for r in records] == inputs
+    assert [r["error"] is None for r in records] == [True, False, True]
+    assert records[1]["status"] == "error" and records[1]["error"].startswith("binary Excel file that xlrd cannot read")
