@@ -7,13 +7,17 @@ module copes (see DOMAIN.md section 2):
 - encoding: Latin-1 / cp1252, stray NUL bytes, a UTF-8 re-save with U+FFFD: the metadata is
   decoded leniently, the signals are ASCII;
 - separator TAB or `;` (decided per line), comma or dot decimals (decided per value in the
-  metadata, per table for the signals), rows padded with separators;
+  metadata, per table for the signals), rows padded with separators: the table's width is what
+  most rows have (lines sampled over the whole table), a row padded otherwise keeps its place;
 - more header names than values: names and values are paired by position, names left without a
   value are dropped; a version-4 header split over two lines is joined back;
 - the Datas table is found by its header line (`Position (mm)`), never by line number.
 
-The signal table is read with pyarrow's C++ CSV reader; a slow pure-Python reader takes over only
-to explain what is wrong with a table the fast one rejects.
+The signal table is read with pyarrow's C++ CSV reader, block by block straight from the file's
+bytes into arrays sized once (a file costs its bytes plus its arrays); a slow pure-Python reader
+takes over only to explain what is wrong with a table the fast one rejects. Whatever a file says,
+nothing is stored that the dataset cannot hold: integers beyond int64 are issues, an extra column
+never takes a canonical column's name, a monstrous row is refused before anything splits it.
 """
 
 from __future__ import annotations
