@@ -136,7 +136,10 @@ def to_number(text: str | None) -> float | None:
 
 def to_int(text: str | None) -> int | None:
     """A whole number the dataset can store (int64), else None: `1e30` is no counter."""
-    value = to_number(text)
+    return _storable(to_number(text))
+
+
+def _storable(value: float | None) -> int | None:
     if value is None or not -_INT64_LIMIT <= value < _INT64_LIMIT:  # NaN and Inf fail too
         return None
     return round(value)
@@ -144,7 +147,8 @@ def to_int(text: str | None) -> int | None:
 
 def _dropped_int(text: str | None) -> bool:
     """A number given where a whole number was expected, that `to_int` cannot keep."""
-    return to_number(text) is not None and to_int(text) is None
+    value = to_number(text)
+    return value is not None and _storable(value) is None
 
 
 def _int_field(section: dict[str, str], names: tuple[str, ...], label: str, issues: list[Issue]) -> int | None:
@@ -696,6 +700,8 @@ def integer_signal(
     `in_place`: the float column is the caller's to reuse; it becomes the int64 one."""
     column = np.asarray(column, dtype=np.float64)
     slices = [slice(start, start + (1 << 20)) for start in range(0, len(column), 1 << 20)]  # small temporaries
+    if _fits_int64(column) and all(np.array_equal(np.rint(column[s]), column[s]) for s in slices):
+        return _as_int64(column, slices, in_place)  # the common case, checked in few passes
     bad = [np.flatnonzero(_not_whole(column[s])) + s.start for s in slices]
     bad_rows = np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
     if len(bad_rows):
@@ -711,8 +717,15 @@ def integer_signal(
         column = column.copy()
         column[bad_rows] = np.nan
         return column
-    if np.isnan(column).any():
-        return column  # kept as float so that the non-finite check sees it
+    return column  # NaN: kept as float so that the non-finite check sees it
+
+
+def _fits_int64(column: np.ndarray) -> bool:
+    """Every value finite and within int64 (False with any NaN: min and max are NaN then)."""
+    return len(column) == 0 or (column.min() >= -_INT64_LIMIT and column.max() < _INT64_LIMIT)
+
+
+def _as_int64(column: np.ndarray, slices: list[slice], in_place: bool) -> np.ndarray:
     if not in_place:
         return column.astype(np.int64)
     integers = column.view(np.int64)  # same size: converted slice by slice over itself
