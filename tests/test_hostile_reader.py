@@ -359,3 +359,19 @@ def test_predict_answers_the_holes_around_a_bad_input_in_input_order(tmp_path, s
     assert [r["source"] for r in records] == inputs
     assert [r["error"] is None for r in records] == [True, False, True]
     assert records[1]["status"] == "error" and records[1]["error"].startswith("binary Excel file that xlrd cannot read")
+
+
+def test_odd_rows_keep_their_place_in_a_table_read_block_by_block(good_bytes):
+    """Tables beyond 16 MB are read in blocks into arrays sized once: odd rows still fit in."""
+    head, header, rows = oddities._split(good_bytes)
+    rows = rows * (17_000_000 // sum(len("\t".join(r)) + 1 for r in rows) + 1)
+    clean = read_bytes(oddities._join(head, header, rows), "clean.xls")
+    padded = [list(r) for r in rows]
+    for i in (0, 1, len(rows) // 2, len(rows) - 1):
+        padded[i] = [*padded[i], "", ""]
+    padded.insert(len(rows) // 3, rows[5][:2])  # a short row: dropped, with a warning
+    hole = read_bytes(oddities._join(head, header, padded), "padded.xls")
+    assert hole.n_samples == clean.n_samples > 250_000
+    for name, column in clean.signals.items():
+        np.testing.assert_array_equal(hole.signals[name], column, err_msg=name)
+    assert "warning: 1 incomplete row in the Datas table dropped (truncated file?)" in _reasons(hole)

@@ -386,6 +386,7 @@ def metadata_fields(flat: dict[str, Any], issues: list[Issue] | None = None) -> 
 # reader splits it (one 50 MB line of 7 M fields cost 11 GB). Lines must fit in a read block.
 MAX_LINE_BYTES = 1 << 18
 _BLOCK_BYTES = 1 << 20  # small blocks: the reader's working memory stays a few MB
+_WHOLE_BYTES = 1 << 24  # tables up to this size are read in one block (faster for small files)
 # Canonical columns an extra Datas column must never take: the dataset's own and the signals'.
 _RESERVED = frozenset({*SIGNAL_KEY_COLUMNS, *REQUIRED_SIGNALS, *_RAW_REQUIRED})
 
@@ -481,27 +482,35 @@ def _too_wide(row: int, values: int, header: list[str]) -> str:
 
 
 def _read_body_arrow(raw: bytes, body_start: int, table: _TableShape, odd: _OddRows) -> list[np.ndarray]:
-    """The numeric body as float columns, read block by block into arrays sized once."""
+    """The numeric body as float columns. A table of a few MB (every real file) is read in one
+    go, the fastest way; a bigger one block by block into arrays sized once, so that it costs
+    its arrays and not twice that."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     from uos.arrays import float_column
 
     names = [f"c{i}" for i in range(table.n_fields)]
-    reader = pcsv.open_csv(
-        pa.BufferReader(pa.py_buffer(memoryview(raw)[body_start:])),
-        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=_BLOCK_BYTES),
-        parse_options=pcsv.ParseOptions(delimiter=table.sep, invalid_row_handler=odd, ignore_empty_lines=False),
-        convert_options=pcsv.ConvertOptions(
+    body = pa.py_buffer(memoryview(raw)[body_start:])
+    whole = body.size <= _WHOLE_BYTES
+    options = {
+        "read_options": pcsv.ReadOptions(
+            column_names=names, use_threads=False, block_size=_WHOLE_BYTES if whole else _BLOCK_BYTES
+        ),
+        "parse_options": pcsv.ParseOptions(delimiter=table.sep, invalid_row_handler=odd, ignore_empty_lines=False),
+        "convert_options": pcsv.ConvertOptions(
             decimal_point=table.decimal,
             include_columns=names[: table.n_values],
             column_types=dict.fromkeys(names[: table.n_values], pa.float64()),
             strings_can_be_null=True,
         ),
-    )
+    }
+    if whole:
+        read = pcsv.read_csv(body, **options)
+        return [float_column(read.column(i)) for i in range(table.n_values)]
     columns = [np.empty(table.rows_guess) for _ in range(table.n_values)]
     filled = 0
-    for batch in reader:
+    for batch in pcsv.open_csv(pa.BufferReader(body), **options):
         if filled + batch.num_rows > len(columns[0]):  # shorter rows than the sample's: grow
             grown = max(2 * len(columns[0]), filled + batch.num_rows)
             columns = [np.concatenate([column[:filled], np.empty(grown - filled)]) for column in columns]
@@ -675,7 +684,7 @@ def finish_signals(
     out: dict[str, np.ndarray] = {}
     for name, column in signals.items():
         if name == "position_mm":
-            depth = np.negative(column, out=column if in_place else None)
+            depth = np.negative(column, out=column if in_place and column.flags.writeable else None)
             depth += 0.0  # turns -0.0 into 0.0
             out["depth_mm"] = depth
         elif name in INTEGER_SIGNALS:
@@ -726,7 +735,7 @@ def _fits_int64(column: np.ndarray) -> bool:
 
 
 def _as_int64(column: np.ndarray, slices: list[slice], in_place: bool) -> np.ndarray:
-    if not in_place:
+    if not (in_place and column.flags.writeable):  # arrays over Arrow's buffers are read-only
         return column.astype(np.int64)
     integers = column.view(np.int64)  # same size: converted slice by slice over itself
     for s in slices:
