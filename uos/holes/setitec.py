@@ -154,9 +154,10 @@ def _dropped_int(text: str | None) -> bool:
 def _int_field(section: dict[str, str], names: tuple[str, ...], label: str, issues: list[Issue]) -> int | None:
     """A whole-number header field; one out of range is dropped with a warning (not stored wrapped)."""
     text = _lookup(section, *names)
-    if _dropped_int(text):
+    value = to_number(text)
+    if value is not None and _storable(value) is None:
         issues.append(Issue("warning", f"{label} {text!r} is not a whole number in range: ignored"))
-    return to_int(text)
+    return _storable(value)
 
 
 def to_bool(text: str | None) -> bool | None:
@@ -327,9 +328,13 @@ def _table_records(
             field = aliases.get(normalise_name(name))
             if field is None:
                 continue
-            if field in _INTEGER_FIELDS and _dropped_int(value):
-                issues.append(Issue("warning", f"{section} {name!r} {value!r} is not a whole number in range: ignored"))
-            number = to_int(value) if field in _INTEGER_FIELDS else to_number(value)
+            number = to_number(value)
+            if field in _INTEGER_FIELDS:
+                if number is not None and _storable(number) is None:
+                    issues.append(
+                        Issue("warning", f"{section} {name!r} {value!r} is not a whole number in range: ignored")
+                    )
+                number = _storable(number)
             # `Inf` (feed per revolution of a step at 0 rpm) is "not defined": null, like a gap.
             record[field] = number if number is None or math.isfinite(number) else None
         if any(v is not None for v in record.values()):
@@ -563,13 +568,13 @@ def _sample_lines(raw: bytes, body_start: int, sep: str, header: list[str], sour
     table, so that one odd row (two extra TABs on the first) does not decide it."""
     size = len(raw) - body_start
     lines: list[str] = []
-    for k in range(16):
-        offset = body_start + k * size // 16
+    for k in range(8):
+        offset = body_start + k * size // 8
         if k:
             offset = raw.find(b"\n", offset) + 1
             if offset == 0:
                 break
-        for _ in range(8 if k == 0 else 1):
+        for _ in range(5 if k == 0 else 1):
             if offset >= len(raw):
                 break
             end = raw.find(b"\n", offset)
