@@ -33,8 +33,9 @@ def step_boundaries(hole: Hole) -> list[tuple[int, float]]:
     depth = hole.signals["depth_mm"]
     if step is None or len(step) == 0:
         return []
+    step = np.asarray(step, dtype=np.float64)
     changes = np.flatnonzero(np.diff(step) != 0) + 1
-    return [(int(step[i]), float(depth[i])) for i in changes]
+    return [(int(step[i]), float(depth[i])) for i in changes if np.isfinite(step[i])]
 
 
 def render_summary(hole: Hole) -> str:
@@ -83,33 +84,60 @@ def render_summary(hole: Hole) -> str:
     return "\n".join(lines)
 
 
+_MAX_STEP_LINES = 40  # real programs have a handful of steps; a broken step column is not drawn whole
+
+
+def decimated(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most 2 points per bucket of consecutive samples: each bucket's lowest and highest, in
+    sample order, so that a one-sample spike stays in a plot a few hundred characters wide."""
+    n = len(y)
+    if n <= 2 * buckets:
+        return x, y
+    size = -(-n // buckets)  # samples per bucket, rounded up
+    padded = np.full(buckets * size, np.nan)
+    padded[:n] = y
+    blocks = padded.reshape(buckets, size)
+    filled = ~np.isnan(blocks).all(axis=1)  # the last buckets may hold only padding
+    rows = np.flatnonzero(filled)
+    lows = np.nanargmin(blocks[rows], axis=1) + rows * size
+    highs = np.nanargmax(blocks[rows], axis=1) + rows * size
+    picks = np.sort(np.concatenate([lows, highs]))
+    return x[picks], y[picks]
+
+
 def render_plot(hole: Hole, width: int | None = None, height: int | None = None) -> str:
-    """Torque (left axis) and thrust (right axis) against depth, step starts as vertical lines."""
+    """Torque (left axis) and thrust (right axis) against depth, step starts as vertical lines.
+
+    Only finite samples are drawn; a long hole is drawn from a min/max view of it."""
     import plotext as plt
 
     columns, _ = shutil.get_terminal_size((100, 30))
+    width = width or min(columns, 160)
     depth = hole.signals["depth_mm"]
     plt.clear_figure()
-    plt.plotsize(width or min(columns, 160), height or 20)
+    plt.plotsize(width, height or 20)
     plt.theme("clear")
-    plt.plot(
-        depth.tolist(),
-        hole.signals["torque_a"].tolist(),
-        label="torque (A)",
-        color="blue",
-        marker="braille",
-    )
-    plt.plot(
-        depth.tolist(),
-        hole.signals["thrust_a"].tolist(),
-        label="thrust (A)",
-        color="red",
-        marker="braille",
-        yside="right",
-    )
-    for step, start in step_boundaries(hole):
-        plt.vline(start, color="gray")
-        plt.text(f"s{step}", x=start, y=float(np.nanmax(hole.signals["torque_a"])), color="gray")
+    drawn = 0
+    for name, label, color, side in (
+        ("torque_a", "torque (A)", "blue", "left"),
+        ("thrust_a", "thrust (A)", "red", "right"),
+    ):
+        values = hole.signals.get(name)
+        if values is None:
+            continue
+        finite = np.isfinite(depth) & np.isfinite(values)
+        x, y = decimated(depth[finite], np.asarray(values, dtype=np.float64)[finite], 4 * width)
+        if len(x):
+            plt.plot(x.tolist(), y.tolist(), label=label, color=color, marker="braille", yside=side)
+            drawn += 1
+    if not drawn:
+        return f"{hole.hole_id}: nothing to plot (no sample with a finite depth, torque and thrust)"
+    torque = hole.signals.get("torque_a", np.empty(0))
+    top = float(np.max(torque[np.isfinite(torque)], initial=0.0))
+    for step, start in step_boundaries(hole)[:_MAX_STEP_LINES]:
+        if np.isfinite(start):
+            plt.vline(start, color="gray")
+            plt.text(f"s{step}", x=start, y=top, color="gray")
     plt.xlabel("depth (mm)")
     plt.title(f"{hole.hole_id}: torque and thrust against depth (vertical lines: step starts)")
     return plt.build()

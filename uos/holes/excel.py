@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import struct
+
 from uos.errors import InputError
 from uos.holes.record import Hole
 from uos.holes.setitec import attach_signals, hole_from_rows, read_signal_table
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _damaged_file_errors() -> tuple[type[BaseException], ...]:
+    """What xlrd raises on a damaged workbook: its own errors, and whatever its record decoder
+    hits on bytes that are not what they claim (seen by damaging real re-saves)."""
+    import xlrd
+    from xlrd.compdoc import CompDocError
+
+    return (xlrd.XLRDError, CompDocError, struct.error, IndexError, KeyError, ValueError, AssertionError, EOFError)
 
 
 def is_binary_excel(raw: bytes) -> bool:
@@ -34,17 +46,20 @@ def parse_binary_excel(raw: bytes, source: str) -> Hole:
     import xlrd
 
     try:
-        book = xlrd.open_workbook(file_contents=raw, on_demand=True)
-        sheet = book.sheet_by_index(0)
-        rows = [[_cell_text(c, book.datemode) for c in sheet.row(r)] for r in range(sheet.nrows)]
-    except xlrd.XLRDError as exc:
-        raise InputError(f"binary Excel file that xlrd cannot read ({exc})", source) from exc
+        # xlrd writes its complaints about a damaged file to stdout unless given a log file.
+        with open(os.devnull, "w") as quiet:
+            book = xlrd.open_workbook(file_contents=raw, on_demand=True, logfile=quiet)
+            sheet = book.sheet_by_index(0)
+            rows = [[_cell_text(c, book.datemode) for c in sheet.row(r)] for r in range(sheet.nrows)]
+    except _damaged_file_errors() as exc:
+        reason = str(exc) or type(exc).__name__
+        raise InputError(f"binary Excel file that xlrd cannot read ({reason})", source) from None
     start = next((i for i, row in enumerate(rows) if row and row[0].strip() == "Position (mm)"), None)
     if start is None:
         raise InputError("Excel file without a Datas table (no row starting with 'Position (mm)')", source)
     hole = hole_from_rows(rows[:start], source)
     # The signal rows go through the same table reader as text files, as TAB-separated lines.
     table = "\n".join("\t".join(row) for row in rows[start:]).encode("latin-1", errors="replace")
-    header, signals, dropped = read_signal_table(table, source)
-    attach_signals(hole, header, signals, dropped)
+    header, signals, issues = read_signal_table(table, source)
+    attach_signals(hole, header, signals, issues)
     return hole

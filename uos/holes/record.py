@@ -23,6 +23,8 @@ REQUIRED_SIGNALS = (
 # step in the Result) and the oldest message schema has no step trace.
 MEASURED_SIGNALS = ("depth_mm", "torque_a", "thrust_a")
 INTEGER_SIGNALS = frozenset({"step", "stop_code"})
+# The columns that place a sample in the dataset's signal table; no signal may take their names.
+SIGNAL_KEY_COLUMNS = ("hole_id", "sample")
 
 # Optional extras, by the names the files give them.
 EXTRA_SIGNALS = {
@@ -139,5 +141,5 @@ def signals_hash(signals: dict[str, np.ndarray]) -> str:
     """Hash of the measured signals, comparable across file formats and MQTT."""
     digest = hashlib.sha256()
     for name in ("depth_mm", "torque_a", "thrust_a"):
-        digest.update(np.ascontiguousarray(signals[name], dtype="<f8").tobytes())
+        digest.update(np.ascontiguousarray(signals[name], dtype="<f8").data)  # no copy of the bytes
     return digest.hexdigest()

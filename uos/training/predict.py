@@ -33,7 +33,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI):
 def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None = None) -> Iterator[dict[str, Any]]:
     """One record per hole: the answer (keypoints, confidence, status), or the reason there is
     none (an input that does not exist or cannot be read, a hole the gate refuses). Inputs that
-    do not exist come first, then the holes in the order found."""
+    do not exist come first, then the holes in the order found, an unreadable input in its place."""
     from uos.dataset.build import discover
     from uos.holes import read_source
     from uos.training.infer import context_of
@@ -44,6 +44,8 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
     pending: list[tuple[str, Any]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
+        if not pending:
+            return
         signals = [(h.signals["depth_mm"], h.signals["torque_a"], h.signals["thrust_a"]) for _, h in pending]
         answers = model.answer(signals, [context_of(h) for _, h in pending], refine)
         for (source, hole), answer in zip(pending, answers, strict=True):
@@ -54,16 +56,17 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
         try:
             hole = read_source(path)
         except InputError as exc:
+            yield from flush()  # the holes read before it are answered first: lines in input order
             yield _record(str(path), None, error=exc.reason)
             continue
         if any(name not in hole.signals for name in ("depth_mm", "torque_a", "thrust_a")):
+            yield from flush()
             yield _record(str(path), hole.hole_id, error="missing signals: needs position, torque and thrust")
             continue
         pending.append((str(path), hole))
         if len(pending) >= batch:
             yield from flush()
-    if pending:
-        yield from flush()
+    yield from flush()
 
 
 def _record(source: str, hole_id: str | None, answer: dict[str, Any] | None = None, error: str | None = None):
