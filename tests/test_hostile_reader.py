@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from conftest import ROOT
 from uos.cli import main
 from uos.errors import InputError
 from uos.holes.excel import OLE2_MAGIC
-from uos.holes.read import read_bytes
+from uos.holes.read import read_bytes, read_source
 from uos.holes.record import Hole
 
 SMALL = "misc/23120040_23120040_ST_2412_60.xls"  # 135 samples, format 11: 10 header names, 9 values
@@ -375,3 +376,21 @@ def test_odd_rows_keep_their_place_in_a_table_read_block_by_block(good_bytes):
     for name, column in clean.signals.items():
         np.testing.assert_array_equal(hole.signals[name], column, err_msg=name)
     assert "warning: 1 incomplete row in the Datas table dropped (truncated file?)" in _reasons(hole)
+
+
+def test_a_name_with_a_latin1_byte_is_printable_in_predict_and_show(tmp_path, setitec_dir):
+    """Old units wrote `Pset_n°` in Latin-1: the name reaches the JSON line and the terminal as
+    `\\xb0`, never as a lone surrogate that other JSON readers refuse."""
+    from uos.show import hole_json
+    from uos.training.predict import predict_paths
+
+    data = (setitec_dir / "tuhh/001_V1/V1_001.xls").read_bytes()
+    path = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"Pset_n\xb0 3.xls"))
+    with open(os.fsencode(path), "wb") as handle:
+        handle.write(data)
+    (record,) = predict_paths([str(tmp_path)], _untrained_model())
+    assert record["source"] == f"{tmp_path}/Pset_n\\xb0 3.xls" and record["error"] is None
+    json.dumps(record).encode("utf-8")
+    shown = hole_json(read_source(path))
+    assert "Pset_n\\\\xb0 3.xls" in shown and "\\udcb0" not in shown
+    shown.encode("utf-8")

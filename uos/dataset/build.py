@@ -39,6 +39,7 @@ from uos.dataset.layout import (
 )
 from uos.errors import InputError, UosError
 from uos.holes.quality import QualityRules, check_hole, counters_vs_name, status_of
+from uos.holes.read import printable
 from uos.holes.record import Issue
 
 SETITEC_SUFFIXES = (".xls",)
@@ -91,12 +92,6 @@ class ParseSummary:
 
 
 # --- finding inputs ---------------------------------------------------------------------------
-
-
-def printable(name: str) -> str:
-    """A file name as text: bytes that are not UTF-8 (a Latin-1 `°` from an old unit) show as
-    `\\xb0`, so that the name can go to JSON, Parquet, CSV and the terminal."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _display(path: Path, cwd: str) -> str:

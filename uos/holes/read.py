@@ -84,11 +84,17 @@ def read_regular(path: str | Path, source: str | None = None) -> bytes:
             raise InputError(f"cannot read: {exc.strerror}", source) from None
 
 
+def printable(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (a Latin-1 `°` from an old unit) show as
+    `\\xb0`, so that the name can go to JSON, Parquet, CSV and the terminal."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def read_source(path: str | Path, source: str | None = None) -> Hole:
     """Read a file or a capture folder into a hole. Raises InputError with a one-line reason.
-    `source`: the name to give the input (default: the path as given)."""
+    `source`: the name to give the input (default: the path as given, printable)."""
     path = Path(path)
-    source = source or str(path)
+    source = source or printable(str(path))
     if path.is_dir():
         if not is_capture_folder(path):
             raise InputError(

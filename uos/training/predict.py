@@ -36,6 +36,7 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
     do not exist come first, then the holes in the order found, an unreadable input in its place."""
     from uos.dataset.build import discover
     from uos.holes import read_source
+    from uos.holes.read import printable
     from uos.training.infer import context_of
 
     paths, problems = discover(inputs)
@@ -53,17 +54,18 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
         pending.clear()
 
     for path in paths:
+        source = printable(str(path))  # a Latin-1 byte in a name must not break the JSON line
         try:
-            hole = read_source(path)
+            hole = read_source(path, source)
         except InputError as exc:
             yield from flush()  # the holes read before it are answered first: lines in input order
-            yield _record(str(path), None, error=exc.reason)
+            yield _record(source, None, error=exc.reason)
             continue
         if any(name not in hole.signals for name in ("depth_mm", "torque_a", "thrust_a")):
             yield from flush()
-            yield _record(str(path), hole.hole_id, error="missing signals: needs position, torque and thrust")
+            yield _record(source, hole.hole_id, error="missing signals: needs position, torque and thrust")
             continue
-        pending.append((str(path), hole))
+        pending.append((source, hole))
         if len(pending) >= batch:
             yield from flush()
     yield from flush()
