@@ -6,11 +6,13 @@ subprocess with a timeout."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -266,7 +268,8 @@ def test_a_crash_at_any_step_of_the_write_leaves_the_old_dataset_or_the_new(tmp_
         forward = parse_dataset([str(new_inputs)], out, ParseParams(workers=1))
         assert _state(out) == new, f"killed after step {limit}"
         assert forward.n_holes == 2
-        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f".out-{limit}")) == []
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".out-{limit}")]
+        assert leftovers in ([], [f".out-{limit}.lock"]), leftovers  # the lock file stays, unlocked
 
 
 def test_an_out_folder_holding_other_files_is_refused_not_replaced(tmp_path, small):
@@ -287,7 +290,7 @@ def test_an_out_folder_holding_other_files_is_refused_not_replaced(tmp_path, sma
     assert result.exit_code == 0, result.output
     assert linked.is_symlink() and len(read_holes(linked)) == 1
     assert (out / ".gitignore").read_text() == "/holes.parquet\n"  # carried over (DVC writes one)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.xls", "linked", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock") == ["good.xls", "linked", "out"]
 
 
 # --- a damaged cache ---------------------------------------------------------------------------
@@ -371,3 +374,61 @@ def test_what_the_cache_cannot_encode_becomes_that_inputs_error(tmp_path, setite
     assert "record" in index["a"] and index["d"] == {"error": "empty file"}
     assert "Head Global Counter" in index["b"]["error"] and "64-bit" in index["b"]["error"]
     assert "cutting_tool" in index["c"]["error"]
+
+
+# --- found by a hostile second look --------------------------------------------------------------
+
+
+def test_a_file_link_loop_a_control_character_and_a_name_too_long_are_reasons_not_crashes(tmp_path, small):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.xls").write_bytes(small)
+    (folder / "loop-a.xls").symlink_to(folder / "loop-b.xls")
+    (folder / "loop-b.xls").symlink_to(folder / "loop-a.xls")
+    (folder / "new\nline.xls").write_bytes(b"")
+    too_long = str(tmp_path / ("Y" * 300))
+    for inputs in ([str(folder), too_long], [f"{folder}/**/*.xls", too_long]):
+        result = _uos("parse", *inputs, "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"))
+        errors = result.stderr.splitlines()
+        assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
+        assert f"Error: {folder}/loop-a.xls: cannot read: Too many levels of symbolic links" in errors
+        assert f"Error: {folder}/new\\x0aline.xls: empty file" in errors
+        assert f"Error: {too_long}: cannot read: File name too long" in errors
+        assert read_holes(tmp_path / "out")["source"].tolist() == [f"{folder}/good.xls"]
+
+
+@pytest.mark.parametrize(
+    ("option", "where", "reason"),
+    [
+        ("--out", "/", "--out cannot be the root folder"),
+        ("--out", "/proc/uos-dataset", "cannot write the dataset at /proc/uos-dataset: "),
+        ("--cache", "/proc/uos-cache", "cannot use the parse cache at /proc/uos-cache: "),
+    ],
+)
+def test_an_unusable_out_or_cache_folder_is_one_error_line(tmp_path, small, option, where, reason):
+    (tmp_path / "good.xls").write_bytes(small)
+    args = {"--out": str(tmp_path / "out"), "--cache": str(tmp_path / "cache"), option: where}
+    result = _uos("parse", str(tmp_path / "good.xls"), *itertools.chain(*args.items()))
+    assert result.returncode == 1 and result.stderr.startswith(f"Error: {reason}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_second_parse_into_the_same_dataset_waits_for_the_first(tmp_path, other):
+    """Two runs writing one dataset at once mixed their files (one's signals beside the other's
+    holes, then 'up to date'): the second waits for the first."""
+    from uos.dataset.layout import writing_dataset
+
+    (tmp_path / "b.xls").write_bytes(other)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "uos", "parse", "b.xls", "--out", str(out), "--cache", str(tmp_path / "cache")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with writing_dataset(out):  # as a first run holds it
+        second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+        time.sleep(3)
+        assert second.poll() is None, second.stderr.read()
+        assert not out.exists() and not list(tmp_path.glob(".out.*[!k]")), list(tmp_path.iterdir())
+    assert second.wait(timeout=60) == 0
+    assert "Waiting: another uos parse is writing" in second.stderr.read()
+    holes = read_holes(out)
+    assert holes["source"].tolist() == ["b.xls"]
+    assert load_hole(out, holes["hole_id"][0]).n_samples == holes["n_samples"][0]

@@ -36,6 +36,7 @@ from uos.dataset.layout import (
     write_holes,
     write_report,
     write_signals,
+    writing_dataset,
 )
 from uos.errors import InputError, UosError
 from uos.holes.quality import QualityRules, check_hole, counters_vs_name, status_of
@@ -145,7 +146,7 @@ class _Finder:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
+            if _is_dir(entry):
                 (self._links.append if entry.is_symlink() else self.walk)(Path(entry.path))
             elif entry.name.lower().endswith(SETITEC_SUFFIXES):
                 self.add(Path(entry.path))
@@ -153,6 +154,15 @@ class _Finder:
     def finish(self) -> None:
         while self._links:
             self.walk(self._links.pop(0))
+
+
+def _is_dir(path: Path | os.DirEntry) -> bool:
+    """A folder to walk? A link loop, a name too long or a place we may not look is not one
+    (as a file, it then gets that reason from `add`)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _folders_below(folder: Path) -> list[Path]:
@@ -169,7 +179,7 @@ def _folders_below(folder: Path) -> list[Path]:
         except OSError:
             continue
         out.append(current)
-        stack.extend(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+        stack.extend(Path(e.path) for e in entries if not e.name.startswith(".") and _is_dir(e))
     return out
 
 
@@ -202,18 +212,16 @@ def discover(inputs: Iterable[str]) -> tuple[list[Path], list[InputOutcome]]:
     finder = _Finder()
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
+        if _is_dir(path):
             finder.walk(path)
-        elif os.path.lexists(path):
-            finder.add(path)
-        elif glob.has_magic(item):
+        elif glob.has_magic(item) and not os.path.lexists(path):
             matches = _expand(item)
             if not matches:
                 finder.problem(item, "no file matches this pattern")
             for match in matches:
-                (finder.walk if match.is_dir() else finder.add)(match)
+                (finder.walk if _is_dir(match) else finder.add)(match)
         else:
-            finder.problem(item, "no such file or directory")
+            finder.add(path)  # a file, or the reason it is not one (no such file, name too long...)
     finder.finish()
     found = finder.found
     return [found[k] for k in sorted(found)], list(finder.problems.values())
@@ -390,12 +398,45 @@ def parse_dataset(
     """
     started = time.perf_counter()
     params = params or ParseParams()
-    rules = params.rules()
+    out = _out_folder(out_dir)
+    cache = _usable_cache(ParseCache(cache_root or default_cache_root(), params.rules()))
+    with writing_dataset(out):  # one uos parse at a time per dataset: two would mix their files
+        try:
+            return _parse_into(out, inputs, params, cache, strict, progress, started)
+        except OSError as exc:  # the dataset's folder, not an input: nothing can be written
+            raise UosError(f"cannot write the dataset at {printable(str(out))}: {exc.strerror}") from None
+
+
+def _out_folder(out_dir: str | Path) -> Path:
     out = Path(os.path.abspath(out_dir))  # `.` has no name to put a sibling folder beside
     if out.is_symlink():  # the folder it points to is the dataset to replace, not the link
         out = out.resolve()
-    cache = ParseCache(cache_root or default_cache_root(), rules)
+    if not out.name:
+        raise UosError("--out cannot be the root folder: give a folder for the dataset")
+    return out
 
+
+def _usable_cache(cache: ParseCache) -> ParseCache:
+    try:
+        cache.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UosError(
+            f"cannot use the parse cache at {printable(str(cache.dir.parent))}: {exc.strerror} "
+            "(choose another with --cache or UOS_CACHE_DIR)"
+        ) from None
+    return cache
+
+
+def _parse_into(
+    out: Path,
+    inputs: Iterable[str],
+    params: ParseParams,
+    cache: ParseCache,
+    strict: bool,
+    progress: Callable[[int, int], None] | None,
+    started: float,
+) -> ParseSummary:
+    rules = params.rules()
     paths, problems = discover(inputs)
     if strict and problems:
         raise UosError(f"{problems[0].source}: {problems[0].reasons[0]}")

@@ -14,11 +14,14 @@ reader (or a crash) sees the old dataset or the new one, never a mix of the two.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import itertools
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,6 +141,24 @@ _CARRIED = (".gitignore",)  # not ours, but kept: a tool (DVC) may have put it t
 
 def _backup_dir(out: Path) -> Path:
     return out.with_name(f".{out.name}.old")
+
+
+@contextlib.contextmanager
+def writing_dataset(out: Path) -> Iterator[None]:
+    """Hold the dataset at `out` for writing: a second `uos parse` into it waits (an exclusive
+    lock on a file beside it, released by the system when a process dies, even by kill -9)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(out.with_name(f".{out.name}.lock"), "a")  # noqa: SIM115 - held for the block
+    except OSError as exc:
+        raise UosError(f"cannot write the dataset at {out}: {exc.strerror}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Waiting: another uos parse is writing {out}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def staging_dir(out: Path) -> Path:

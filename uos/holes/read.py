@@ -46,7 +46,7 @@ def _not_regular(mode: int) -> str:
 
 def _unreadable(path: Path, exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
-        return "broken symbolic link" if path.is_symlink() else "no such file"
+        return "broken symbolic link" if path.is_symlink() else "no such file or directory"
     return f"cannot read: {exc.strerror}"
 
 
@@ -84,10 +84,15 @@ def read_regular(path: str | Path, source: str | None = None) -> bytes:
             raise InputError(f"cannot read: {exc.strerror}", source) from None
 
 
+# Control characters in a name (a newline, an escape) would break a report line or the terminal.
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127]}
+
+
 def printable(name: str) -> str:
     """A file name as text: bytes that are not UTF-8 (a Latin-1 `°` from an old unit) show as
-    `\\xb0`, so that the name can go to JSON, Parquet, CSV and the terminal."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    `\\xb0`, control characters as `\\x0a`, so that the name can go to JSON, Parquet, CSV and
+    the terminal on one line."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
 def read_source(path: str | Path, source: str | None = None) -> Hole:
