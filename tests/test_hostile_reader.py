@@ -259,6 +259,23 @@ def test_show_a_hole_whose_signal_is_all_nan(tmp_path, good_bytes, column):
     assert "status        error" in result.stdout
 
 
+@pytest.mark.parametrize("value", ["-1e308", "1e308"])
+def test_show_a_hole_with_positions_near_the_float_limit(tmp_path, good_bytes, value):
+    """Three positions of -1e308 overflowed the plotting library's axis arithmetic."""
+
+    def edit(rows):
+        for row in rows[10:13]:
+            row[0] = value
+        return rows
+
+    path = tmp_path / "far.xls"
+    path.write_bytes(oddities.edited(good_bytes, edit))
+    result = CliRunner().invoke(main, ["show", str(path), "--width", "100"])
+    assert result.exception is None, result.stderr
+    assert result.exit_code == 0 and "depth (mm)" in result.stdout
+    assert "status        error" in result.stdout
+
+
 # --- 7. a huge hole plots fast ----------------------------------------------------------------
 
 

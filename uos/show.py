@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from uos.holes.quality import PHYSICAL_RANGE
 from uos.holes.record import Hole
 from uos.holes.stopcodes import describe
 
@@ -105,10 +106,21 @@ def decimated(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, n
     return x[picks], y[picks]
 
 
+def _plausible(depth: np.ndarray, values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The samples a plot can scale to: finite and inside the physical range (a position of
+    -1e308 overflows the plotting library's axis arithmetic)."""
+    low, high = PHYSICAL_RANGE["depth_mm"]
+    kept = np.isfinite(depth) & np.isfinite(values) & (depth >= low) & (depth <= high)
+    low, high = PHYSICAL_RANGE[name]
+    kept &= (values >= low) & (values <= high)
+    return depth[kept], values[kept]
+
+
 def render_plot(hole: Hole, width: int | None = None, height: int | None = None) -> str:
     """Torque (left axis) and thrust (right axis) against depth, step starts as vertical lines.
 
-    Only finite samples are drawn; a long hole is drawn from a min/max view of it."""
+    Only samples inside the physical range are drawn (the summary says what is outside); a long
+    hole is drawn from a min/max view of it."""
     import plotext as plt
 
     columns, _ = shutil.get_terminal_size((100, 30))
@@ -125,17 +137,18 @@ def render_plot(hole: Hole, width: int | None = None, height: int | None = None)
         values = hole.signals.get(name)
         if values is None:
             continue
-        finite = np.isfinite(depth) & np.isfinite(values)
-        x, y = decimated(depth[finite], np.asarray(values, dtype=np.float64)[finite], 4 * width)
+        x, y = _plausible(depth, np.asarray(values, dtype=np.float64), name)
+        x, y = decimated(x, y, 4 * width)
         if len(x):
             plt.plot(x.tolist(), y.tolist(), label=label, color=color, marker="braille", yside=side)
             drawn += 1
     if not drawn:
-        return f"{hole.hole_id}: nothing to plot (no sample with a finite depth, torque and thrust)"
+        return f"{hole.hole_id}: nothing to plot (no sample with a plausible depth, torque and thrust)"
     torque = hole.signals.get("torque_a", np.empty(0))
-    top = float(np.max(torque[np.isfinite(torque)], initial=0.0))
+    top = float(np.max(_plausible(depth, np.asarray(torque, dtype=np.float64), "torque_a")[1], initial=0.0))
+    low, high = PHYSICAL_RANGE["depth_mm"]
     for step, start in step_boundaries(hole)[:_MAX_STEP_LINES]:
-        if np.isfinite(start):
+        if low <= start <= high:
             plt.vline(start, color="gray")
             plt.text(f"s{step}", x=start, y=top, color="gray")
     plt.xlabel("depth (mm)")
