@@ -268,8 +268,9 @@ def test_a_stale_annotation_is_marked_and_redone_afresh(project, tmp_path):
 
 
 def test_odd_holes_open_and_take_keys(project, tmp_path):
-    """A hole with NaN depths, one whose depth never moves, one with NaN torque and one of a
-    single sample: the app shows each (it stopped at the first before) and takes the keys."""
+    """A hole with NaN depths, one with depths of -1e308, one whose depth never moves, one with
+    NaN torque and one of a single sample: the app shows each (it stopped at the first before)
+    and takes the keys."""
     import oddities
 
     source = sorted((project / "raw").glob("*.xls"))[0].read_bytes()
@@ -279,8 +280,14 @@ def test_odd_holes_open_and_take_keys(project, tmp_path):
             row[1] = "NaN"
         return rows
 
+    def far_depth(rows):
+        for row in rows[10:13]:
+            row[0] = "-1e308"
+        return rows
+
     raw = tmp_path / "raw"
     raw.mkdir()
+    (raw / "far_depth.xls").write_bytes(oddities.edited(source, far_depth))
     (raw / "nan_depth.xls").write_bytes(oddities.nan_depth(source))
     (raw / "stuck.xls").write_bytes(oddities.stuck_depth(source))
     (raw / "nan_torque.xls").write_bytes(oddities.edited(source, nan_torque))
@@ -288,7 +295,7 @@ def test_odd_holes_open_and_take_keys(project, tmp_path):
     parse_dataset([str(raw)], tmp_path / "parsed")
     label_dataset(tmp_path / "parsed", tmp_path / "labels")
     session = open_session(tmp_path / "parsed", tmp_path / "labels", tmp_path / "notes", "tester", None, "all")
-    assert len(session.queue) == 4
+    assert len(session.queue) == 5
     app = make_app(session)
     seen = []
 
@@ -300,7 +307,7 @@ def test_odd_holes_open_and_take_keys(project, tmp_path):
             assert "hole" in _screen(app)
 
     _run(app, script)
-    assert seen == [1, 2, 3, 3]
+    assert seen == [1, 2, 3, 4, 4]
 
 
 def test_an_unknown_filter_is_one_error_line(project, tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from uos.holes.quality import PHYSICAL_RANGE
+from uos.holes.quality import PHYSICAL_RANGE, in_physical_range
 from uos.holes.record import Hole
 from uos.holes.stopcodes import describe
 
@@ -109,10 +109,7 @@ def decimated(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, n
 def _plausible(depth: np.ndarray, values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """The samples a plot can scale to: finite and inside the physical range (a position of
     -1e308 overflows the plotting library's axis arithmetic)."""
-    low, high = PHYSICAL_RANGE["depth_mm"]
-    kept = np.isfinite(depth) & np.isfinite(values) & (depth >= low) & (depth <= high)
-    low, high = PHYSICAL_RANGE[name]
-    kept &= (values >= low) & (values <= high)
+    kept = in_physical_range(depth, "depth_mm") & in_physical_range(values, name)
     return depth[kept], values[kept]
 
 

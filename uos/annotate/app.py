@@ -23,6 +23,7 @@ from textual.widgets import Input, Static
 from textual_plotext import PlotextPlot
 
 from uos.annotate.session import AnnotationSession
+from uos.holes.quality import in_physical_range
 
 FINE, COARSE = 0.005, 0.05  # cursor steps, as shares of the visible width
 LETTERS = {"entry": "E", "transition": "T", "exit": "X"}  # as on the keys
@@ -163,8 +164,9 @@ class HolePlot(PlotextPlot):
         columns = max(self.size.width - 12, 20)
         bottom = None
         for name, yside in (("torque", "left"), ("thrust", "right")):
-            values = hole.signals[f"{name}_a"][inside]
-            for i, (x, y) in enumerate(decimate(depth[inside], values, columns)):
+            shown = inside[in_physical_range(hole.signals[f"{name}_a"][inside], f"{name}_a")]
+            values = hole.signals[f"{name}_a"][shown]
+            for i, (x, y) in enumerate(decimate(depth[shown], values, columns)):
                 label = None if i else f"{name} A"
                 plt.plot(x, y, color=COLOURS[name], marker="braille", label=label, yside=yside)
             limits = _limits(values)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from uos.errors import ConfigError
+from uos.holes.quality import in_physical_range
 from uos.holes.record import Hole
 from uos.labels import annotations as human
 from uos.labels.detect import KEYPOINTS
@@ -365,9 +366,9 @@ class AnnotationSession:
 
 
 def recorded(hole: Hole) -> tuple[float, float]:
-    """The shallowest and deepest finite depth of a hole (a NaN sample is no depth)."""
+    """The shallowest and deepest depth of a hole (a NaN or a -1e308 sample is no depth)."""
     depth = hole.signals["depth_mm"]
-    finite = depth[np.isfinite(depth)]
+    finite = depth[in_physical_range(depth, "depth_mm")]
     return float(finite.min()), float(finite.max())
 
 
@@ -423,7 +424,9 @@ def open_session(
     columns = ["depth_mm", "torque_a", "thrust_a", "step"]
     # (A hole with no finite depth at all has nothing to show or to annotate.)
     holes = {
-        h.hole_id: h for h in load_holes(parsed_dir, columns) if h.signals and np.isfinite(h.signals["depth_mm"]).any()
+        h.hole_id: h
+        for h in load_holes(parsed_dir, columns)
+        if h.signals and in_physical_range(h.signals["depth_mm"], "depth_mm").any()
     }
     labels = {row["hole_id"]: row for row in read_labels(labels_dir).to_dict("records")}
     answers = {}

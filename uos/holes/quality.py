@@ -51,6 +51,15 @@ AIR_MM = 0.8  # the first travel of a recording, in air: its torque is the unit'
 PHYSICAL_RANGE = {"depth_mm": (-50.0, 500.0), "torque_a": (-20.0, 200.0), "thrust_a": (-20.0, 100.0)}
 
 
+def in_physical_range(values: np.ndarray, name: str) -> np.ndarray:
+    """Which samples of signal `name` a unit could have measured: finite and inside its physical
+    range (what a plot can scale to: a position of -1e308 overflows a plotting library)."""
+    low, high = PHYSICAL_RANGE[name]
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values >= low) & (values <= high)
+
+
 def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> list[Issue]:
     """Why no keypoint can be estimated for a hole, first reason first; empty when one can.
 
