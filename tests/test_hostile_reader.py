@@ -159,6 +159,20 @@ def test_an_extra_column_never_shadows_a_canonical_one(tmp_path, good_bytes, nam
     assert read_labels(tmp_path / "labels")["hole_id"].tolist() == [holes.index[0]]
 
 
+def test_thousands_of_extra_columns_are_not_stored(good_bytes):
+    """Every column is stored for every sample of every hole in the dataset: 3,000 extra columns
+    in one file beside a 5 M-sample hole took 21 GB. Beyond what a unit writes, they are ignored."""
+    head, header, rows = oddities._split(good_bytes)
+    header = header.rstrip("\r\n\t").split("\t")[:9]
+    names = [f"Extra {i}" for i in range(3000)]
+    hostile = oddities._join(head, "\t".join([*header, *names]), [[*r[:9], *["1,0"] * 3000] for r in rows[:200]])
+    hole = read_bytes(hostile, "wide.xls")
+    assert len(hole.signals) <= 7 + 32 + 2  # (+ the derived columns)
+    assert "warning: 2970 Datas columns beyond the 39 a unit writes: ignored" in _reasons(hole)
+    original = read_bytes(good_bytes, "good.xls")
+    np.testing.assert_array_equal(hole.signals["torque_a"], original.signals["torque_a"][:200])
+
+
 # --- 4. the table width -----------------------------------------------------------------------
 
 

@@ -602,6 +602,11 @@ def _table_shape(raw: bytes, body_start: int, sep: str, header: list[str], sourc
     return _TableShape(sep, decimal, n_fields, n_values, int((len(raw) - body_start) / row_bytes * 1.1) + 64)
 
 
+# Real tables have the 7 required columns and at most 6 more; every column is stored for every
+# sample of every hole in the dataset (a 3,000-column file beside a 5 M-sample hole took 21 GB).
+_MAX_COLUMNS = len(_REQUIRED_HEADERS) + 32
+
+
 def _max_values(header: list[str]) -> int:
     """More values than this in a row is not a table row (real rows have at most the header's)."""
     return max(2 * len(header), len(header) + 8)
@@ -636,6 +641,13 @@ def read_signal_table(raw: bytes, source: str, start: int = 0) -> tuple[list[str
         raise InputError("the Datas table has a header but no complete rows", source)
     issues: list[Issue] = []
     names = unique_signal_names(header, table.n_values, issues)
+    if len(names) > _MAX_COLUMNS:
+        issues.append(
+            Issue(
+                "warning", f"{len(names) - _MAX_COLUMNS} Datas columns beyond the {_MAX_COLUMNS} a unit writes: ignored"
+            )
+        )
+        names, columns = names[:_MAX_COLUMNS], columns[:_MAX_COLUMNS]
     signals = finish_signals(dict(zip(names, columns, strict=True)), issues, in_place=True)
     if dropped:
         issues.insert(
