@@ -21,6 +21,17 @@ def _damaged_file_errors() -> tuple[type[BaseException], ...]:
     return (xlrd.XLRDError, CompDocError, struct.error, IndexError, KeyError, ValueError, AssertionError, EOFError)
 
 
+def _why(exc: BaseException) -> str:
+    """xlrd's own errors say what is wrong in a workbook's terms; the rest are its decoder
+    tripping over bytes that are not what they claim (an index, an assertion): a damaged file."""
+    import xlrd
+    from xlrd.compdoc import CompDocError
+
+    if isinstance(exc, xlrd.XLRDError | CompDocError) and str(exc):
+        return str(exc)
+    return "its records are damaged"
+
+
 def is_binary_excel(raw: bytes) -> bool:
     return raw.startswith(OLE2_MAGIC)
 
@@ -52,8 +63,7 @@ def parse_binary_excel(raw: bytes, source: str) -> Hole:
             sheet = book.sheet_by_index(0)
             rows = [[_cell_text(c, book.datemode) for c in sheet.row(r)] for r in range(sheet.nrows)]
     except _damaged_file_errors() as exc:
-        reason = str(exc) or type(exc).__name__
-        raise InputError(f"binary Excel file that xlrd cannot read ({reason})", source) from None
+        raise InputError(f"binary Excel file that xlrd cannot read ({_why(exc)})", source) from None
     start = next((i for i, row in enumerate(rows) if row and row[0].strip() == "Position (mm)"), None)
     if start is None:
         raise InputError("Excel file without a Datas table (no row starting with 'Position (mm)')", source)
