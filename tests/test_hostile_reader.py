@@ -397,6 +397,11 @@ def test_predict_answers_the_holes_around_a_bad_input_in_input_order(tmp_path, s
     assert [r["source"] for r in records] == inputs
     assert [r["error"] is None for r in records] == [True, False, True]
     assert records[1]["status"] == "error" and records[1]["error"].startswith("binary Excel file that xlrd cannot read")
+    # In the order given, not in name order; a missing input in its place.
+    given = [inputs[2], str(tmp_path / "missing.xls"), inputs[0]]
+    records = list(predict_paths(given, _untrained_model()))
+    assert [r["source"] for r in records] == given
+    assert [r["error"] for r in records][1] == "no such file or directory"
 
 
 def test_odd_rows_keep_their_place_in_a_table_read_block_by_block(good_bytes):

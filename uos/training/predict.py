@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from uos.errors import InputError, UosError
@@ -32,16 +33,13 @@ def load_model(uri: str = DEFAULT_MODEL_URI):
 
 def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None = None) -> Iterator[dict[str, Any]]:
     """One record per hole: the answer (keypoints, confidence, status), or the reason there is
-    none (an input that does not exist or cannot be read, a hole the gate refuses). Inputs that
-    do not exist come first, then the holes in the order found, an unreadable input in its place."""
+    none (an input that does not exist or cannot be read, a hole the gate refuses), in the order
+    of the inputs (a folder's files in name order), each problem in its place."""
     from uos.dataset.build import discover
     from uos.holes import read_source
     from uos.holes.read import printable
     from uos.training.infer import context_of
 
-    paths, problems = discover(inputs)
-    for problem in problems:
-        yield _record(problem.source, None, error=problem.reasons[0])
     pending: list[tuple[str, Any]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
@@ -53,7 +51,11 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
             yield _record(source, hole.hole_id, answer.record())
         pending.clear()
 
-    for path in paths:
+    for path in _in_input_order(inputs, discover):
+        if not isinstance(path, Path):  # an input that is not there or not a file: its reason
+            yield from flush()
+            yield _record(path.source, None, error=path.reasons[0])
+            continue
         source = printable(str(path))  # a Latin-1 byte in a name must not break the JSON line
         try:
             hole = read_source(path, source)
@@ -69,6 +71,15 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
         if len(pending) >= batch:
             yield from flush()
     yield from flush()
+
+
+def _in_input_order(inputs: list[str], discover) -> Iterator[Any]:
+    """The files of each input in turn (`uos parse` sorts them all; a pipeline expects its own
+    order back), and in its place the reason an input has none."""
+    for item in inputs:
+        paths, problems = discover([item])
+        yield from problems
+        yield from paths
 
 
 def _record(source: str, hole_id: str | None, answer: dict[str, Any] | None = None, error: str | None = None):
