@@ -159,6 +159,22 @@ def test_an_extra_column_never_shadows_a_canonical_one(tmp_path, good_bytes, nam
     assert read_labels(tmp_path / "labels")["hole_id"].tolist() == [holes.index[0]]
 
 
+def test_text_in_an_extra_column_costs_no_hole(good_bytes):
+    """A comment column: its text is stored as empty, with a warning; the signals are whole."""
+    head, header, rows = oddities._split(good_bytes)
+    header = header.rstrip("\r\n\t").split("\t")[:9]
+    commented = [[*r[:9], "hello" if i % 2 else "1,5"] for i, r in enumerate(rows)]
+    hole = read_bytes(oddities._join(head, "\t".join([*header, "Comment"]), commented), "comment.xls")
+    original = read_bytes(good_bytes, "good.xls")
+    np.testing.assert_array_equal(hole.signals["torque_a"], original.signals["torque_a"])
+    assert np.isnan(hole.signals["comment"][1::2]).all() and (hole.signals["comment"][::2] == 1.5).all()
+    texts = len(rows) // 2
+    assert f"warning: Datas column 'Comment': {texts} values that are not numbers stored as empty" in _reasons(hole)
+    torque_text = [[r[0], "hello", *r[2:9]] if i == 5 else r[:9] for i, r in enumerate(rows)]
+    with pytest.raises(InputError, match="column 'I Torque \\(A\\)': 'hello' is not a number"):
+        read_bytes(oddities._join(head, "\t".join(header), torque_text), "torque.xls")
+
+
 def test_thousands_of_extra_columns_are_not_stored(good_bytes):
     """Every column is stored for every sample of every hole in the dataset: 3,000 extra columns
     in one file beside a 5 M-sample hole took 21 GB. Beyond what a unit writes, they are ignored."""

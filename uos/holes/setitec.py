@@ -525,10 +525,14 @@ def _read_body_arrow(raw: bytes, body_start: int, table: _TableShape, odd: _OddR
     return [column[:filled] for column in columns]
 
 
-def _read_body_python(lines: list[str], header: list[str], n_values: int, source: str) -> tuple[list[np.ndarray], int]:
-    """Slow reader that names the first cell that is not a number."""
+def _read_body_python(
+    lines: list[str], header: list[str], n_values: int, source: str, issues: list[Issue]
+) -> tuple[list[np.ndarray], int]:
+    """Slow reader that names the first cell of a required signal that is not a number; text in
+    an extra column (a comment) is stored as empty, with a warning, and costs no hole."""
     rows: list[list[float]] = []
     dropped = 0
+    text_cells: dict[int, int] = {}  # extra column -> cells that are not numbers
     for line_no, line in enumerate(lines, start=2):
         cells = _trim(split_row(line))
         if not cells:
@@ -542,7 +546,9 @@ def _read_body_python(lines: list[str], header: list[str], n_values: int, source
                 row.append(math.nan)
                 continue
             value = to_number(cell)
-            if value is None and cell.lower() not in ("nan",):
+            if value is None and cell.lower() not in ("nan",) and column >= len(_REQUIRED_HEADERS):
+                text_cells[column] = text_cells.get(column, 0) + 1
+            elif value is None and cell.lower() not in ("nan",):
                 column_name = header[column] if column < len(header) else f"column {column + 1}"
                 raise InputError(
                     f"Datas row {line_no - 1}, column '{column_name}': {cell!r} is not a number",
@@ -550,6 +556,9 @@ def _read_body_python(lines: list[str], header: list[str], n_values: int, source
                 )
             row.append(math.nan if value is None else value)
         rows.append(row)
+    for column, count in text_cells.items():
+        name = header[column] if column < len(header) else f"column {column + 1}"
+        issues.append(Issue("warning", f"Datas column '{name}': {count} values that are not numbers stored as empty"))
     values = np.array(rows, dtype=float) if rows else np.empty((0, n_values))
     return list(values.T), dropped
 
@@ -626,12 +635,13 @@ def read_signal_table(raw: bytes, source: str, start: int = 0) -> tuple[list[str
     sep = "\t" if "\t" in header_line else (";" if ";" in header_line else "\t")
     table = _table_shape(raw, body_start, sep, header, source)
     odd = _OddRows(sep, table.decimal, table.n_values, header)
+    read_issues: list[Issue] = []
     try:
         columns = _read_body_arrow(raw, body_start, table, odd)
     except pa.ArrowInvalid:  # a cell that is not a number, or a line longer than a block
         _refuse_long_lines(raw, body_start, sep, header, source)
         lines = raw[body_start:].decode("latin-1").splitlines()
-        columns, dropped = _read_body_python(lines, header, table.n_values, source)
+        columns, dropped = _read_body_python(lines, header, table.n_values, source, read_issues)
     else:
         if odd.refused:
             raise InputError(odd.refused, source)
@@ -639,7 +649,7 @@ def read_signal_table(raw: bytes, source: str, start: int = 0) -> tuple[list[str
     columns = _without_blank_rows(columns)
     if len(columns[0]) == 0:
         raise InputError("the Datas table has a header but no complete rows", source)
-    issues: list[Issue] = []
+    issues: list[Issue] = read_issues
     names = unique_signal_names(header, table.n_values, issues)
     if len(names) > _MAX_COLUMNS:
         issues.append(
