@@ -60,3 +60,19 @@ def real_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("real-dataset")
     summary = parse_dataset([str(SETITEC), str(MQTT)], out, cache_root=tmp_path_factory.mktemp("real-cache"))
     return summary
+
+
+def labelled_project(root: Path) -> Path:
+    """A small parsed and labelled dataset in `root` (10 synthetic holes, two heads): what the
+    annotation tests review."""
+    import dataclasses
+
+    from uos.dataset.build import parse_dataset
+    from uos.labels.label import label_dataset
+    from uos.synth.generate import synthesize
+    from uos.synth.params import SynthParams
+
+    synthesize(root / "raw", dataclasses.replace(SynthParams(), holes=10, seed=4))
+    parse_dataset([str(root / "raw")], root / "parsed", cache_root=root / "cache")
+    label_dataset(root / "parsed", root / "labels")
+    return root

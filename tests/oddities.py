@@ -3,7 +3,9 @@ bytes (tests write them in a temporary folder): for predict, label and serve ali
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 Rows = list[list[str]]
 
@@ -83,3 +85,17 @@ def baseline_shift(raw: bytes, start_mm: float, end_mm: float, shift_a: float = 
         return rows
 
     return edited(raw, edit)
+
+
+def capture_with_text(capture: Path, folder: Path) -> Path:
+    """A copy of MQTT `capture` (Result.json, Trace.json) in `folder`, with the text 'n/a' among
+    the Trace's positions."""
+    folder.mkdir()
+    for name in ("Result.json", "Trace.json"):
+        (folder / name).write_bytes((capture / name).read_bytes())
+    trace = json.loads((folder / "Trace.json").read_bytes())
+    for key, entry in trace["Messages"]["Payload"].items():
+        if key.endswith("PositionTrace.StepTraceContent[0].Values"):
+            entry["Value"][3] = "n/a"
+    (folder / "Trace.json").write_text(json.dumps(trace))
+    return folder

@@ -4,7 +4,6 @@ disk; a few SVG snapshots; speed on an 11,000-sample hole; files whole when the 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -16,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import labelled_project
 from uos.annotate.app import make_app
 from uos.annotate.session import AnnotationSession, open_session
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations as human
 from uos.labels.label import label_dataset
-from uos.synth.generate import synthesize
-from uos.synth.params import SynthParams
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -30,11 +28,7 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A small parsed and labelled dataset (synthetic holes)."""
-    root = tmp_path_factory.mktemp("annotate")
-    synthesize(root / "raw", dataclasses.replace(SynthParams(), holes=10, seed=4))
-    parse_dataset([str(root / "raw")], root / "parsed", cache_root=root / "cache")
-    label_dataset(root / "parsed", root / "labels")
-    return root
+    return labelled_project(tmp_path_factory.mktemp("annotate"))
 
 
 class FakeClock:

@@ -5,7 +5,6 @@ tags, the hint line, the head filter, the resume state of another dataset, stale
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import html
 import json
 import re
@@ -16,13 +15,12 @@ import numpy as np
 import pytest
 from rich.color import Color
 
+from conftest import labelled_project
 from uos.annotate.app import HolePlot, make_app
 from uos.annotate.session import AnnotationSession, open_session
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations as human
 from uos.labels.label import label_dataset
-from uos.synth.generate import synthesize
-from uos.synth.params import SynthParams
 
 SIZE = (80, 24)
 
@@ -30,11 +28,7 @@ SIZE = (80, 24)
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A small parsed and labelled dataset (synthetic holes, two heads)."""
-    root = tmp_path_factory.mktemp("review")
-    synthesize(root / "raw", dataclasses.replace(SynthParams(), holes=10, seed=4))
-    parse_dataset([str(root / "raw")], root / "parsed", cache_root=root / "cache")
-    label_dataset(root / "parsed", root / "labels")
-    return root
+    return labelled_project(tmp_path_factory.mktemp("review"))
 
 
 def _session(project: Path, notes: Path, state: Path | None = None, parsed: Path | None = None) -> AnnotationSession:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import oddities
 from uos.errors import InputError
 from uos.holes import read_source
 from uos.holes.mqtt import decode_message, hole_from_messages, read_capture
@@ -97,14 +98,6 @@ def test_not_a_message(tmp_path):
 def test_a_capture_with_text_values_is_an_input_error(mqtt_dir, tmp_path):
     """Text where the Trace has numbers: an InputError that says so (it was a ValueError from
     numpy, a traceback in `uos predict`; tested end to end in test_serve_faults.py)."""
-    folder = tmp_path / "capture"
-    folder.mkdir()
-    for name in ("Result.json", "Trace.json"):
-        (folder / name).write_bytes((mqtt_dir / "data1" / name).read_bytes())
-    trace = json.loads((folder / "Trace.json").read_bytes())
-    for key, entry in trace["Messages"]["Payload"].items():
-        if key.endswith("PositionTrace.StepTraceContent[0].Values"):
-            entry["Value"][3] = "n/a"
-    (folder / "Trace.json").write_text(json.dumps(trace))
+    folder = oddities.capture_with_text(mqtt_dir / "data1", tmp_path / "capture")
     with pytest.raises(InputError, match=r"Trace PositionTrace must be a list of numbers, but holds the text 'n/a'"):
         read_capture(folder)

@@ -26,6 +26,7 @@ from test_serve import (  # noqa: F401
     serve,
 )
 
+import oddities
 from uos.serve.messages import unit_topic
 from uos.serve.replay import prepare
 
@@ -307,15 +308,7 @@ def test_a_password_on_the_command_line_is_warned_about(registry, tmp_path):
 def test_predict_on_a_capture_with_text_values_is_one_error_line(registry, mqtt_dir, tmp_path):
     """`uos predict` on an MQTT capture folder with text among the positions: one `Error:` line
     naming it, no traceback, and the hole beside it still predicted."""
-    folder = tmp_path / "capture"
-    folder.mkdir()
-    for name in ("Result.json", "Trace.json"):
-        (folder / name).write_bytes((mqtt_dir / "data1" / name).read_bytes())
-    trace = json.loads((folder / "Trace.json").read_bytes())
-    for key, entry in trace["Messages"]["Payload"].items():
-        if key.endswith("PositionTrace.StepTraceContent[0].Values"):
-            entry["Value"][3] = "n/a"
-    (folder / "Trace.json").write_text(json.dumps(trace))
+    folder = oddities.capture_with_text(mqtt_dir / "data1", tmp_path / "capture")
     done = subprocess.run(
         ["uos", "predict", str(folder), str(registry["files"][0]), "--no-refine"],
         env=_env(registry),
