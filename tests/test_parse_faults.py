@@ -144,6 +144,9 @@ def test_a_capture_folder_holding_a_fifo_is_refused_without_waiting(tmp_path, mq
     result = _uos("parse", str(tmp_path / "captures"), "--out", str(tmp_path / "out"))
     assert result.stderr.splitlines()[0] == f"Error: {capture}: Heads.json: not a regular file (a FIFO)"
     assert len(read_holes(tmp_path / "out")) == 1
+    # The same guard where any command reads a capture (it sat in parse's hashing only).
+    shown = _uos("show", str(capture), "--no-plot", timeout=30)
+    assert shown.returncode == 1 and shown.stderr == f"Error: {capture}: Heads.json: not a regular file (a FIFO)\n"
 
 
 # --- a file rewritten during the parse ---------------------------------------------------------

@@ -397,11 +397,18 @@ def is_capture_folder(path: Path) -> bool:
     )
 
 
-def capture_digest(folder: Path) -> str:
-    """sha256 over the folder's message files (name and bytes), the content key of a capture."""
+def capture_digest(folder: Path, source: str | None = None) -> str:
+    """sha256 over the folder's message files (name and bytes), the content key of a capture.
+    Raises InputError for a message file that is not a regular file (a FIFO would never end)."""
+    from uos.holes.read import read_regular  # (read.py reads captures through this module)
+
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*.json")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        try:
+            raw = read_regular(path)
+        except InputError as exc:
+            raise InputError(f"{path.name}: {exc.reason}", source) from None
+        digest.update(path.name.encode() + b"\0" + raw + b"\0")
     return digest.hexdigest()
 
 

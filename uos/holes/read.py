@@ -107,7 +107,7 @@ def read_source(path: str | Path, source: str | None = None) -> Hole:
                 source,
             )
         hole = read_capture(path, source)
-        finish(hole, source, "mqtt", capture_digest(path))
+        finish(hole, source, "mqtt", capture_digest(path, source))
         return hole
     return read_bytes(read_regular(path, source), source)
 
