@@ -151,13 +151,17 @@ def _dropped_int(text: str | None) -> bool:
     return value is not None and _storable(value) is None
 
 
-def _int_field(section: dict[str, str], names: tuple[str, ...], label: str, issues: list[Issue]) -> int | None:
-    """A whole-number header field; one out of range is dropped with a warning (not stored wrapped)."""
-    text = _lookup(section, *names)
-    value = to_number(text)
-    if value is not None and _storable(value) is None:
+def _whole(text: str | None, label: str, issues: list[Issue]) -> int | None:
+    """A whole number the dataset can store; one out of range is dropped with a warning (never
+    stored wrapped)."""
+    if _dropped_int(text):
         issues.append(Issue("warning", f"{label} {text!r} is not a whole number in range: ignored"))
-    return _storable(value)
+    return to_int(text)
+
+
+def _int_field(section: dict[str, str], names: tuple[str, ...], label: str, issues: list[Issue]) -> int | None:
+    """A whole-number header field (see `_whole`)."""
+    return _whole(_lookup(section, *names), label, issues)
 
 
 def to_bool(text: str | None) -> bool | None:
@@ -328,13 +332,7 @@ def _table_records(
             field = aliases.get(normalise_name(name))
             if field is None:
                 continue
-            number = to_number(value)
-            if field in _INTEGER_FIELDS:
-                if number is not None and _storable(number) is None:
-                    issues.append(
-                        Issue("warning", f"{section} {name!r} {value!r} is not a whole number in range: ignored")
-                    )
-                number = _storable(number)
+            number = _whole(value, f"{section} {name!r}", issues) if field in _INTEGER_FIELDS else to_number(value)
             # `Inf` (feed per revolution of a step at 0 rpm) is "not defined": null, like a gap.
             record[field] = number if number is None or math.isfinite(number) else None
         if any(v is not None for v in record.values()):
