@@ -170,6 +170,12 @@ def test_text_in_an_extra_column_costs_no_hole(good_bytes):
     assert np.isnan(hole.signals["comment"][1::2]).all() and (hole.signals["comment"][::2] == 1.5).all()
     texts = len(rows) // 2
     assert f"warning: Datas column 'Comment': {texts} values that are not numbers stored as empty" in _reasons(hole)
+    # The same in a row of another width (read by pyarrow's odd-row handler): still no hole lost.
+    padded = [[*r[:9], "hello", "", ""] if i == 7 else [*r[:9], "1,5"] for i, r in enumerate(rows)]
+    hole = read_bytes(oddities._join(head, "\t".join([*header, "Comment"]), padded), "padded.xls")
+    np.testing.assert_array_equal(hole.signals["torque_a"], original.signals["torque_a"])
+    assert np.isnan(hole.signals["comment"][7]) and np.count_nonzero(np.isnan(hole.signals["comment"])) == 1
+    assert "warning: Datas column 'Comment': 1 values that are not numbers stored as empty" in _reasons(hole)
     torque_text = [[r[0], "hello", *r[2:9]] if i == 5 else r[:9] for i, r in enumerate(rows)]
     with pytest.raises(InputError, match="column 'I Torque \\(A\\)': 'hello' is not a number"):
         read_bytes(oddities._join(head, "\t".join(header), torque_text), "torque.xls")

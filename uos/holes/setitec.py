@@ -437,6 +437,7 @@ class _OddRows:
         self.rows: list[tuple[int, list[float]]] = []
         self.incomplete = 0
         self.refused: str | None = None  # why the table cannot be read
+        self.text_cells: dict[int, int] = {}  # extra column -> cells that are not numbers
 
     def __call__(self, row: Any) -> str:
         self.handled.append(row.number)
@@ -452,9 +453,12 @@ class _OddRows:
             self.incomplete += 1
             return "skip"
         values = [_cell_number(c, self.decimal) for c in cells[: self.n_values]]
-        if None in values:
-            column = values.index(None)
-            name = self.header[column] if column < len(self.header) else f"column {column + 1}"
+        for column in (i for i, value in enumerate(values) if value is None):
+            if column >= len(_REQUIRED_HEADERS):  # text in an extra column (a comment): empty
+                self.text_cells[column] = self.text_cells.get(column, 0) + 1
+                values[column] = math.nan
+                continue
+            name = _column_name(self.header, column)
             self.refused = self.refused or f"Datas row {row.number}, column '{name}': {cells[column]!r} is not a number"
             return "skip"
         self.rows.append((row.number, values))
@@ -478,6 +482,21 @@ def _cell_number(cell: str, decimal: str) -> float | None:
         return float(cell.replace(",", ".") if decimal == "," else cell)
     except ValueError:
         return None
+
+
+def _column_name(header: list[str], column: int) -> str:
+    return header[column] if column < len(header) else f"column {column + 1}"
+
+
+def _text_cell_warnings(header: list[str], text_cells: dict[int, int]) -> list[Issue]:
+    """Text in extra columns (a comment): stored as empty, said once per column."""
+    return [
+        Issue(
+            "warning",
+            f"Datas column '{_column_name(header, column)}': {count} values that are not numbers stored as empty",
+        )
+        for column, count in text_cells.items()
+    ]
 
 
 def _too_wide(row: int, values: int, header: list[str]) -> str:
@@ -547,16 +566,14 @@ def _read_body_python(
             if value is None and cell.lower() not in ("nan",) and column >= len(_REQUIRED_HEADERS):
                 text_cells[column] = text_cells.get(column, 0) + 1
             elif value is None and cell.lower() not in ("nan",):
-                column_name = header[column] if column < len(header) else f"column {column + 1}"
+                column_name = _column_name(header, column)
                 raise InputError(
                     f"Datas row {line_no - 1}, column '{column_name}': {cell!r} is not a number",
                     source,
                 )
             row.append(math.nan if value is None else value)
         rows.append(row)
-    for column, count in text_cells.items():
-        name = header[column] if column < len(header) else f"column {column + 1}"
-        issues.append(Issue("warning", f"Datas column '{name}': {count} values that are not numbers stored as empty"))
+    issues += _text_cell_warnings(header, text_cells)
     values = np.array(rows, dtype=float) if rows else np.empty((0, n_values))
     return list(values.T), dropped
 
@@ -644,6 +661,7 @@ def read_signal_table(raw: bytes, source: str, start: int = 0) -> tuple[list[str
         if odd.refused:
             raise InputError(odd.refused, source)
         columns, dropped = odd.merged(columns), odd.incomplete
+        read_issues += _text_cell_warnings(header, odd.text_cells)
     columns = _without_blank_rows(columns)
     if len(columns[0]) == 0:
         raise InputError("the Datas table has a header but no complete rows", source)
