@@ -116,6 +116,31 @@ def test_kill_9_mid_stream_loses_no_hole(registry, broker, serve):
     client.loop_stop()
 
 
+def test_a_lone_result_does_not_time_out_while_the_broker_is_away(registry, broker, serve):
+    """A Result came, then the broker went down for longer than the pair timeout (1.5 s here);
+    its Trace comes after the restart. That is one answer, not an error for the Result and then
+    an answer as well (CI saw both in test_a_broker_restart_loses_no_hole): the wait for a
+    partner runs only while serve is connected."""
+    service = serve()
+    client, received = _collector(broker.port)
+    publisher = _publisher(broker.port, "test-away-publisher")
+    payloads = _messages(registry, 777)
+    _send(publisher, "away/tool", "result", payloads["result"])
+    _wait_until(lambda: any(e["received"] >= 1 for e in service.events("status")), 10, "serve got no Result")
+    broker.stop()
+    time.sleep(3.0)
+    broker.start()
+    _wait_until(lambda: len(service.events("subscribed")) >= 2, 20, "serve did not reconnect")
+    _wait_until(publisher.is_connected, 20, "publisher did not reconnect")
+    _send(publisher, "away/tool", "trace", payloads["trace"])
+    _wait_until(lambda: any("error" not in r for r in _by_tool(received, "away/tool")), 20, "no answer")
+    time.sleep(2.5)  # past the pair timeout: an error would have come by now
+    assert [("error" in r) for r in _by_tool(received, "away/tool")] == [False], _by_tool(received, "away/tool")
+    assert service.stop() == 0
+    client.loop_stop()
+    publisher.loop_stop()
+
+
 POSITION = "PositionTrace.StepTraceContent[0].Values"
 
 

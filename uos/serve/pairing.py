@@ -186,8 +186,9 @@ class Pairer:
     def _asset(self, tool: str, kind: str, timestamp: str | None) -> dict[str, Any] | None:
         return self.assets.get((tool, kind), {}).get(timestamp or "")
 
-    def poll(self, now: float, tools: set[str] | None = None) -> list[Pair]:
-        """Pairs whose Heads came or whose wait for them is over."""
+    def poll(self, now: float, tools: set[str] | None = None, waits_from: float = float("-inf")) -> list[Pair]:
+        """Pairs whose Heads came or whose wait for them is over (counted from `waits_from` if
+        later: see expire)."""
         ready = []
         for key, entry in list(self.pending.items()):
             if entry.complete_at is None or (tools is not None and key[0] not in tools):
@@ -196,7 +197,7 @@ class Pairer:
             timestamp = entry.result.timestamp or entry.trace.timestamp
             heads = self._asset(tool, "heads", timestamp)
             waits_for_heads = (tool, "heads") in self.asset_tools and heads is None
-            if waits_for_heads and now - entry.complete_at < self.heads_wait_s:
+            if waits_for_heads and now - max(entry.complete_at, waits_from) < self.heads_wait_s:
                 continue
             del self.pending[key]
             result_id = entry.result.result_id or entry.trace.result_id
@@ -217,11 +218,14 @@ class Pairer:
             )
         return ready
 
-    def expire(self, now: float) -> tuple[list[Pair], list[Problem]]:
-        """Pairs whose Heads wait is over, and parts whose partner never came."""
+    def expire(self, now: float, waits_from: float = float("-inf")) -> tuple[list[Pair], list[Problem]]:
+        """Pairs whose Heads wait is over, and parts whose partner never came. A lone part waits
+        `pair_timeout_s` from when it came or from `waits_from`, whichever is later: the caller
+        passes when its connection to the broker was last made (its partner cannot come while the
+        broker is away, and the broker delivers it after the reconnect)."""
         problems = []
         for key, entry in list(self.pending.items()):
-            if entry.complete_at is None and now - entry.first.arrived > self.pair_timeout_s:
+            if entry.complete_at is None and now - max(entry.first.arrived, waits_from) > self.pair_timeout_s:
                 del self.pending[key]
                 part = entry.first
                 if part.kind == "result" and entry.trace is None and not self.lone_results_are_errors:
@@ -240,7 +244,7 @@ class Pairer:
         for key, (arrived, _) in list(self.asset_tickets.items()):
             if now - arrived > self.pair_timeout_s:  # no hole took it: kept for pairing, acknowledged
                 self._release_asset(key)
-        return self.poll(now), problems
+        return self.poll(now, waits_from=waits_from), problems
 
     def awaiting(self) -> set[tuple[str, str]]:
         """(tool, ResultId) of the holes of which one part came and the other not yet."""

@@ -179,6 +179,7 @@ class Service:
             return  # our own disconnect, at the end of _shutdown
         now = time.monotonic()
         quick = self._connected_at is not None and now - self._connected_at < 2.0
+        self._connected_at = None  # lone parts' waits stop until the reconnect (see _expire)
         self._quick_drops = [t for t in self._quick_drops if now - t < 15.0] + ([now] if quick else [])
         if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER or len(self._quick_drops) >= 3:
             self.log(event="error", reason=f"the broker keeps closing the connection right after it is made: most likely "
@@ -372,7 +373,7 @@ class Service:
             now = time.monotonic()
             if now - last_expiry > 0.02:
                 last_expiry = now
-                pairs, problems = self.pairer.expire(now)
+                pairs, problems = self._expire(now)
                 self._hand_over(pairs)
                 self._report(problems)
                 self._release()
@@ -393,6 +394,12 @@ class Service:
         )
         self._release()
         self.finished.set()
+
+    def _expire(self, now: float) -> tuple[list[Pair], list[Problem]]:
+        """The pairer's timeouts, counted while connected only: a Result whose Trace was on its
+        way when the broker went down is not an error; it is paired once the broker is back."""
+        connected_at = self._connected_at
+        return self.pairer.expire(now, waits_from=now if connected_at is None else connected_at)
 
     # --- workers: holes, model, answers --------------------------------------------------------------
 
