@@ -30,10 +30,9 @@ fmt:
 repro *args:
     {{run}} dvc repro {{args}}
 
-# Review labels in the terminal, then version data/ with DVC and relabel
+# Review labels in the terminal (the session ends with `dvc add data` and an MLflow run), then relabel
 annotate *args:
     {{run}} uos annotate {{args}}
-    {{run}} dvc add --quiet data
     {{run}} dvc repro
     {{run}} uos summary
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from uos.annotate.tracking import SessionStats
 from uos.errors import ConfigError
 from uos.holes.quality import in_physical_range
 from uos.holes.record import Hole
@@ -63,6 +64,7 @@ class AnnotationSession:
     undo_stack: list[_Change] = field(default_factory=list)
     redo_stack: list[_Change] = field(default_factory=list)
     annotated: set[str] = field(default_factory=set)  # holes changed in this session
+    opening_notes: dict[str, human.Annotation] = field(default_factory=dict)  # as they were on opening
     started: float = 0.0
     message: str = ""
     refused: str | None = None  # why the last change was refused, until the next one or a move
@@ -72,6 +74,7 @@ class AnnotationSession:
         self.started = self.clock()
         problems: list[str] = []
         self.notes = {k: v for k, v in human.load(self.directory, problems).items() if k in self.holes}
+        self.opening_notes = dict(self.notes)  # (a change replaces an annotation, never edits it)
         if problems:
             self.message = f"{len(problems)} unreadable annotation file(s) skipped (uos label names them)"
         saved = self._read_state()
@@ -161,11 +164,38 @@ class AnnotationSession:
         current = self.holes[hole_id].meta.get("signals_hash")
         return bool(note.signals_hash and current and note.signals_hash != current)
 
+    def _fresh(self, hole_id: str, note: human.Annotation | None) -> human.Annotation | None:
+        """The annotation `uos label` would use: None for a stale one (the automatic labels stand)."""
+        return note if note is not None and not self._is_stale(hole_id, note) else None
+
     def progress(self) -> tuple[int, int, float]:
         """(holes of the queue done or rejected, holes in the queue, holes annotated per minute)."""
         done = sum(1 for h in self.queue if self.status(h) in FINISHED)
         minutes = max((self.clock() - self.started) / 60.0, 1e-9)
         return done, len(self.queue), len(self.annotated) / minutes
+
+    def stats(self) -> SessionStats:
+        """What this session did to each hole it touched, against what the hole showed when the
+        session opened: rejected; changed (a keypoint moved, marked absent, or set where there was
+        none); else accepted as shown. A hole whose changes were all undone is left out."""
+        changed = accepted = rejected = 0
+        shifts: list[float] = []
+        for hole_id in sorted(self.annotated):
+            before, after = self.opening_notes.get(hole_id), self.notes.get(hole_id)
+            if after == before:
+                continue
+            if after is not None and after.rejected is not None:
+                rejected += 1  # (its keypoints are used by nobody: their shifts do not count)
+                continue
+            shown = self._points(hole_id, self._fresh(hole_id, before))
+            differs, moved = _differences(shown, self._points(hole_id, after))
+            if differs:
+                changed += 1
+                shifts += moved
+            else:
+                accepted += 1
+        seconds = self.clock() - self.started
+        return SessionStats(self.annotator, self.filter, changed, accepted, rejected, seconds, tuple(shifts))
 
     # --- the keypoints ----------------------------------------------------------------------
 
@@ -252,9 +282,7 @@ class AnnotationSession:
         hole_id = self.hole_id
         if hole_id is None:
             return False
-        note = self.notes.get(hole_id)
-        fresh = note if note is not None and not self._is_stale(hole_id, note) else None
-        current = self._points(hole_id, fresh)
+        current = self._points(hole_id, self._fresh(hole_id, self.notes.get(hole_id)))
         return self._change(
             lambda a: a.points.update({k: p.depth_mm for k, p in current.items()}), "automatic labels accepted"
         )
@@ -396,6 +424,20 @@ def _automatic(row: dict[str, Any], name: str) -> Point:
     return Point(
         depth, False, source, float(row.get(f"{name}_confidence") or 0.0), str(row.get(f"{name}_reason") or "")
     )
+
+
+def _differences(shown: dict[str, Point], final: dict[str, Point]) -> tuple[bool, list[float]]:
+    """Whether any keypoint differs between two views of a hole, and how far (mm) each keypoint
+    present in both has moved (saved depths are rounded to a micrometre: no move below that)."""
+    differs, moved = False, []
+    for name in KEYPOINTS:
+        before, after = shown[name].depth_mm, final[name].depth_mm
+        if before is None or after is None:
+            differs = differs or (before is None) != (after is None)
+        elif abs(after - before) > human.TOLERANCE_MM:
+            differs = True
+            moved.append(abs(after - before))
+    return differs, moved
 
 
 def state_path(parsed_dir: str | Path, annotator: str | None, root: Path = Path(".uos")) -> Path:

@@ -32,7 +32,9 @@ import click
     show_default=True,
     help="Where your annotations are saved.",
 )
-@click.option("--annotator", default=None, help="Your name in the annotations (default: $UOS_ANNOTATOR or $USER).")
+@click.option(
+    "--annotator", default=None, help="Your name in the annotations and MLflow (default: $UOS_ANNOTATOR or your login)."
+)
 @click.option(
     "--filter",
     "filter_",
@@ -60,19 +62,27 @@ def annotate_command(parsed_dir, labels_dir, annotations_dir, annotator, filter_
     absent or accepted) or it is rejected. Then `dvc repro` relabels with your calls, which always win.
 
     \b
+    When you quit, a session that reviewed holes is versioned and tracked: DVC adds the tracked
+    folder that holds the annotations (data/, as `dvc add data`), and one MLflow run in the
+    experiment uos-annotation records the annotator, the holes reviewed, changed, accepted and
+    rejected, the time, holes per minute, the mean shift of the keypoints moved and the DVC md5s.
+
+    \b
     Examples:
       uos annotate
       uos annotate --filter head:114-V3-002 --annotator alice
     """
     from uos.annotate.app import make_app
     from uos.annotate.session import open_session, state_path
+    from uos.annotate.tracking import finish_session
 
     state = state_path(parsed_dir, annotator)
     session = open_session(parsed_dir, labels_dir, annotations_dir, annotator, state, filter_, answers_file)
     make_app(session).run()
+    stats = session.stats()
     done, total, _ = session.progress()
-    click.echo(
-        f"{len(session.annotated)} holes annotated in this session; {done}/{total} of the queue done. "
-        "Run `dvc repro` to relabel with them (or `just annotate` next time, which does it for you).",
-        err=True,
-    )
+    click.echo(f"{stats.reviewed} holes reviewed in this session; {done}/{total} of the queue done.", err=True)
+    for line in finish_session(stats, parsed_dir, annotations_dir):
+        click.echo(line, err=True)
+    if stats.reviewed:
+        click.echo("Run `dvc repro` to relabel with them (`just annotate` does it for you).", err=True)

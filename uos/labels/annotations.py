@@ -20,6 +20,7 @@ absent. `rejected` holds the reason a hole is unusable, or null.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import math
@@ -133,7 +134,13 @@ def now() -> str:
 
 
 def default_annotator() -> str:
-    return os.environ.get("UOS_ANNOTATOR") or os.environ.get("USER") or "annotator"
+    """$UOS_ANNOTATOR, else the login name."""
+    if name := os.environ.get("UOS_ANNOTATOR"):
+        return name
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container user with no passwd entry)
+        return "annotator"
 
 
 def save(directory: Path, annotation: Annotation) -> Path:
