@@ -1,12 +1,24 @@
 """The team's tracking server: `just mlflow-server` on a throwaway PostgreSQL with the artifact
 proxy, and `uos train`, `promote`, `predict` and `report` through it, the model loaded from the
-proxied artifacts; `just mlflow-ui` with a server URI."""
+proxied artifacts; `just mlflow-ui` with a server URI. And deploy/: the stack's healthchecks on
+the real servers, its mosquitto configuration and `uos serve` environment answering a hole with
+the champion, the systemd unit."""
 
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
+import os
+import re
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +28,7 @@ import servers
 from conftest import ROOT
 from uos.dataset.build import parse_dataset
 from uos.labels.label import label_dataset
+from uos.serve.broker import find_mosquitto, free_port, listening
 from uos.synth.generate import synthesize
 from uos.synth.params import SynthParams
 from uos.training.folds import SplitParams, split_dataset
@@ -85,20 +98,22 @@ def test_training_through_the_server_lands_in_postgresql_and_behind_the_artifact
     assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
 
 
-def test_promote_predict_and_report_go_through_the_server(trained, tracking_server, project):
-    promoted = _uos(tracking_server, project, "promote")
+@pytest.fixture(scope="module")
+def promoted(trained, tracking_server, project):
+    return _uos(tracking_server, project, "promote")
+
+
+def test_promote_predict_and_report_go_through_the_server(promoted, tracking_server, project):
     assert promoted.returncode == 0 and "version 1 is now the champion" in promoted.stderr, promoted.stderr
-    assert ("uos-depth", "champion", 1) in _query(
-        tracking_server, "SELECT name, alias, version FROM registered_model_aliases"
-    )
+    aliases = _query(tracking_server, "SELECT name, alias, version FROM registered_model_aliases")
+    assert ("uos-depth", "champion", 1) in aliases
 
     files = sorted((project / "raw").glob("*.xls"))[:4]
     predicted = _uos(tracking_server, project, "predict", *map(str, files))  # the default: the champion
     assert predicted.returncode == 0, predicted.stderr
     records = [json.loads(line) for line in predicted.stdout.splitlines()]
-    assert len(records) == len(files) and all(
-        r["entry_mm"] is not None and r["status"] in ("ok", "review") for r in records
-    )
+    assert len(records) == len(files)
+    assert all(r["entry_mm"] is not None and r["status"] in ("ok", "review") for r in records), records
     # The weights came from the proxied artifacts: the server logged the downloads.
     assert "/api/2.0/mlflow-artifacts/artifacts/" in tracking_server.log.read_text()
 
@@ -124,3 +139,142 @@ def test_mlflow_server_without_a_database_is_a_clear_error():
     result = subprocess.run(servers.just("mlflow-server", "5999"), env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert result.stderr.startswith("Error: set UOS_MLFLOW_BACKEND_URI to the team's database")
+
+
+# --- deploy/: the team's stack and the systemd unit ---------------------------------------------
+
+DEPLOY = ROOT / "deploy"
+
+
+def _compose() -> dict:
+    import yaml
+
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def _interpolated(value) -> str:
+    """As compose reads a value without a .env file: ${VAR:-default} is the default, $$ a dollar."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value)).replace("$$", "$")
+
+
+def _healthcheck(service: str, replace: tuple[str, str]) -> list[str]:
+    """A service's healthcheck command, pointed at the servers of this test."""
+    kind, *command = _compose()["services"][service]["healthcheck"]["test"]
+    command = [_interpolated(part).replace(*replace) for part in command]
+    return ["sh", "-c", command[0]] if kind == "CMD-SHELL" else command
+
+
+def test_the_stack_s_healthchecks_pass_on_running_servers(tracking_server):
+    database = urllib.parse.urlparse(tracking_server.backend_uri)
+    postgres = _healthcheck("postgres", ("", ""))
+    postgres = [str(servers.postgres_bin() / postgres[0]), *postgres[1:], "--host=127.0.0.1", f"--port={database.port}"]
+    mlflow = _healthcheck("mlflow", ("http://127.0.0.1:5000", tracking_server.url))
+    for command in (postgres, mlflow):
+        result = subprocess.run(command, env=servers.venv_env(), capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def stack_broker(tmp_path):
+    """mosquitto with deploy/mosquitto.conf on a free port of 127.0.0.1, its files in tmp_path, and
+    the user uos in its password file; yields (port, the file with uos's password)."""
+    tools = [find_mosquitto(), shutil.which("mosquitto_passwd"), shutil.which("mosquitto_sub")]
+    if None in tools:
+        message = "mosquitto, mosquitto_passwd or mosquitto_sub is missing (Debian: mosquitto, mosquitto-clients)"
+        if os.environ.get("UOS_REQUIRE_MOSQUITTO"):
+            pytest.fail(message)
+        pytest.skip(message)
+    port, password = free_port(), "a pass phrase"
+    (tmp_path / "mqtt_password").write_text(password + "\n")
+    subprocess.run([tools[1], "-c", "-b", str(tmp_path / "passwd"), "uos", password], check=True, capture_output=True)
+    config = (DEPLOY / "mosquitto.conf").read_text()
+    for old, new in (
+        ("listener 1883", f"listener {port} 127.0.0.1"),
+        ("/run/secrets/mosquitto_passwd", str(tmp_path / "passwd")),
+        ("/mosquitto/data/", f"{tmp_path}/"),
+    ):
+        assert old in config, old
+        config = config.replace(old, new)
+    # Started as root, mosquitto would hand over to a `mosquitto` user, who cannot read tmp_path.
+    (tmp_path / "mosquitto.conf").write_text(f"{config}\nuser {getpass.getuser()}\n")
+    with (tmp_path / "mosquitto.log").open("w") as log:
+        process = subprocess.Popen([tools[0], "-c", str(tmp_path / "mosquitto.conf")], stdout=log, stderr=log)
+    deadline = time.monotonic() + 10
+    while not listening("127.0.0.1", port):
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "mosquitto.log").read_text()
+        time.sleep(0.05)
+    yield port, tmp_path / "mqtt_password"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_the_stack_s_serve_answers_a_hole_with_the_champion(promoted, tracking_server, project, stack_broker):
+    """mosquitto as the stack configures it (refusing anonymous clients: its healthcheck), then
+    `uos serve` with the stack's environment (its password from a file) answers a replayed hole
+    with the champion from the tracking server, and exits 0 on SIGTERM."""
+    port, password_file = stack_broker
+    assert (
+        subprocess.run(_healthcheck("mosquitto", ("-h 127.0.0.1", f"-h 127.0.0.1 -p {port}")), timeout=30).returncode
+        == 0
+    )
+    service = _compose()["services"]["serve"]
+    env = {name: _interpolated(value) for name, value in service["environment"].items()}
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and env["UOS_MQTT_HOST"] == "mosquitto"
+    env.update(
+        MLFLOW_TRACKING_URI=tracking_server.url,
+        UOS_MQTT_HOST="127.0.0.1",
+        UOS_MQTT_PORT=str(port),
+        UOS_MQTT_PASSWORD_FILE=str(password_file),
+    )
+    serve = subprocess.Popen(service["command"], env=servers.venv_env(**env), stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(serve.stderr), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 90
+        while not any('"subscribed"' in line for line in list(lines)):
+            assert serve.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        hole = sorted((project / "raw").glob("*.xls"))[0]
+        replay_env = {k: v for k, v in env.items() if k != "UOS_MQTT_CLIENT_ID"}
+        replay = subprocess.run(
+            ["uos", "replay", str(hole)],
+            env=servers.venv_env(**replay_env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert replay.returncode == 0, replay.stderr + "".join(lines)
+        answer = json.loads(replay.stdout.splitlines()[0])
+        assert answer["model_version"] == "1" and answer["entry_mm"] is not None, answer
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        code = serve.wait(timeout=60)
+    assert code == 0, "".join(lines)
+    assert any('"model"' in line and '"version": "1"' in line for line in lines), "".join(lines)
+
+
+def test_the_deploy_files_name_only_variables_serve_reads():
+    from click.testing import CliRunner
+
+    from uos.cli import main
+
+    documented = set(re.findall(r"\[(UOS_[A-Z_]+)\]", CliRunner().invoke(main, ["serve", "--help"]).output))
+    assert {"UOS_MQTT_HOST", "UOS_MQTT_PASSWORD_FILE", "UOS_MQTT_CLIENT_ID"} <= documented
+    used = set(_compose()["services"]["serve"]["environment"])
+    for name in ("uos-serve.env", "uos-serve.service"):
+        used |= set(re.findall(r"^(?:Environment=)?(UOS_[A-Z_]+)=", (DEPLOY / name).read_text(), re.MULTILINE))
+    assert "UOS_MQTT_PASSWORD_FILE" in used and {n for n in used if n.startswith("UOS_")} <= documented, used
+
+
+def test_the_systemd_unit_is_valid():
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = (DEPLOY / "uos-serve.service").read_text()
+    assert "ExecStart=/opt/uos/.venv/bin/uos serve" in unit and "Restart=on-failure" in unit
+    # verify checks that ExecStart exists: point it at this environment's uos.
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "uos-serve.service"
+        copy.write_text(unit.replace("/opt/uos/.venv/bin/uos", str(Path(sys.executable).parent / "uos")))
+        result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
