@@ -35,8 +35,9 @@ UNPRIVILEGED_USER = "nobody"
 
 def postgres_bin() -> Path | None:
     """The folder of `initdb` and `pg_ctl`: on PATH, else Debian's newest /usr/lib/postgresql/N/bin."""
-    if found := shutil.which("initdb"):
-        return Path(found).resolve().parent  # a link on PATH: the real folder, createdb beside it
+    found = shutil.which("initdb")
+    if found and (Path(found).resolve().parent / "pg_ctl").exists():  # a link on PATH: the real folder
+        return Path(found).resolve().parent
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: _version(p.parent.parent.name))
     return versions[-1].parent if versions else None
 
