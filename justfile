@@ -76,9 +76,38 @@ broker *args:
 exp +settings:
     {{run}} dvc exp run {{ prepend("-S params.toml:", settings) }}
 
-# The MLflow UI on 127.0.0.1 (from your machine: ssh -L 5000:127.0.0.1:5000 server, open localhost:5000)
+# The MLflow UI on 127.0.0.1 for the project's store (from your machine: ssh -L 5000:127.0.0.1:5000 server, open localhost:5000)
 mlflow-ui port="5000":
-    {{run}} mlflow ui --backend-store-uri "${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}" --host 127.0.0.1 --port {{port}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    uri=$({{run}} python -c 'from uos.training.tracking import tracking_uri; print(tracking_uri())')
+    export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"  # as in mlflow-server
+    case "$uri" in
+        http://* | https://*)  # a tracking server serves its own UI
+            echo "The tracking server $uri serves the MLflow UI: open it in a browser."
+            if [[ $uri == http://* ]]; then  # plain http: the team reaches it over an SSH tunnel
+                server=${uri#http://}; server=${server%%/*}; port=${server##*:}
+                [[ $server == *:* ]] || port=80
+                case "${server%:*}" in localhost | 127.0.0.1) host=$(hostname) ;; *) host=${server%:*} ;; esac
+                echo "From your machine: ssh -L $port:127.0.0.1:$port $host, then open http://localhost:$port"
+            fi
+            ;;
+        *) exec {{run}} mlflow ui --backend-store-uri "$uri" --host 127.0.0.1 --port {{port}} ;;
+    esac
+
+# The team's MLflow tracking server on PostgreSQL (UOS_MLFLOW_BACKEND_URI) with the artifact proxy, on 127.0.0.1 (see deploy/README.md)
+mlflow-server port="5000" *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${UOS_MLFLOW_BACKEND_URI:-}" ]; then
+        echo "Error: set UOS_MLFLOW_BACKEND_URI to the team's database, e.g. postgresql://mlflow@127.0.0.1/mlflow (password in ~/.pgpass)" >&2
+        exit 2
+    fi
+    # MLflow's job runner serves GenAI features (prompt optimisation, scorers) that uos does not use.
+    export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
+    exec {{run}} mlflow server --backend-store-uri "$UOS_MLFLOW_BACKEND_URI" \
+        --serve-artifacts --artifacts-destination "${UOS_MLFLOW_ARTIFACTS:-$PWD/mlartifacts}" \
+        --host 127.0.0.1 --port {{port}} {{args}}
 
 # Accuracy of the trained pipeline per source folder and program family (model vs baseline)
 bench-accuracy *args:
