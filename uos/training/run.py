@@ -58,7 +58,7 @@ class TrainSummary:
     version: str
     run_id: str
     seconds: float
-    tracking_uri: str
+    tracking_uri: str = ""  # where the run is (MLflow's; never in a file DVC tracks)
 
 
 def _mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -489,5 +489,5 @@ def run_training(
         version.version,
         run_id,
         time.perf_counter() - started,
-        mlflow.get_tracking_uri(),
+        tracking_uri=mlflow.get_tracking_uri(),
     )
