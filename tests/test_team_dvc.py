@@ -3,7 +3,8 @@ pushes to a DVC remote (a folder); a team-mate's clone B pulls and has nothing t
 sees the champion A promoted; experiments compare in `dvc exp show`, `dvc metrics diff` and
 `dvc plots diff`, because their figures are committed to git (metrics/), never volatile.
 
-One project is trained once for the module (24 holes, 3 folds, 2 epochs) and shared by the tests.
+One project is trained once for the module (24 holes, 3 folds, 2 epochs, no ramp-fit refinement:
+the plumbing is tested here, not the accuracy) and shared by the tests.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def team(tmp_path_factory, tracking_uri):
     env = {"MLFLOW_TRACKING_URI": tracking_uri, "UOS_CACHE_DIR": str(base / "parse-cache")}
     a = make_project(base / "a", [*PROJECT_FILES, ".gitignore"])
     params = a / "params.toml"
-    params.write_text(params.read_text().replace("\nepochs = 20", "\nepochs = 2", 1))
+    quick = (
+        params.read_text().replace("\nepochs = 20", "\nepochs = 2", 1).replace("\nrefine = true ", "\nrefine = false ")
+    )
+    assert "refine = false" in quick
+    params.write_text(quick)
     assert _run(["dvc", "remote", "add", "-d", "team", str(base / "remote")], a).returncode == 0
     repro = _run(["dvc", "repro"], a, env)
     assert repro.returncode == 0, repro.stderr
@@ -82,13 +87,13 @@ def test_a_clone_pulls_reproduces_nothing_and_sees_the_champion(team, tmp_path):
     assert again.returncode == 0, again.stderr
     assert _run(["git", "status", "--porcelain"], b).stdout == "", "dvc.lock or metrics/ changed"
 
+    # A promotes; B, on the same tracking store, sees that champion with the figures A committed.
     promote = _run(["uos", "promote", "--force"], a, env)
     assert promote.returncode == 0, promote.stderr
-    seen_by_a, seen_by_b = _summary(a, env), _summary(b, env)
-    champion = seen_by_a["model"]["versions"]["champion"]
+    seen_by_b = _summary(b, env)
+    champion = seen_by_b["model"]["versions"]["champion"]
     assert f"version {champion['version']} is now the champion" in promote.stderr
-    assert seen_by_b["model"] == seen_by_a["model"]
-    assert set(champion["cv_mae"]) == MEASURED
+    assert champion["cv_mae"] == json.loads((a / "metrics/train.json").read_text())["cv_mae"]
     assert champion["answers"] and champion["answers_without_refine"]
     assert seen_by_b["parse"]["holes"] == 24 and seen_by_b["label"]["holes"] == 24 and seen_by_b["split"]["k"] == 3
     assert f"version {champion['version']} (champion" in render_summary(seen_by_b)
