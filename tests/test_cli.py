@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -86,3 +88,45 @@ def test_show_without_dataset(tmp_path):
     assert result.stderr == (
         f"Error: {tmp_path / 'none' / 'holes.parquet'} not found: run `uos parse INPUT... --out {tmp_path / 'none'}` first\n"
     )
+
+
+# --- uos summary ---------------------------------------------------------------------------------
+
+SUMMARY = "import sys; from uos.cli import main; main(['summary'], standalone_mode=False)"
+
+
+def _python(code: str, cwd: Path, tracking_uri: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+
+
+def test_summary_without_a_store_says_so_in_one_line_and_creates_none(tmp_path):
+    result = _python(f"{SUMMARY}; print('mlflow' in sys.modules)", tmp_path)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Holes      nothing parsed yet: put Setitec files in data/raw and run `dvc repro`"
+    assert (
+        lines[1]
+        == f"Model      no MLflow store at {tmp_path / 'mlflow.db'} yet: `dvc repro` trains and registers a model"
+    )
+    assert lines[-1] == "False"  # looking imported no MLflow
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_summary_with_a_store_but_no_model_says_so(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    (tmp_path / "project").mkdir()
+    code = f"import mlflow; mlflow.MlflowClient({uri!r}).search_experiments(); {SUMMARY}"
+    result = _python(code, tmp_path / "project", uri)
+    model = [line for line in result.stdout.splitlines() if line.startswith("Model")]
+    assert model == [f"Model      no model registered as uos-depth in {uri} yet: `dvc repro` trains one"]
+    assert list((tmp_path / "project").iterdir()) == []  # no mlruns/ where it looked from
+
+
+def test_summary_hides_a_password_in_the_tracking_uri():
+    from uos.summary import shown_uri
+
+    assert shown_uri("postgresql://mlflow:s3cret@db:5432/mlflow") == "postgresql://mlflow:***@db:5432/mlflow"
+    assert shown_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

@@ -1,18 +1,27 @@
-"""What the pipeline has produced so far, in a few lines: the end of the demo, and `uos summary`."""
+"""What the pipeline has produced so far, in a few lines: the end of the demo, and `uos summary`.
+
+The stages' figures come from the files the stages write (metrics/*.json, where the DVC pipeline
+puts them, else beside the stage's outputs under build/); the model's from the MLflow registry
+the project tracks to, so that every team-mate sees the same candidate and champion.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-# Each stage's figures, where its command writes them.
+# Each stage's figures: where the DVC stage writes them first, then where the command alone does.
 STAGE_FIGURES = {
-    "parse": "build/parsed/summary.json",
-    "label": "build/labels/metrics.json",
-    "split": "build/folds/folds.json",
-    "train": "build/model/details.json",
+    "parse": ("metrics/parse.json", "build/parsed/summary.json"),
+    "label": ("metrics/label.json", "build/labels/metrics.json"),
+    "split": ("build/folds/folds.json",),
 }
+KEYPOINT_NAMES = ("entry", "transition", "exit", "thickness")
+STATUSES = ("ok", "review", "error")
+# The out-of-fold answers a training run logs (`cv_<key>_<status>_holes`, `..._gross`).
+ANSWER_PATHS = {"answers": "refined, as uos predict", "answers_without_refine": "network only, as uos serve"}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -23,13 +32,96 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
-    """Figures from each stage's outputs under `root/build` (missing stages are left out)."""
+    """Figures from each stage's files under `root` (missing stages are left out) and the
+    registered model's versions from MLflow (`model`)."""
     summary: dict[str, Any] = {}
-    for stage, path in STAGE_FIGURES.items():
-        figures = _read_json(root / path)
+    for stage, paths in STAGE_FIGURES.items():
+        figures = next((f for f in (_read_json(root / path) for path in paths) if f), None)
         if figures:
             summary[stage] = figures
+    summary["model"] = registry_summary(root)
     return summary
+
+
+def shown_uri(uri: str) -> str:
+    """A tracking URI fit to print: its password, if any, hidden."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+def _missing_store(uri: str) -> str | None:
+    """Why there is nothing to read at a local store, without creating one by looking."""
+    parts = urlsplit(uri)
+    if parts.scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///"))
+    elif parts.scheme in ("", "file"):
+        path = Path(parts.path)
+    else:  # a tracking server or a database: ask it
+        return None
+    return None if path.exists() else f"no MLflow store at {path} yet: `dvc repro` trains and registers a model"
+
+
+def registry_summary(root: Path = Path(".")) -> dict[str, Any]:
+    """The registered model's candidate and champion, each with the figures its training run
+    logged; or, in `missing`, why there are none."""
+    from uos.training import tracking
+
+    uri = tracking.tracking_uri(root)
+    model: dict[str, Any] = {"name": tracking.MODEL_NAME, "registry": shown_uri(uri)}
+    if missing := _missing_store(uri):
+        return {**model, "missing": missing}
+    import logging
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    for name in ("mlflow", "alembic"):  # start-up chatter of the store, not for users
+        logging.getLogger(name).setLevel(logging.ERROR)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = tracking.client()
+    try:
+        found = client.search_registered_models(filter_string=f"name = '{tracking.MODEL_NAME}'")
+        if not found:
+            missing = f"no model registered as {tracking.MODEL_NAME} in {model['registry']} yet: `dvc repro` trains one"
+            return {**model, "missing": missing}
+        aliases = found[0].aliases
+        model["versions"] = {
+            alias: _version_figures(client, tracking.MODEL_NAME, aliases[alias])
+            for alias in (tracking.CHAMPION, tracking.CANDIDATE)
+            if alias in aliases
+        }
+    except MlflowException as exc:
+        return {**model, "missing": f"cannot read the registry at {model['registry']}: {str(exc).splitlines()[0]}"}
+    return model
+
+
+def _version_figures(client, name: str, version: str) -> dict[str, Any]:
+    """What the run that made a version logged: cross-validated MAE (mean and sd over folds),
+    the signal-only baseline's, and the out-of-fold answers by status with their gross errors."""
+    run_id = client.get_model_version(name, version).run_id
+    metrics = client.get_run(run_id).data.metrics
+    figures: dict[str, Any] = {
+        "version": str(version),
+        "run_id": run_id,
+        "cv_mae": {k: metrics.get(f"cv_{k}_mae_mean") for k in KEYPOINT_NAMES},
+        "cv_sd": {k: metrics.get(f"cv_{k}_mae_sd") for k in KEYPOINT_NAMES},
+        "baseline_mae": {k: metrics.get(f"baseline_{k}_mae_mm") for k in KEYPOINT_NAMES},
+    }
+    for key in ANSWER_PATHS:
+        by_status = {
+            status: {
+                "holes": int(metrics[f"cv_{key}_{status}_holes"]),
+                "gross": int(metrics[f"cv_{key}_{status}_gross"]),
+            }
+            for status in STATUSES
+            if f"cv_{key}_{status}_holes" in metrics
+        }
+        if by_status:
+            figures[key] = by_status
+    return figures
 
 
 def _status_line(answers: dict) -> str:
@@ -42,14 +134,29 @@ def _status_line(answers: dict) -> str:
     return ", ".join(parts) or "none"
 
 
-def _mae_line(figures: dict[str, Any], keys=("entry", "transition", "exit", "thickness")) -> str:
-    shown = []
-    for key in keys:
-        value = figures.get(key)
-        value = value.get("mae_mm") if isinstance(value, dict) else value
-        if value is not None:
-            shown.append(f"{key} {value:.3f}")
-    return ", ".join(shown)
+def _mae_line(figures: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {figures[key]:.3f}" for key in KEYPOINT_NAMES if figures.get(key) is not None)
+
+
+def _model_lines(model: dict[str, Any]) -> list[str]:
+    if "missing" in model:
+        return [f"Model      {model['missing']}"]
+    lines = [f"Model      {model['name']} in {model['registry']}"]
+    versions = model.get("versions", {})
+    if not versions:
+        lines.append("           no candidate or champion version (aliases) yet")
+    by_version: dict[str, list[str]] = {}
+    for alias, figures in versions.items():
+        by_version.setdefault(figures["version"], []).append(alias)
+    for number, aliases in by_version.items():
+        figures = versions[aliases[0]]
+        named = " and ".join(aliases)
+        lines.append(f"           version {number} ({named}), cross-validated MAE mm: {_mae_line(figures['cv_mae'])}")
+        lines.append(f"             signal-only baseline against the same labels: {_mae_line(figures['baseline_mae'])}")
+        for key, path in ANSWER_PATHS.items():
+            if key in figures:
+                lines.append(f"             out of fold, {path}: {_status_line(figures[key])}")
+    return lines
 
 
 def render_summary(summary: dict[str, Any]) -> str:
@@ -85,23 +192,14 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"Folds      {split['holes']} holes in {split['k']} folds of {sizes} ({split['groups']} groups by {split['group_by']})"
         )
-    model = summary.get("train")
+    model = summary.get("model")
     if model:
-        info = model.get("model", {})
-        lines.append(f"Model      {info.get('name')} version {info.get('version')} ({info.get('alias')}), "
-                     f"cross-validated MAE mm: {_mae_line(model['cv'])}")  # fmt: skip
-        lines.append(f"           signal-only baseline against the same labels: {_mae_line(model['baseline'])}")
-        exact = model.get("synthetic_truth")
-        if exact:
-            lines.append(f"           against the synthetic ground truth: {_mae_line(exact['model'])}")
-        for key, path in (
-            ("answers", "refined, as uos predict"),
-            ("answers_without_refine", "network only, as uos serve"),
-        ):
-            if key in model:
-                lines.append(f"           out of fold, {path}: {_status_line(model[key]['all'])}")
-        lines.append("Next       uos report (errors in the terminal), uos promote (candidate -> champion), "
-                     "uos predict FILE, uos annotate, just --list")  # fmt: skip
+        lines.extend(_model_lines(model))
+    if model and model.get("versions"):
+        lines.append(
+            "Next       uos report (errors in the terminal), uos promote (candidate -> champion), "
+            "uos predict FILE, uos annotate, just --list"
+        )
     else:
         lines.append(
             "Next       uos show HOLE_ID (one hole in the terminal), uos annotate (review labels), just --list"

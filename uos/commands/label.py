@@ -33,10 +33,17 @@ from uos.commands.common import params_option, progress_bar, warn
     default=None,
     help="Ground truth of synthetic holes (uos synth's truth.csv), to measure accuracy; skipped when absent.",
 )
+@click.option(
+    "--metrics",
+    "metrics_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the metrics (default: OUT/metrics.json); the DVC stage writes metrics/label.json.",
+)
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @params_option
-def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json, params_path):
+def label_command(parsed, out_dir, annotations_dir, truth_path, metrics_path, workers, as_json, params_path):
     """Label entry, transition and exit of every hole of a parsed dataset.
 
     \b
@@ -53,6 +60,7 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json
     \b
     Examples:
       uos label build/parsed --out build/labels --annotations data/annotations
+      uos label build/parsed --out build/labels --metrics metrics/label.json   (as the DVC stage)
       uos label build/parsed --out /tmp/labels --truth data/raw/truth.csv --json | jq .synthetic
     """
     import dataclasses
@@ -70,7 +78,16 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, workers, as_json
         warn(f"{truth_path}: no ground truth there; accuracy on synthetic holes not measured")
         truth_path = None
     with progress_bar("Labelling") as update:
-        summary = label_dataset(parsed, out_dir, annotations_dir, truth_path, params, progress=update, rules=rules)
+        summary = label_dataset(
+            parsed,
+            out_dir,
+            annotations_dir,
+            truth_path,
+            params,
+            progress=update,
+            rules=rules,
+            metrics_path=metrics_path,
+        )
     for problem in summary.problems:
         warn(problem)
     metrics = summary.metrics

@@ -39,10 +39,19 @@ from uos.commands.common import error_line, params_option, progress_bar, warn
     default=None,
     help="Parse cache (default: $UOS_CACHE_DIR or ~/.cache/uos).",
 )
+@click.option(
+    "--metrics",
+    "metrics_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the counts of summary.json here (the DVC stage: metrics/parse.json).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List every warning, not only their count.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @params_option
-def parse_command(inputs, out_dir, strict, allow_errors, workers, cache_dir, verbose, as_json, params_path):
+def parse_command(
+    inputs, out_dir, strict, allow_errors, workers, cache_dir, metrics_path, verbose, as_json, params_path
+):
     """Parse Setitec files, folders (recursively) or globs into a dataset under --out.
 
     \b
@@ -57,12 +66,14 @@ def parse_command(inputs, out_dir, strict, allow_errors, workers, cache_dir, ver
     \b
     Examples:
       uos parse data/raw --out build/parsed
+      uos parse data/raw --out build/parsed --metrics metrics/parse.json   (as the DVC stage)
       uos parse 'incoming/**/*.xls' captures/hole_17 --out /tmp/check --strict
     """
     import dataclasses
     import json
 
     from uos.dataset.build import ParseParams, parse_dataset
+    from uos.jsonfile import write_json
     from uos.params import load_params
 
     params = load_params(ParseParams, "parse", params_path)
@@ -74,6 +85,8 @@ def parse_command(inputs, out_dir, strict, allow_errors, workers, cache_dir, ver
     with progress_bar("Parsing") as update:
         summary = parse_dataset(inputs, out_dir, params, strict=strict, cache_root=cache_dir, progress=update)
 
+    if metrics_path is not None:
+        write_json(metrics_path, summary.figures())
     for note in summary.notes:
         warn(note)
     for outcome in summary.outcomes:

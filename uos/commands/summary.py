@@ -14,15 +14,23 @@ import click
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("."),
     show_default=True,
-    help="Project folder (where build/ is).",
+    help="Project folder (where metrics/ and build/ are, and mlflow.db unless MLFLOW_TRACKING_URI says otherwise).",
 )
 def summary_command(as_json, root):
-    """Summarise the pipeline's outputs: holes, labels, cross-validation error, registered model.
+    """Summarise the pipeline's outputs: holes, labels, folds, and the registered model.
+
+    \b
+    The stages' figures come from metrics/*.json (what `dvc repro` writes; build/ when a command
+    ran alone); the model's candidate and champion, with their cross-validated MAE and out-of-fold
+    answers by status and gross errors, from the MLflow registry (MLFLOW_TRACKING_URI, default
+    mlflow.db in the project): what every team-mate on the same tracking server sees. Looking
+    never creates a store.
 
     \b
     Example:
       uos summary            (after `dvc repro`)
       uos summary --json | jq .parse.holes
+      uos summary --json | jq .model.versions.champion.cv_mae
     """
     import json
 

@@ -30,24 +30,41 @@ from uos.commands.common import params_option
     default=None,
     help="Ground truth of synthetic holes (truth.csv), for exact accuracy; skipped when absent.",
 )
+@click.option(
+    "--metrics",
+    "metrics_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the headline metrics (default: OUT/metrics.json); the DVC stage: metrics/train.json.",
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the data of the DVC plots (default: OUT/plots); the DVC stage: metrics/plots.",
+)
 @params_option
-def train_command(parsed, labels, folds, out_dir, profile, truth_path, params_path):
+def train_command(parsed, labels, folds, out_dir, profile, truth_path, metrics_path, plots_dir, params_path):
     """Train the depth model: cross-validated over the folds, then on every labelled hole.
 
     \b
     Every run is tracked in MLflow (MLFLOW_TRACKING_URI, default a SQLite file mlflow.db in the
     project): params, losses per epoch, MAE per keypoint and thickness per fold and as mean and
     sd, error plots, out-of-fold predictions, data lineage. The final model is registered as
-    uos-depth with the alias candidate; `uos promote` makes it the champion.
+    uos-depth with the alias candidate; `uos promote` makes it the champion. The files written
+    depend on the inputs and the seed only (the run id and version are MLflow's, and on stderr).
 
     \b
     Examples:
       uos train build/parsed build/labels build/folds --out build/model
+      uos train build/parsed build/labels build/folds --out build/model --metrics metrics/train.json --plots metrics/plots
       uos train build/parsed build/labels build/folds --out /tmp/m --profile ci
     """
     from uos.dataset.build import ParseParams
     from uos.labels.label import LabelParams
     from uos.params import load_params
+    from uos.summary import shown_uri
     from uos.training import evaluation
     from uos.training.run import run_training
     from uos.training.train import TrainParams
@@ -66,6 +83,8 @@ def train_command(parsed, labels, folds, out_dir, profile, truth_path, params_pa
         progress=lambda message: click.echo(message, err=True),
         gate=gate,
         rule=rule,
+        metrics_path=metrics_path,
+        plots_dir=plots_dir,
     )
     cv = summary.metrics["cv"]
     figures = ", ".join(
@@ -79,7 +98,8 @@ def train_command(parsed, labels, folds, out_dir, profile, truth_path, params_pa
         tables["network only (serve)"] = summary.metrics["answers_without_refine"]["all"]
     click.echo(evaluation.format_table(tables, "Out-of-fold answers by status (gross: > 1 mm off):"), err=True)
     click.echo(
-        f"Registered {summary.model_uri} as candidate ({summary.seconds:.0f} s); `uos promote` to make it the champion.",
+        f"Registered {summary.model_uri} as candidate (run {summary.run_id} in {shown_uri(summary.tracking_uri)}, "
+        f"{summary.seconds:.0f} s); `uos promote` to make it the champion.",
         err=True,
     )
 

@@ -87,6 +87,11 @@ class ParseSummary:
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
 
+    def figures(self) -> dict[str, int]:
+        """The counts of summary.json (a DVC metric): inputs, holes, samples, ok, warning, error."""
+        counts = {status: self.count(status) for status in ("ok", "warning", "error")}
+        return {"inputs": len(self.outcomes), "holes": self.n_holes, "samples": self.n_samples, **counts}
+
     @property
     def failed(self) -> list[InputOutcome]:
         return [o for o in self.outcomes if o.status == "error"]
@@ -510,16 +515,14 @@ def _write_dataset(
     staging = staging_dir(out)
     signals = cache.signals([row["sha256"] for row in rows])
     holes = [(row["meta"]["hole_id"], signals.pop(row["sha256"])) for row in rows]
-    n_samples = write_signals(staging / SIGNALS_DIR, holes)
+    summary.n_samples = write_signals(staging / SIGNALS_DIR, holes)
     del holes, signals  # views of the cache packs: released before the rest is written
     write_holes(staging / HOLES_FILE, rows)
     write_report(staging / REPORT_FILE, summary.outcomes)
-    counts = {status: summary.count(status) for status in ("ok", "warning", "error")}
-    figures = {"inputs": len(summary.outcomes), "holes": summary.n_holes, "samples": n_samples, **counts}
-    _write_json(staging / SUMMARY_FILE, figures)
+    _write_json(staging / SUMMARY_FILE, summary.figures())
     _write_json(staging / MANIFEST_FILE, manifest)
     replace_dataset(out, staging)
-    return n_samples
+    return summary.n_samples
 
 
 def _assemble(

@@ -8,7 +8,6 @@ breakthrough) the label is null and says why.
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ import numpy as np
 
 from uos.holes.quality import QualityRules, unanswerable
 from uos.holes.record import Hole
+from uos.jsonfile import write_json
 from uos.labels import annotations as human
 from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState
 from uos.labels.detect import Keypoint, SignalDetection, detect, null
@@ -216,9 +216,11 @@ def label_dataset(
     params: LabelParams | None = None,
     progress=None,
     rules: QualityRules | None = None,
+    metrics_path: str | Path | None = None,
 ) -> LabelSummary:
-    """Label every hole of a parsed dataset; write labels.parquet and metrics.json. `rules` (from
-    `[parse]`) say which holes cannot have keypoints at all."""
+    """Label every hole of a parsed dataset; write labels.parquet and the metrics (metrics.json
+    beside it, or `metrics_path`: where the DVC stage declares them). `rules` (from `[parse]`)
+    say which holes cannot have keypoints at all."""
     from uos.dataset.layout import load_holes
 
     params = params or LabelParams()
@@ -254,9 +256,7 @@ def label_dataset(
     metrics = label_metrics(rows, truth_path)
     out.mkdir(parents=True, exist_ok=True)
     write_labels(out / LABELS_FILE, rows)
-    tmp = out / f".{METRICS_FILE}.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, out / METRICS_FILE)
+    write_json(metrics_path or out / METRICS_FILE, metrics)
     return LabelSummary(out, rows, metrics, problems)
 
 

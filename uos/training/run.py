@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from uos.holes.quality import QualityRules
+from uos.jsonfile import write_json
 from uos.labels.cutting import CuttingRule
 from uos.training import evaluation
 from uos.training.infer import ModelConfig
@@ -31,8 +31,10 @@ from uos.training.train import (
 )
 
 METRICS_FILE = "metrics.json"  # the headline figures, for `dvc metrics show/diff`
-DETAILS_FILE = "details.json"  # every figure: per family, presence errors, counts, the registered version
-PLOTS_DIR = "plots"
+DETAILS_FILE = "details.json"  # every figure: per family, presence errors, counts (the version is in MLflow)
+PLOTS_DIR = "plots"  # under --out: every held-out hole's answer (ANSWER_FILES)
+PLOT_FILES = ("predictions.csv", "error_histogram.csv", "learning_curve_mean.csv")  # `plots:` in dvc.yaml
+ANSWER_FILES = ("out_of_fold.csv", "out_of_fold_without_refine.csv")  # as `uos predict`, as `uos serve`
 ANSWER_KEYS = ("answers", "answers_without_refine")  # out of fold: as `uos predict`, as `uos serve` answers
 OUTPUT_COLUMNS = (  # the numbers of an answer (`infer.Answer.record`)
     "entry_mm",
@@ -56,6 +58,7 @@ class TrainSummary:
     version: str
     run_id: str
     seconds: float
+    tracking_uri: str = ""  # where the run is (MLflow's; never in a file DVC tracks)
 
 
 def _mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -130,15 +133,11 @@ def _metrics(examples: Examples, labels, oof: np.ndarray, fold_errors, families:
     return _round(metrics)
 
 
-def _write_plots(out: Path, examples: Examples, oof: np.ndarray, histories) -> list[Path]:
-    """DVC plots data (CSV) and the same as PNG for MLflow."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _write_plots(plots: Path, examples: Examples, oof: np.ndarray, histories):
+    """The data of the DVC plots (`plots:` in dvc.yaml): out-of-fold predictions, the error
+    histogram and the learning curve (mean over folds). Returns them, and the curve per fold."""
     import pandas as pd
 
-    plots = out / PLOTS_DIR
     plots.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, hole_id in enumerate(examples.hole_ids):
@@ -169,11 +168,19 @@ def _write_plots(out: Path, examples: Examples, oof: np.ndarray, histories) -> l
             for e, t, v in history
         ]
     )
-    curve.to_csv(plots / "learning_curve.csv", index=False)
     mean_curve = curve.groupby("epoch")[["train_loss", "validation_loss"]].mean().reset_index()
     mean_curve.to_csv(plots / "learning_curve_mean.csv", index=False)
+    return predictions, curve, mean_curve
 
-    images = []
+
+def _draw_images(folder: Path, predictions, curve, mean_curve) -> None:
+    """For MLflow only: the same plots as PNG, and the learning curve of each fold (CSV)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve.to_csv(folder / "learning_curve.csv", index=False)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for axis, name in zip(axes, KEYPOINTS, strict=True):
         part = predictions[predictions["keypoint"] == name]
@@ -183,25 +190,41 @@ def _write_plots(out: Path, examples: Examples, oof: np.ndarray, histories) -> l
             axis.plot([lo, hi], [lo, hi], color="gray", lw=0.8)
         axis.set(title=f"{name}: out-of-fold prediction", xlabel="label (mm)", ylabel="predicted (mm)")
     figure.tight_layout()
-    images.append(plots / "predicted_vs_label.png")
-    figure.savefig(images[-1], dpi=80)
+    figure.savefig(folder / "predicted_vs_label.png", dpi=80)
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for name in KEYPOINTS:
         part = predictions[predictions["keypoint"] == name]["error_mm"].clip(-1, 1)
         axis.hist(part, bins=50, alpha=0.5, label=name)
     axis.set(title="out-of-fold error (clipped at 1 mm)", xlabel="predicted - label (mm)", ylabel="keypoints")
     axis.legend()
-    images.append(plots / "error_histogram.png")
-    figure.savefig(images[-1], dpi=80)
+    figure.savefig(folder / "error_histogram.png", dpi=80)
     figure, axis = plt.subplots(figsize=(7, 4.5))
     axis.plot(mean_curve["epoch"], mean_curve["train_loss"], label="train")
     axis.plot(mean_curve["epoch"], mean_curve["validation_loss"], label="validation")
     axis.set(title="learning curve (mean over folds)", xlabel="epoch", ylabel="loss")
     axis.legend()
-    images.append(plots / "learning_curve.png")
-    figure.savefig(images[-1], dpi=80)
+    figure.savefig(folder / "learning_curve.png", dpi=80)
     plt.close("all")
-    return images
+
+
+def _write_and_log_plots(out: Path, plots: Path, data: TrainingSet, cv: CrossValidation, frames) -> None:
+    """The DVC plots' data into `plots`, every held-out hole's answer into OUT/plots, and all of
+    it with the PNGs as MLflow artifacts (`plots/`, what `uos report` reads)."""
+    import tempfile
+
+    import mlflow
+
+    predictions, curve, mean_curve = _write_plots(plots, data.examples, cv.oof, cv.histories)
+    answers = out / PLOTS_DIR
+    answers.mkdir(parents=True, exist_ok=True)
+    for name, frame in zip(ANSWER_FILES, frames, strict=True):
+        frame.assign(fold=data.folds).to_csv(answers / name, index=False)
+    with tempfile.TemporaryDirectory() as scratch:  # the PNGs are for MLflow only: none left in the project
+        _draw_images(Path(scratch), predictions, curve, mean_curve)
+        mlflow.log_artifacts(scratch, artifact_path="plots")
+    for path in [*(plots / name for name in PLOT_FILES), *(answers / name for name in ANSWER_FILES)]:
+        mlflow.log_artifact(str(path), artifact_path="plots")
+    mlflow.log_artifact(str(answers / ANSWER_FILES[0]), artifact_path="predictions")
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -223,12 +246,6 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         if key in metrics:
             result[key] = evaluation.headline(metrics[key]["all"])
     return result
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _flat(prefix: str, data: dict[str, Any], into: dict[str, float]) -> dict[str, float]:
@@ -350,7 +367,7 @@ def _save_final_model(out: Path, data: TrainingSet, params: TrainParams, config:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "weights.pt")
     final = dataclasses.replace(config, known=data.examples.known())
-    _write_json(out / "config.json", final.to_dict())
+    write_json(out / "config.json", final.to_dict())
     for epoch, train_loss, _ in history:
         mlflow.log_metric("final_train_loss", train_loss, step=epoch)
     return final
@@ -412,9 +429,15 @@ def run_training(
     progress: Callable[[str], None] | None = None,
     gate: QualityRules | None = None,
     rule: CuttingRule | None = None,
+    metrics_path: str | Path | None = None,
+    plots_dir: str | Path | None = None,
 ) -> TrainSummary:
     """Cross-validate, train the final model, write metrics and plots for DVC, and track it all
-    in MLflow: a parent run, a nested run per fold, the registered model."""
+    in MLflow: a parent run, a nested run per fold, the registered model.
+
+    The headline metrics go to `metrics_path` (default OUT/metrics.json) and the plots' data to
+    `plots_dir` (default OUT/plots), where the DVC stage declares them. What is written for DVC
+    depends on the inputs and the seed only: the run id and registered version stay in MLflow."""
     import mlflow
     import pandas as pd
 
@@ -452,23 +475,13 @@ def run_training(
         for key in ANSWER_KEYS:  # per status, source folder and family
             mlflow.log_dict(metrics[key], f"{key}.json")
         _save_final_model(out, data, params, config, say)
-        _write_plots(out, examples, cv.oof, cv.histories)
-        answers_frame.assign(fold=data.folds).to_csv(out / PLOTS_DIR / "out_of_fold.csv", index=False)
-        fast_frame.assign(fold=data.folds).to_csv(out / PLOTS_DIR / "out_of_fold_without_refine.csv", index=False)
-        mlflow.log_artifacts(str(out / PLOTS_DIR), artifact_path="plots")
-        mlflow.log_artifact(str(out / PLOTS_DIR / "out_of_fold.csv"), artifact_path="predictions")
+        plots = Path(plots_dir) if plots_dir is not None else out / PLOTS_DIR
+        _write_and_log_plots(out, plots, data, cv, (answers_frame, fast_frame))
         version = _register(out, params, facts, profile)
         run_id = parent.info.run_id
 
-    metrics["model"] = {
-        "name": tracking.MODEL_NAME,
-        "version": version.version,
-        "alias": tracking.CANDIDATE,
-        "run_id": run_id,
-        "tracking_uri": tracking.tracking_uri(root),
-    }
-    _write_json(out / DETAILS_FILE, metrics)
-    _write_json(out / METRICS_FILE, headline(metrics))
+    write_json(out / DETAILS_FILE, metrics)
+    write_json(metrics_path or out / METRICS_FILE, headline(metrics))
     return TrainSummary(
         out,
         metrics,
@@ -476,4 +489,5 @@ def run_training(
         version.version,
         run_id,
         time.perf_counter() - started,
+        tracking_uri=mlflow.get_tracking_uri(),
     )
