@@ -153,7 +153,7 @@ def test_a_moved_project_keeps_its_artifacts_readable(project, tmp_path):
     hole = sorted((moved / "data" / "raw").glob("*.xls"))[0]
     answer = _run(["uos", "predict", str(hole), "--model", "models:/uos-depth@candidate"], moved)
     assert answer.returncode == 0, answer.stderr
-    assert json.loads(answer.stdout)["entry_mm"] is not None
+    assert json.loads(answer.stdout)["status"] in ("ok", "review")  # the model loaded and answered
     assert answer.stderr.count("MLflow store: the project moved") == 1, answer.stderr
     assert all(str(tmp_path / "before") not in value for value in _artifact_paths(moved / "mlflow.db"))
     assert all(
