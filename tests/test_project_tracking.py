@@ -2,7 +2,7 @@
 experiment tracks into the project's store and leaves `candidate` alone; a named data version
 trains into a named experiment; a moved project keeps its artifacts readable.
 
-The tests share the project and run in file order: the last one commits new data."""
+The tests share the project and run in file order: the data version's, last, commits new data."""
 
 from __future__ import annotations
 
@@ -60,6 +60,22 @@ def _client(project: Path):
 def _ok(result) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def test_the_store_is_at_the_project_root_from_any_folder_of_it(tmp_path, monkeypatch):
+    from uos.training import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    (tmp_path / "project" / "build" / "model").mkdir(parents=True)
+    (tmp_path / "project" / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path / "project" / "build" / "model")
+    assert tracking.tracking_uri() == f"sqlite:///{(tmp_path / 'project').resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "elsewhere"))  # as DVC sets it for a queued experiment
+    assert tracking.project_root() == (tmp_path / "elsewhere").resolve()
+    monkeypatch.delenv("DVC_ROOT")
+    monkeypatch.chdir(tmp_path)  # no project here: the current folder
+    assert tracking.project_root() == tmp_path.resolve()
 
 
 @pytest.fixture(scope="module")

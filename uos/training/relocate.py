@@ -36,16 +36,12 @@ def _local_path(location: str | None) -> Path | None:
 
 
 def _recorded_roots(connection: sqlite3.Connection) -> set[Path]:
-    """The artifact roots (`.../mlruns`) the experiments record: uos creates its experiments at
-    the root itself, MLflow its Default experiment at `mlruns/0`."""
-    roots = set()
-    for (location,) in connection.execute("SELECT artifact_location FROM experiments"):
-        path = _local_path(location)
-        if path is not None and path.name == "mlruns":
-            roots.add(path)
-        elif path is not None and path.parent.name == "mlruns":
-            roots.add(path.parent)
-    return roots
+    """The artifact roots (`.../mlruns`) of the experiments uos created (at the root itself).
+    MLflow's Default experiment is left out: its `mlruns/0` follows the folder it was first
+    opened from, which need not be the project's root."""
+    locations = connection.execute("SELECT artifact_location FROM experiments WHERE experiment_id != 0")
+    paths = (_local_path(location) for (location,) in locations)
+    return {path for path in paths if path is not None and path.name == "mlruns"}
 
 
 def _rewrite(connection: sqlite3.Connection, old: str, new: str) -> int:

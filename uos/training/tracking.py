@@ -79,6 +79,7 @@ def configure(root: Path | None = None, experiment: str | None = None) -> str:
 
 def _use_experiment(name: str, uri: str) -> None:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     found = mlflow.get_experiment_by_name(name)
     if found is None:
@@ -86,7 +87,11 @@ def _use_experiment(name: str, uri: str) -> None:
         artifacts = None
         if uri.startswith("sqlite:///"):
             artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
-        client().create_experiment(name, artifact_location=artifacts, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        try:
+            client().create_experiment(name, artifacts, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:  # created meanwhile by another run (queued experiments run in parallel)
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
     elif EXPERIMENT_KIND_TAG not in found.tags:
         client().set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     mlflow.set_experiment(name)
