@@ -77,7 +77,7 @@ broker *args:
 exp +settings:
     {{run}} dvc exp run {{ prepend("-S params.toml:", settings) }}
 
-# Train on the data of a git tag or commit into a named MLflow experiment, e.g. `just train-data-version v1.0 drilling_v0.3 train.epochs=60`
+# Train on the data of a git tag or commit into a named MLflow experiment, e.g. `just train-data-version v1.0 drilling_v0.3`
 train-data-version rev experiment *settings:
     {{run}} uos train-data-version {{rev}} --experiment {{experiment}} {{ prepend("-S ", settings) }}
 

@@ -157,6 +157,7 @@ def train_data_version_command(rev, experiment, settings):
       uos train-data-version v1.0 --experiment drilling_v0.3
       uos train-data-version 3f2a9c1 --experiment drilling_v0.3 -S train.epochs=60
     """
+    import dataclasses
     import json
 
     from uos.training.data_version import train_data_version
@@ -168,4 +169,4 @@ def train_data_version_command(rev, experiment, settings):
         f"model version {run.model_version} (candidate unchanged)",
         err=True,
     )
-    click.echo(json.dumps(run.__dict__))
+    click.echo(json.dumps(dataclasses.asdict(run)))
