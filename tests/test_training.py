@@ -247,7 +247,10 @@ def test_registered_model_takes_raw_signals(trained, dataset):
     assert (fast["exit_mm"] - result["exit_mm"]).abs().max() < 0.5
 
 
-def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_home, tmp_path):
+def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_home, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from uos.cli import main
     from uos.training import tracking
 
     tracking.configure()
@@ -257,12 +260,13 @@ def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_h
     assert not result.regressed and tracking.version_for_alias(tracking.CHAMPION).version == trained.version
 
     # A model trained for one epoch, in an experiment of its own: worse, so it stays a candidate.
+    # (The command in this process: torch and MLflow are loaded already.)
     params = tmp_path / "params.toml"
     params.write_text("[train]\nepochs = 1\nbatch_size = 16\nrefine = false\n")
-    args = [dataset["parsed"], dataset["labels"], dataset["folds"], "--out", tmp_path / "worse"]
-    command = ["uos", "train", *map(str, args), "--params", str(params), "--experiment", "uos-trials"]
-    worse = subprocess.run(command, env=_env(tracking_home), cwd=tmp_path, capture_output=True, text=True)
-    assert worse.returncode == 0, worse.stderr
+    monkeypatch.chdir(tmp_path)
+    args = [dataset["parsed"], dataset["labels"], dataset["folds"], "--out", tmp_path / "worse", "--params", params]
+    worse = CliRunner().invoke(main, ["train", *map(str, args), "--experiment", "uos-trials"])
+    assert worse.exit_code == 0, worse.output
     worse_version = tracking.version_for_alias(tracking.CANDIDATE)
     assert worse_version.version != trained.version
     experiment = tracking.client().get_experiment(tracking.client().get_run(worse_version.run_id).info.experiment_id)
@@ -279,9 +283,8 @@ def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_h
     assert forced.returncode == 0 and "forced" in forced.stderr
     assert tracking.version_for_alias(tracking.CHAMPION).version == worse_version.version
     # A version named explicitly (a DVC experiment's): the good model back, as it regresses nothing.
-    command = ["uos", "promote", "--version", str(trained.version)]
-    back = subprocess.run(command, env=_env(tracking_home), capture_output=True, text=True)
-    assert back.returncode == 0 and f"version {trained.version} is now the champion" in back.stderr, back.stderr
+    back = CliRunner().invoke(main, ["promote", "--version", str(trained.version)])
+    assert back.exit_code == 0 and f"version {trained.version} is now the champion" in back.output, back.output
     assert tracking.version_for_alias(tracking.CHAMPION).version == trained.version
     assert tracking.promote(version=str(worse_version.version)).regressed
     with pytest.raises(UosError, match="no version 999 of uos-depth"):
