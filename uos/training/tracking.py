@@ -116,12 +116,10 @@ def _dvc_md5(root: Path, path: str) -> str | None:
     return None
 
 
-def _git(root: Path, *args: str, stdin: str | None = None) -> str | None:
+def _git(root: Path, *args: str) -> str | None:
     """A git command's output, or None when git or the repository is not there."""
     try:
-        return subprocess.run(
-            ["git", *args], cwd=root, input=stdin, capture_output=True, text=True, check=True
-        ).stdout.strip()
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
