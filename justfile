@@ -76,6 +76,10 @@ broker *args:
 exp +settings:
     {{run}} dvc exp run {{ prepend("-S params.toml:", settings) }}
 
+# Train on the data of a git tag or commit into a named MLflow experiment, e.g. `just train-data-version v1.0 drilling_v0.3`
+train-data-version rev experiment *settings:
+    {{run}} uos train-data-version {{rev}} --experiment {{experiment}} {{ prepend("-S ", settings) }}
+
 # The MLflow UI on 127.0.0.1 for the project's store (from your machine: ssh -L 5000:127.0.0.1:5000 server, open localhost:5000)
 mlflow-ui port="5000":
     #!/usr/bin/env bash

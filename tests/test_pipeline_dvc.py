@@ -97,6 +97,10 @@ def test_repro_runs_the_pipeline_then_is_a_no_op_and_exp_run_retrains(project):
     assert experiment.returncode == 0, experiment.stderr
     assert "Running stage 'train'" in experiment.stdout and "Running stage 'parse'" not in experiment.stdout
     assert "epochs = 10" in (project / "params.toml").read_text()
+    # The trial registered its version, tagged with its DVC experiment, and left candidate alone.
+    registry = json.loads(_run([sys.executable, "-c", VERSIONS], project).stdout)
+    assert registry["candidate"] == "1" and len(registry["experiments"]) == 2
+    assert registry["experiments"][0] is None and registry["experiments"][1]
 
 
 LINEAGE = """
@@ -105,6 +109,16 @@ from uos.training import tracking
 tracking.configure()
 version = tracking.version_for_alias(tracking.CANDIDATE)
 print(json.dumps(version.tags))
+"""
+
+
+VERSIONS = """
+import json
+from uos.training import tracking
+tracking.configure()
+versions = sorted(tracking.client().search_model_versions("name = 'uos-depth'"), key=lambda v: int(v.version))
+print(json.dumps({"candidate": str(tracking.version_for_alias(tracking.CANDIDATE).version),
+                  "experiments": [v.tags.get(tracking.DVC_EXPERIMENT_TAG) for v in versions]}))
 """
 
 

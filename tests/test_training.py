@@ -15,6 +15,7 @@ import pytest
 import oddities
 from conftest import ROOT
 from uos.dataset.build import parse_dataset
+from uos.errors import UosError
 from uos.labels import annotations
 from uos.labels.label import label_dataset
 from uos.params import load_params
@@ -246,30 +247,62 @@ def test_registered_model_takes_raw_signals(trained, dataset):
     assert (fast["exit_mm"] - result["exit_mm"]).abs().max() < 0.5
 
 
-def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_home, tmp_path):
+def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_home, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from uos.cli import main
     from uos.training import tracking
-    from uos.training.run import run_training
 
     tracking.configure()
     champion = tracking.version_for_alias(tracking.CHAMPION)
-    moved, reason = tracking.promote()
-    assert moved or (champion is not None and "already" in reason), reason
-    assert tracking.version_for_alias(tracking.CHAMPION).version == trained.version
+    result = tracking.promote()
+    assert result.promoted or (champion is not None and "already" in result.reason), result
+    assert not result.regressed and tracking.version_for_alias(tracking.CHAMPION).version == trained.version
 
-    # A model trained for one epoch: worse, so it stays a candidate.
-    worse = run_training(dataset["parsed"], dataset["labels"], dataset["folds"], tmp_path / "worse",
-                         dataclasses.replace(QUICK, epochs=1, refine=False), root=tmp_path)  # fmt: skip
+    # A model trained for one epoch, in an experiment of its own: worse, so it stays a candidate.
+    # (The command in this process: torch and MLflow are loaded already.)
+    params = tmp_path / "params.toml"
+    params.write_text("[train]\nepochs = 1\nbatch_size = 16\nrefine = false\n")
+    monkeypatch.chdir(tmp_path)
+    args = [dataset["parsed"], dataset["labels"], dataset["folds"], "--out", tmp_path / "worse", "--params", params]
+    worse = CliRunner().invoke(main, ["train", *map(str, args), "--experiment", "uos-trials"])
+    assert worse.exit_code == 0, worse.output
+    worse_version = tracking.version_for_alias(tracking.CANDIDATE)
+    assert worse_version.version != trained.version
+    experiment = tracking.client().get_experiment(tracking.client().get_run(worse_version.run_id).info.experiment_id)
+    assert experiment.name == "uos-trials" and experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND
     old = tracking.version_metrics(tracking.version_for_alias(tracking.CHAMPION))
-    new = tracking.version_metrics(tracking.version_for_alias(tracking.CANDIDATE))
+    new = tracking.version_metrics(worse_version)
     assert any(new[k] > old[k] for k in new if k.endswith("_mae_mean")), "the one-epoch model should be worse"
+    refused = tracking.promote()
+    assert not refused.promoted and refused.regressed and "regresses" in refused.reason
     result = subprocess.run(["uos", "promote"], env=_env(tracking_home), capture_output=True, text=True)
     assert result.returncode == 1 and "regresses" in result.stderr, result.stderr
     assert tracking.version_for_alias(tracking.CHAMPION).version == trained.version
     forced = subprocess.run(["uos", "promote", "--force"], env=_env(tracking_home), capture_output=True, text=True)
     assert forced.returncode == 0 and "forced" in forced.stderr
-    assert tracking.version_for_alias(tracking.CHAMPION).version == worse.version
-    # Leave the good model as champion for the other tests.
-    tracking.client().set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, trained.version)
+    assert tracking.version_for_alias(tracking.CHAMPION).version == worse_version.version
+    # A version named explicitly (a DVC experiment's): the good model back, as it regresses nothing.
+    back = CliRunner().invoke(main, ["promote", "--version", str(trained.version)])
+    assert back.exit_code == 0 and f"version {trained.version} is now the champion" in back.output, back.output
+    assert tracking.version_for_alias(tracking.CHAMPION).version == trained.version
+    assert tracking.promote(version=str(worse_version.version)).regressed
+    with pytest.raises(UosError, match="no version 999 of uos-depth"):
+        tracking.promote(version="999")
+
+
+def test_the_experiment_is_the_option_else_the_environment_and_opens_on_runs(tracking_home, monkeypatch):
+    from uos.training import tracking
+
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    assert tracking.experiment_name() == "uos-depth"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    assert tracking.experiment_name() == "from-env" and tracking.experiment_name("option") == "option"
+    # An experiment made elsewhere (the UI, another tool) gets the tag that opens it on its runs.
+    tracking.configure()
+    made = tracking.client().create_experiment("made-elsewhere")
+    tracking.configure(experiment="made-elsewhere")
+    assert tracking.client().get_experiment(made).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
 
 
 def test_predict_gives_one_json_line_per_hole_and_survives_bad_files(trained, dataset, tracking_home, tmp_path):

@@ -19,7 +19,7 @@ from uos.commands.show import show_command
 from uos.commands.split import split_command
 from uos.commands.summary import summary_command
 from uos.commands.synth import synth_command
-from uos.commands.train import promote_command, train_command
+from uos.commands.train import promote_command, train_command, train_data_version_command
 
 
 class UosGroup(click.Group):
@@ -67,6 +67,7 @@ main.add_command(annotate_command)
 main.add_command(split_command)
 main.add_command(train_command)
 main.add_command(promote_command)
+main.add_command(train_data_version_command)
 main.add_command(predict_command)
 main.add_command(report_command)
 main.add_command(serve_command)

@@ -169,7 +169,7 @@ def log_session(stats: SessionStats, dataset: str, annotations_dir: str, version
 
     from uos.training import tracking
 
-    tracking.configure()
+    tracking.configure(experiment=EXPERIMENT)  # created like training's: artifacts beside the store, runs view
     client = MlflowClient()
     ended = int(time.time() * 1000)
     started = ended - int(stats.seconds * 1000)

@@ -59,6 +59,7 @@ class TrainSummary:
     run_id: str
     seconds: float
     tracking_uri: str = ""  # where the run is (MLflow's; never in a file DVC tracks)
+    dvc_experiment: str | None = None  # the DVC experiment it ran in: `candidate` was left alone
 
 
 def _mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
@@ -374,7 +375,8 @@ def _save_final_model(out: Path, data: TrainingSet, params: TrainParams, config:
 
 
 def _register(out: Path, params: TrainParams, facts: dict[str, Any], profile: str | None):
-    """Log the final model as an MLflow pyfunc, register it and point `candidate` at it."""
+    """Log the final model as an MLflow pyfunc, register it and point `candidate` at it (not in a
+    DVC experiment)."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
@@ -411,7 +413,10 @@ def _register(out: Path, params: TrainParams, facts: dict[str, Any], profile: st
     )
     version = mlflow.register_model(info.model_uri, tracking.MODEL_NAME)
     client = tracking.client()
-    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CANDIDATE, version.version)
+    # A trial in a DVC experiment registers its version (tagged with the experiment's name) but
+    # leaves `candidate` to the team's line: `dvc repro` or `uos train` outside an experiment.
+    if tracking.DVC_EXPERIMENT_TAG not in facts:
+        client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CANDIDATE, version.version)
     for key, value in {**facts, "profile": profile or "default"}.items():
         client.set_model_version_tag(tracking.MODEL_NAME, version.version, key, str(value))
     return version
@@ -431,9 +436,12 @@ def run_training(
     rule: CuttingRule | None = None,
     metrics_path: str | Path | None = None,
     plots_dir: str | Path | None = None,
+    experiment: str | None = None,
 ) -> TrainSummary:
     """Cross-validate, train the final model, write metrics and plots for DVC, and track it all
-    in MLflow: a parent run, a nested run per fold, the registered model.
+    in MLflow (in `experiment`, see `tracking.experiment_name`): a parent run, a nested run per
+    fold, the registered model. `root` is the folder the pipeline runs in (default: the current
+    one; a temporary copy in a queued DVC experiment, whose runs go to the project's store).
 
     The headline metrics go to `metrics_path` (default OUT/metrics.json) and the plots' data to
     `plots_dir` (default OUT/plots), where the DVC stage declares them. What is written for DVC
@@ -450,14 +458,14 @@ def run_training(
     config = params.model_config(gate, rule)
     data = load_training_set(parsed_dir, labels_dir, folds_dir, params, config, truth_path, say)
     examples = data.examples
-    tracking.configure(root)
+    tracking.configure(root, experiment)
     facts = tracking.lineage(root)
     summary_path = Path(folds_dir) / "folds.json"
     split_facts = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     with mlflow.start_run(run_name=f"train{'-' + profile if profile else ''}") as parent:
         mlflow.log_params({**params.table(), "profile": profile or "default", "holes": len(examples.hole_ids)})
         mlflow.log_params({f"split_{k}": v for k, v in split_facts.items() if not isinstance(v, dict)})
-        mlflow.set_tags({k: str(v) for k, v in facts.items()})
+        mlflow.set_tags(tracking.run_tags(facts))
         digest = facts["labels_md5"] or facts["data_md5"] or "unversioned"
         dataset_frame = pd.DataFrame({"hole_id": examples.hole_ids, "fold": data.folds, "family": data.families})
         mlflow.log_input(
@@ -490,4 +498,5 @@ def run_training(
         run_id,
         time.perf_counter() - started,
         tracking_uri=mlflow.get_tracking_uri(),
+        dvc_experiment=facts.get(tracking.DVC_EXPERIMENT_TAG),
     )

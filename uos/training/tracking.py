@@ -1,33 +1,58 @@
 """MLflow: where runs are tracked, the data lineage each run records, the registry.
 
-The tracking URI defaults to a SQLite file in the project (`mlflow.db`, artifacts in `mlruns/`),
-so that nothing needs a server; `MLFLOW_TRACKING_URI` points a team at a shared tracking server.
+The tracking URI defaults to a SQLite file at the project's root (`mlflow.db`, artifacts in
+`mlruns/`), so that nothing needs a server and a DVC experiment run in a temporary copy of the
+project (`dvc exp run --queue` or `--temp`) still tracks into the project's store;
+`MLFLOW_TRACKING_URI` points a team at a shared tracking server.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from uos.errors import UosError
 
 MODEL_NAME = "uos-depth"
-EXPERIMENT = "uos-depth"
+EXPERIMENT = "uos-depth"  # the MLflow experiment, unless MLFLOW_EXPERIMENT_NAME or --experiment says otherwise
 CANDIDATE, CHAMPION = "candidate", "champion"
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+# MLflow 3's UI opens an experiment without this tag on its GenAI overview, not on its runs.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+DATA_VERSION_ENV = "UOS_DATA_VERSION"  # names the data a run trains on, when no git tag does
+DVC_EXPERIMENT_TAG = "dvc_experiment"  # on a run and its model version: the DVC experiment it ran in
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project's folder: `DVC_ROOT` when DVC runs the command (for a queued or temporary
+    experiment DVC points it at the project, not at the temporary copy), else the nearest folder
+    from `start` (default: the current one) up that holds dvc.yaml or .dvc/, else `start`."""
+    if env := os.environ.get("DVC_ROOT"):
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() or (folder / ".dvc").is_dir():
+            return folder
+    return here
 
 
 def tracking_uri(root: Path | None = None) -> str:
     if env := os.environ.get("MLFLOW_TRACKING_URI"):
         return env
-    root = (root or Path.cwd()).resolve()
-    return f"sqlite:///{root / 'mlflow.db'}"
+    return f"sqlite:///{(root or project_root()).resolve() / 'mlflow.db'}"
 
 
-def configure(root: Path | None = None) -> str:
-    """Point MLflow at the project's store (quietly: its start-up chatter is not for users)."""
+def experiment_name(option: str | None = None) -> str:
+    """The MLflow experiment runs go to: the command's option, else MLFLOW_EXPERIMENT_NAME, else uos-depth."""
+    return option or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+
+
+def configure(root: Path | None = None, experiment: str | None = None) -> str:
+    """Point MLflow at the project's store (quietly: its start-up chatter is not for users) and
+    at the experiment (`experiment_name`), created when missing."""
     import logging
     import warnings
 
@@ -40,15 +65,36 @@ def configure(root: Path | None = None) -> str:
     warnings.filterwarnings("ignore", message=".*input example was not provided.*")
     warnings.filterwarnings("ignore", message=".*dataset source can be interpreted in multiple ways.*")
     warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column.*")
+    root = project_root(root)
     uri = tracking_uri(root)
+    if "MLFLOW_TRACKING_URI" not in os.environ:  # the project's own store: it moves with the project
+        from uos.training.relocate import follow_moved_project
+
+        follow_moved_project(root / "mlflow.db", root / "mlruns")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None and uri.startswith("sqlite:///"):
-        # Artifacts beside the database file (a tracking server keeps its own).
-        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.resolve().as_uri())
-    mlflow.set_experiment(EXPERIMENT)
+    _use_experiment(experiment_name(experiment), uri)
     return uri
+
+
+def _use_experiment(name: str, uri: str) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
+        # A SQLite store keeps artifacts beside the database file (a tracking server keeps its own).
+        artifacts = None
+        if uri.startswith("sqlite:///"):
+            artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
+        try:
+            client().create_experiment(name, artifacts, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:  # created meanwhile by another run (queued experiments run in parallel)
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
+    elif EXPERIMENT_KIND_TAG not in found.tags:
+        client().set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    mlflow.set_experiment(name)
 
 
 def _dvc_md5(root: Path, path: str) -> str | None:
@@ -70,25 +116,68 @@ def _dvc_md5(root: Path, path: str) -> str | None:
     return None
 
 
+def _git(root: Path, *args: str) -> str | None:
+    """A git command's output, or None when git or the repository is not there."""
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def tag_of_data(data_md5: str, project: Path) -> str | None:
+    """The oldest git tag of the project whose data.dvc records `data_md5`, or None."""
+    import yaml
+
+    tags = (_git(project, "for-each-ref", "--sort=creatordate", "--format=%(refname:short)", "refs/tags") or "").split()
+    if not tags:
+        return None
+    # One `git cat-file --batch` for every tag: "<sha> blob <size>" and the text, or "<name> missing".
+    asked = "".join(f"{tag}:data.dvc\n" for tag in tags).encode()
+    out = subprocess.run(["git", "cat-file", "--batch"], cwd=project, input=asked, capture_output=True).stdout
+    for tag in tags:
+        header, _, out = out.partition(b"\n")
+        if header and not header.endswith(b"missing"):
+            size = int(header.split()[-1])
+            text, out = out[:size], out[size + 1 :]
+            outs = (yaml.safe_load(text) or {}).get("outs") or [{}]
+            if outs[0].get("md5") == data_md5:
+                return tag
+    return None
+
+
 def lineage(root: Path | None = None) -> dict[str, Any]:
-    """What a run was made from: DVC hashes of data/ and of the labels, and the git commit."""
+    """What a run was made from: DVC hashes of data/ and of the labels, the git commit, the data
+    version (`UOS_DATA_VERSION`, else the git tag of the same data, else its md5) and, in a DVC
+    experiment, its name and baseline commit. `root` is the folder the pipeline runs in (a
+    temporary copy for a queued experiment); tags are the project's."""
     root = (root or Path.cwd()).resolve()
     facts: dict[str, Any] = {
         "data_md5": _dvc_md5(root, "data"),
         "labels_md5": _dvc_md5(root, "build/labels/labels.parquet"),
         "parsed_md5": _dvc_md5(root, "build/parsed/holes.parquet"),
     }
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        facts["git_commit"] = commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        facts["git_commit"] = None
-    return facts
+    commit = _git(root, "rev-parse", "HEAD")
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    facts["git_commit"] = None if commit is None else commit + ("-dirty" if dirty else "")
+    version = os.environ.get(DATA_VERSION_ENV) or (
+        facts["data_md5"] and (tag_of_data(facts["data_md5"], project_root(root)) or facts["data_md5"])
+    )
+    extra = {
+        "data_version": version,
+        DVC_EXPERIMENT_TAG: os.environ.get("DVC_EXP_NAME"),
+        "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV"),
+    }
+    return facts | {k: v for k, v in extra.items() if v}
+
+
+def run_tags(facts: dict[str, Any]) -> dict[str, str]:
+    """The lineage as run tags, with MLflow's own tag for the commit (the UI links it)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
+    tags = {k: str(v) for k, v in facts.items()}
+    if facts.get("git_commit"):
+        tags[MLFLOW_GIT_COMMIT] = facts["git_commit"].removesuffix("-dirty")
+    return tags
 
 
 def client():
@@ -119,37 +208,75 @@ def _gross_share(metrics: dict[str, float], path: str) -> float | None:
     return None if not holes or gross is None else gross / holes
 
 
-def promote(force: bool = False) -> tuple[bool, str]:
-    """Move `champion` to the current candidate, unless it regresses: a cross-validated MAE worse,
-    or a larger share of gross errors among its out-of-fold `ok` answers."""
-    candidate = version_for_alias(CANDIDATE)
-    if candidate is None:
-        raise UosError(f"no {CANDIDATE} version of {MODEL_NAME} in the registry: run `uos train` first")
+@dataclass(frozen=True)
+class Promotion:
+    """What `promote` did: whether the version became the champion, whether it was refused
+    because it regresses, and why."""
+
+    promoted: bool
+    regressed: bool
+    version: str
+    reason: str
+
+
+def _model_version(version: str | None):
+    """The version asked for, else the candidate."""
+    from mlflow.exceptions import MlflowException
+
+    if version is None:
+        found = version_for_alias(CANDIDATE)
+        if found is None:
+            raise UosError(
+                f"no {CANDIDATE} version of {MODEL_NAME} in the registry: run `uos train` first "
+                "(or `uos promote --version N` for a DVC experiment's version)"
+            )
+        return found
+    try:
+        return client().get_model_version(MODEL_NAME, str(version))
+    except MlflowException:
+        raise UosError(f"no version {version} of {MODEL_NAME} in the registry") from None
+
+
+def _regressions(new: dict[str, float], old: dict[str, float]) -> list[str]:
+    """How the new cross-validated figures are worse: a larger MAE, or a larger share of gross
+    errors among the out-of-fold `ok` answers (a wrong number given with confidence is the worst)."""
+    worse = [
+        f"{key[3:-8]} {new[key]:.3f} > {old[key]:.3f} mm"
+        for key in sorted(new)
+        if key.endswith("_mae_mean") and key in old and new[key] > old[key] + 1e-9
+    ]
+    for path in ("cv_answers", "cv_answers_without_refine"):
+        share_new, share_old = _gross_share(new, path), _gross_share(old, path)
+        if share_new is not None and share_old is not None and share_new > share_old + 1e-12:
+            worse.append(f"gross errors among {path[3:].replace('_', ' ')} ok {share_new:.2%} > {share_old:.2%}")
+    return worse
+
+
+def promote(force: bool = False, version: str | None = None) -> Promotion:
+    """Move `champion` to the candidate (or to `version`, e.g. a DVC experiment's), unless it
+    regresses against the champion; `force` promotes anyway."""
+    chosen = _model_version(version)
+    number = str(chosen.version)
     champion = version_for_alias(CHAMPION)
-    if champion is not None and champion.version == candidate.version:
-        return False, f"version {candidate.version} is already the {CHAMPION}"
-    new = version_metrics(candidate)
-    reason = ""
-    if champion is not None and not force:
-        old = version_metrics(champion)
-        worse = [
-            f"{key[3:-8]} {new[key]:.3f} > {old[key]:.3f} mm"
-            for key in sorted(new)
-            if key.endswith("_mae_mean") and key in old and new[key] > old[key] + 1e-9
-        ]
-        # A wrong number given with confidence is the worst answer: a larger share of them among
-        # the ok answers is a regression.
-        for path in ("cv_answers", "cv_answers_without_refine"):
-            share_new, share_old = _gross_share(new, path), _gross_share(old, path)
-            if share_new is not None and share_old is not None and share_new > share_old + 1e-12:
-                worse.append(f"gross errors among {path[3:].replace('_', ' ')} ok {share_new:.2%} > {share_old:.2%}")
-        if worse:
-            return False, (f"not promoted: version {candidate.version} regresses against {CHAMPION} version "
-                           f"{champion.version} ({'; '.join(worse)}); use --force to promote anyway")  # fmt: skip
-        reason = f"no cross-validated error worse than version {champion.version}'s"
-    elif champion is not None:
-        reason = "forced"
-    else:
+    if champion is not None and str(champion.version) == number:
+        return Promotion(
+            promoted=False, regressed=False, version=number, reason=f"version {number} is already the {CHAMPION}"
+        )
+    if champion is None:
         reason = "there was no champion yet"
-    client().set_registered_model_alias(MODEL_NAME, CHAMPION, candidate.version)
-    return True, f"version {candidate.version} is now the {CHAMPION} ({reason})"
+    elif force:
+        reason = "forced"
+    elif worse := _regressions(version_metrics(chosen), version_metrics(champion)):
+        return Promotion(
+            promoted=False,
+            regressed=True,
+            version=number,
+            reason=f"not promoted: version {number} regresses against {CHAMPION} "
+            f"version {champion.version} ({'; '.join(worse)}); use --force to promote anyway",
+        )
+    else:
+        reason = f"no cross-validated error worse than version {champion.version}'s"
+    client().set_registered_model_alias(MODEL_NAME, CHAMPION, number)
+    return Promotion(
+        promoted=True, regressed=False, version=number, reason=f"version {number} is now the {CHAMPION} ({reason})"
+    )
