@@ -215,7 +215,7 @@ def counted(function):
 os.replace = counted(os.replace)
 os.rename = counted(os.rename)
 os.rmdir = counted(os.rmdir)
-for name in ("write_signals", "write_holes", "write_report", "_write_json"):
+for name in ("write_signals", "write_holes", "write_report", "write_json"):
     setattr(build, name, counted(getattr(build, name)))
 build.parse_dataset(sys.argv[3:], sys.argv[2], build.ParseParams(workers=1))
 print(calls)

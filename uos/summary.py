@@ -72,15 +72,9 @@ def registry_summary(root: Path = Path(".")) -> dict[str, Any]:
     model: dict[str, Any] = {"name": tracking.MODEL_NAME, "registry": shown_uri(uri)}
     if missing := _missing_store(uri):
         return {**model, "missing": missing}
-    import logging
-
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    for name in ("mlflow", "alembic"):  # start-up chatter of the store, not for users
-        logging.getLogger(name).setLevel(logging.ERROR)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    tracking.use_store(uri)  # (not configure: looking creates no experiment)
     client = tracking.client()
     try:
         found = client.search_registered_models(filter_string=f"name = '{tracking.MODEL_NAME}'")

@@ -21,8 +21,6 @@ from datetime import datetime
 from pathlib import Path
 
 EXPERIMENT = "uos-annotation"
-# Set on the experiment so that the MLflow 3 UI lists its runs (not its GenAI overview page).
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # A tracking server out of reach: give up in seconds, not after MLflow's minutes of retries.
 QUICK_HTTP = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
@@ -154,13 +152,6 @@ def _quick_http() -> Iterator[None]:
                 os.environ.pop(name, None)
 
 
-def _experiment_id(client) -> str:
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        return client.create_experiment(EXPERIMENT, tags=EXPERIMENT_KIND)
-    return experiment.experiment_id
-
-
 def log_session(stats: SessionStats, dataset: str, annotations_dir: str, version: DataVersion | None) -> str:
     """One finished MLflow run for the session, timed as it was (the UI's duration is the
     session's); returns its id."""
@@ -169,7 +160,8 @@ def log_session(stats: SessionStats, dataset: str, annotations_dir: str, version
 
     from uos.training import tracking
 
-    tracking.configure(experiment=EXPERIMENT)  # created like training's: artifacts beside the store, runs view
+    # The experiment is made as training's are: artifacts beside the store, the UI on its runs.
+    tracking.configure(experiment=EXPERIMENT)
     client = MlflowClient()
     ended = int(time.time() * 1000)
     started = ended - int(stats.seconds * 1000)
@@ -178,7 +170,8 @@ def log_session(stats: SessionStats, dataset: str, annotations_dir: str, version
     if version is not None:  # (data_md5: the tag training runs carry for the data they used)
         tags |= {"dvc_file": version.dvc_file, "data_md5": version.data_md5}
     name = f"{stats.annotator} {datetime.fromtimestamp(started / 1000):%Y-%m-%d %H:%M}"
-    run = client.create_run(_experiment_id(client), start_time=started, tags=tags, run_name=name)
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    run = client.create_run(experiment_id, start_time=started, tags=tags, run_name=name)
     run_id = run.info.run_id
     params = {"filter": stats.filter, "annotations": annotations_dir}
     if version is not None:

@@ -42,6 +42,7 @@ from uos.errors import InputError, UosError
 from uos.holes.quality import QualityRules, check_hole, counters_vs_name, status_of
 from uos.holes.read import printable
 from uos.holes.record import Issue
+from uos.jsonfile import write_json
 
 SETITEC_SUFFIXES = (".xls",)
 
@@ -519,8 +520,8 @@ def _write_dataset(
     del holes, signals  # views of the cache packs: released before the rest is written
     write_holes(staging / HOLES_FILE, rows)
     write_report(staging / REPORT_FILE, summary.outcomes)
-    _write_json(staging / SUMMARY_FILE, summary.figures())
-    _write_json(staging / MANIFEST_FILE, manifest)
+    write_json(staging / SUMMARY_FILE, summary.figures())
+    write_json(staging / MANIFEST_FILE, manifest)
     replace_dataset(out, staging)
     return summary.n_samples
 
@@ -591,10 +592,6 @@ def _assemble(
             )
         )
     return outcomes, rows
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _up_to_date(out: Path, manifest: dict[str, Any]) -> bool:

@@ -39,14 +39,12 @@ def _first_error(result: subprocess.CompletedProcess) -> str:
 
 def _data_file_at(root: Path, rev: str) -> str:
     """The text of data.dvc at a git revision."""
-    verify = ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]
-    known = subprocess.run(verify, cwd=root, capture_output=True, text=True, check=False)
-    if known.returncode != 0:
+    if tracking.git_output(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}") is None:
         raise UosError(f"no git tag or commit {rev!r} in {root}")
-    shown = subprocess.run(["git", "show", f"{rev}:{DATA_FILE}"], cwd=root, capture_output=True, text=True, check=False)
-    if shown.returncode != 0:
+    shown = tracking.git_output(root, "show", f"{rev}:{DATA_FILE}")
+    if shown is None:
         raise UosError(f"{rev} has no {DATA_FILE}: no data version there")
-    return shown.stdout
+    return shown + "\n"  # (git_output strips the text's last newline)
 
 
 def _check_out_data(root: Path, rev: str) -> None:

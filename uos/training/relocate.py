@@ -44,13 +44,24 @@ def _recorded_roots(connection: sqlite3.Connection) -> set[Path]:
     return {path for path in paths if path is not None and path.name == "mlruns"}
 
 
-def _rewrite(connection: sqlite3.Connection, old: str, new: str) -> int:
+def _tables(connection: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _present_columns(connection: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """The ARTIFACT_COLUMNS this store has (a store from another MLflow version may lack some)."""
+    tables = _tables(connection)
+    return [
+        (table, column, rows)
+        for table, column, rows in ARTIFACT_COLUMNS
+        if table in tables and column in {c[1] for c in connection.execute(f"PRAGMA table_info({table})")}
+    ]
+
+
+def _rewrite(connection: sqlite3.Connection, columns: list[tuple[str, str, str]], old: str, new: str) -> int:
     """Replace the prefix `old` (a whole path component) by `new`; the number of values changed."""
-    tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     changed = 0
-    for table, column, rows in ARTIFACT_COLUMNS:
-        if table not in tables or column not in {c[1] for c in connection.execute(f"PRAGMA table_info({table})")}:
-            continue  # a store from another MLflow version
+    for table, column, rows in columns:
         cursor = connection.execute(
             f"UPDATE {table} SET {column} = :new || substr({column}, length(:old) + 1) "
             f"WHERE ({column} = :old OR substr({column}, 1, length(:old) + 1) = :old || '/') {rows}",
@@ -69,15 +80,15 @@ def follow_moved_project(db: Path, mlruns: Path) -> int:
         return 0
     connection = sqlite3.connect(db, timeout=60, isolation_level=None)
     try:
-        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "experiments" not in tables:
+        if "experiments" not in _tables(connection):
             return 0
         connection.execute("BEGIN IMMEDIATE")  # read and rewrite under one lock: two commands may start at once
         old_roots = _recorded_roots(connection) - {mlruns}
+        columns = _present_columns(connection) if old_roots else []
         changed = 0
         for old in sorted(old_roots):
-            changed += _rewrite(connection, old.as_uri(), mlruns.as_uri())
-            changed += _rewrite(connection, str(old), str(mlruns))
+            changed += _rewrite(connection, columns, old.as_uri(), mlruns.as_uri())
+            changed += _rewrite(connection, columns, str(old), str(mlruns))
         connection.execute("COMMIT")
     except sqlite3.Error as exc:
         if connection.in_transaction:

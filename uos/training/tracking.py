@@ -53,14 +53,9 @@ def experiment_name(option: str | None = None) -> str:
 def configure(root: Path | None = None, experiment: str | None = None) -> str:
     """Point MLflow at the project's store (quietly: its start-up chatter is not for users) and
     at the experiment (`experiment_name`), created when missing."""
-    import logging
     import warnings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow
-
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     # The model's signature is declared; MLflow's advice to add an input example is not for users.
     warnings.filterwarnings("ignore", message=".*input example was not provided.*")
     warnings.filterwarnings("ignore", message=".*dataset source can be interpreted in multiple ways.*")
@@ -71,10 +66,22 @@ def configure(root: Path | None = None, experiment: str | None = None) -> str:
         from uos.training.relocate import follow_moved_project
 
         follow_moved_project(root / "mlflow.db", root / "mlruns")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    use_store(uri)
     _use_experiment(experiment_name(experiment), uri)
     return uri
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow's tracking and registry at `uri`, quietly (its start-up chatter is not for
+    users); nothing is created or changed in the store."""
+    import logging
+
+    import mlflow
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
 
 
 def _use_experiment(name: str, uri: str) -> None:
@@ -116,7 +123,7 @@ def _dvc_md5(root: Path, path: str) -> str | None:
     return None
 
 
-def _git(root: Path, *args: str) -> str | None:
+def git_output(root: Path, *args: str) -> str | None:
     """A git command's output, or None when git or the repository is not there."""
     try:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
@@ -128,7 +135,9 @@ def tag_of_data(data_md5: str, project: Path) -> str | None:
     """The oldest git tag of the project whose data.dvc records `data_md5`, or None."""
     import yaml
 
-    tags = (_git(project, "for-each-ref", "--sort=creatordate", "--format=%(refname:short)", "refs/tags") or "").split()
+    tags = (
+        git_output(project, "for-each-ref", "--sort=creatordate", "--format=%(refname:short)", "refs/tags") or ""
+    ).split()
     if not tags:
         return None
     # One `git cat-file --batch` for every tag: "<sha> blob <size>" and the text, or "<name> missing".
@@ -156,8 +165,8 @@ def lineage(root: Path | None = None) -> dict[str, Any]:
         "labels_md5": _dvc_md5(root, "build/labels/labels.parquet"),
         "parsed_md5": _dvc_md5(root, "build/parsed/holes.parquet"),
     }
-    commit = _git(root, "rev-parse", "HEAD")
-    dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    commit = git_output(root, "rev-parse", "HEAD")
+    dirty = git_output(root, "status", "--porcelain", "--untracked-files=no")
     facts["git_commit"] = None if commit is None else commit + ("-dirty" if dirty else "")
     version = os.environ.get(DATA_VERSION_ENV) or (
         facts["data_md5"] and (tag_of_data(facts["data_md5"], project_root(root)) or facts["data_md5"])
