@@ -76,3 +76,15 @@ def labelled_project(root: Path) -> Path:
     parse_dataset([str(root / "raw")], root / "parsed", cache_root=root / "cache")
     label_dataset(root / "parsed", root / "labels")
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster for the session (skipped without PostgreSQL, unless
+    UOS_REQUIRE_POSTGRES is set); the URI of its first database. Modules make their own databases
+    on it (`servers.database`)."""
+    import servers
+
+    servers.require_postgres()
+    with servers.postgres() as uri:
+        yield uri

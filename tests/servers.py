@@ -1,8 +1,12 @@
 """Real servers for tests: a throwaway PostgreSQL cluster (`initdb` + `pg_ctl` on a free port) and
 the team's `mlflow server` on it, started by `just mlflow-server` as a user starts it.
 
-    with servers.postgres() as database, servers.mlflow_server(database, tmp / "artifacts") as server:
+    with servers.postgres() as cluster, servers.mlflow_server(cluster, tmp / "artifacts") as server:
         ...  # MLFLOW_TRACKING_URI=server.url
+
+The cluster is started once per test session (the `postgres_cluster` fixture of conftest.py);
+each module that needs a tracking server gets a database of its own on it (`database`), so
+that modules never see each other's registry.
 
 PostgreSQL refuses to run as root (CI runs as root): there, its data folder belongs to `nobody`
 and `initdb`/`pg_ctl` run as that user, in a folder of the system's temporary directory (pytest's
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,12 +116,27 @@ def postgres(database: str = "mlflow", user: str = "mlflow") -> Iterator[str]:
             ]
         )
         try:
-            run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, database])
-            yield f"postgresql://{user}@127.0.0.1:{port}/{database}"
+            uri = f"postgresql://{user}@127.0.0.1:{port}/{database}"
+            run(_createdb(uri, database))
+            yield uri
         finally:
             run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _createdb(uri: str, name: str) -> list[str]:
+    address = urllib.parse.urlparse(uri)
+    command = ["-h", str(address.hostname), "-p", str(address.port), "-U", str(address.username), name]
+    return [str(postgres_bin() / "createdb"), *command]
+
+
+def database(cluster_uri: str, name: str) -> str:
+    """A new, empty database `name` on the cluster of `cluster_uri` (owned by its user); its URI."""
+    result = subprocess.run(_as_owner(_createdb(cluster_uri, name)), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"createdb {name} failed: {result.stdout}{result.stderr}")
+    return urllib.parse.urlparse(cluster_uri)._replace(path=f"/{name}").geturl()
 
 
 def venv_env(**extra: str) -> dict[str, str]:

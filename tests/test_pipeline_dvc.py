@@ -1,14 +1,14 @@
-"""The DVC pipeline as a user runs it: `dvc repro` runs parse, label, split and train on a small
-synthetic set, a second run is a no-op, `dvc exp run -S` retrains."""
+"""The DVC pipeline's project, as the other DVC tests build it (`make_project`), a changed
+parameter that re-runs its stage, and the demo data that reproduces `data.dvc`. The whole
+pipeline, its lineage and no-op re-run are in test_project_tracking.py, a team's pull and
+experiments in test_team_dvc.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -58,68 +58,6 @@ def make_project(root: Path, files: list[str] = PROJECT_FILES) -> Path:
 @pytest.fixture
 def project(tmp_path):
     return make_project(tmp_path)
-
-
-def test_repro_runs_the_pipeline_then_is_a_no_op_and_exp_run_retrains(project):
-    import yaml
-
-    first = _run(["dvc", "repro"], project)
-    assert first.returncode == 0, first.stderr
-    for stage in ("parse", "label", "split", "train"):
-        assert f"Running stage '{stage}'" in first.stdout, stage
-    assert (project / "build/parsed/holes.parquet").exists()
-    details = json.loads((project / "build/model/details.json").read_text())
-    assert "model" not in details  # the run id and version are MLflow's: nothing volatile in a DVC output
-    metrics = json.loads((project / "metrics/train.json").read_text())
-    assert set(metrics["cv_mae"]) == {"entry", "transition", "exit", "thickness"} and "baseline_mae" in metrics
-    assert (project / "mlflow.db").exists()
-
-    # The registered model records the data it came from, as DVC hashed it.
-    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    labels_md5 = next(o["md5"] for o in lock["label"]["outs"] if o["path"] == "build/labels/labels.parquet")
-    data_md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
-    show = _run([sys.executable, "-c", LINEAGE], project)
-    assert show.returncode == 0, show.stderr
-    tags = json.loads(show.stdout)
-    assert tags["labels_md5"] == labels_md5 and tags["data_md5"] == data_md5
-    assert tags["git_commit"] and tags["parsed_md5"]
-
-    started = time.perf_counter()
-    second = _run(["dvc", "repro"], project)
-    elapsed = time.perf_counter() - started
-    assert second.returncode == 0, second.stderr
-    assert "Data and pipelines are up to date." in second.stdout
-    assert elapsed < 4.0, f"no-op dvc repro took {elapsed:.1f} s"
-
-    assert _run(["git", "add", "-A"], project).returncode == 0
-    assert _run(["git", "commit", "-qm", "pipeline"], project).returncode == 0
-    experiment = _run(["dvc", "exp", "run", "-S", "params.toml:train.epochs=3"], project)
-    assert experiment.returncode == 0, experiment.stderr
-    assert "Running stage 'train'" in experiment.stdout and "Running stage 'parse'" not in experiment.stdout
-    assert "\nepochs = 3\n" in (project / "params.toml").read_text()
-    # The trial registered its version, tagged with its DVC experiment, and left candidate alone.
-    registry = json.loads(_run([sys.executable, "-c", VERSIONS], project).stdout)
-    assert registry["candidate"] == "1" and len(registry["experiments"]) == 2
-    assert registry["experiments"][0] is None and registry["experiments"][1]
-
-
-LINEAGE = """
-import json
-from uos.training import tracking
-tracking.configure()
-version = tracking.version_for_alias(tracking.CANDIDATE)
-print(json.dumps(version.tags))
-"""
-
-
-VERSIONS = """
-import json
-from uos.training import tracking
-tracking.configure()
-versions = sorted(tracking.client().search_model_versions("name = 'uos-depth'"), key=lambda v: int(v.version))
-print(json.dumps({"candidate": str(tracking.version_for_alias(tracking.CANDIDATE).version),
-                  "experiments": [v.tags.get(tracking.DVC_EXPERIMENT_TAG) for v in versions]}))
-"""
 
 
 def test_changed_parse_params_rerun_the_stage(project):

@@ -1,7 +1,8 @@
 """A team on one pipeline, with the real DVC, git and MLflow: project A runs the pipeline and
 pushes to a DVC remote (a folder); a team-mate's clone B pulls and has nothing to reproduce, and
-sees the champion A promoted; experiments compare in `dvc exp show`, `dvc metrics diff` and
-`dvc plots diff`, because their figures are committed to git (metrics/), never volatile.
+sees, through the team's tracking server (`mlflow server` on PostgreSQL), the champion A
+promoted; experiments compare in `dvc exp show`, `dvc metrics diff` and `dvc plots diff`, because
+their figures are committed to git (metrics/), never volatile, and leave `candidate` alone.
 
 One project is trained once for the module (24 holes, 3 folds, 2 epochs, no ramp-fit refinement:
 the plumbing is tested here, not the accuracy) and shared by the tests.
@@ -10,11 +11,14 @@ the plumbing is tested here, not the accuracy) and shared by the tests.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+import servers
 from test_pipeline_dvc import PROJECT_FILES, _run, make_project
 from uos.summary import render_summary
 
@@ -23,10 +27,17 @@ MEASURED = {"entry", "transition", "exit", "thickness"}
 
 
 @pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory) -> str:
-    """The team's one MLflow store, given to A and B through MLFLOW_TRACKING_URI (a tracking
-    server's URI goes here just the same)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+def tracking_uri(request, tmp_path_factory) -> Iterator[str]:
+    """The team's tracking server (`just mlflow-server` on a PostgreSQL database of this module's
+    own), given to A and B through MLFLOW_TRACKING_URI. Where PostgreSQL is not installed (and
+    UOS_REQUIRE_POSTGRES is not set, as it is in CI), one shared SQLite store stands in for it."""
+    home = tmp_path_factory.mktemp("mlflow")
+    if servers.postgres_bin() is None and not os.environ.get("UOS_REQUIRE_POSTGRES"):
+        yield f"sqlite:///{home / 'mlflow.db'}"
+        return
+    database = servers.database(request.getfixturevalue("postgres_cluster"), "mlflow_team")
+    with servers.mlflow_server(database, home / "artifacts") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +110,22 @@ def test_a_clone_pulls_reproduces_nothing_and_sees_the_champion(team, tmp_path):
     assert f"version {champion['version']} (champion" in render_summary(seen_by_b)
 
 
+def _registry(uri: str) -> dict:
+    """The candidate's version, and the versions registered by DVC experiments (by name)."""
+    from mlflow.tracking import MlflowClient
+
+    from uos.training import tracking
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = client.search_model_versions(f"name = '{tracking.MODEL_NAME}'")
+    return {
+        "candidate": client.get_model_version_by_alias(tracking.MODEL_NAME, tracking.CANDIDATE).version,
+        "by_experiment": {
+            v.tags[tracking.DVC_EXPERIMENT_TAG]: v.version for v in versions if tracking.DVC_EXPERIMENT_TAG in v.tags
+        },
+    }
+
+
 def _exp_rows(table: list[dict]) -> dict[str, dict]:
     """`dvc exp show --json`: the data of the baseline commit and of each experiment, by name."""
     rows = {}
@@ -132,6 +159,10 @@ def test_experiments_compare_in_exp_show_metrics_diff_and_plots_diff(team):
         assert set(data["metrics"]["metrics/train.json"]["data"]["cv_mae"]) == MEASURED
     epochs = {name: rows[name]["params"]["params.toml"]["data"]["train"]["epochs"] for name in names}
     assert sorted(epochs.values()) == [1, 3]
+    # Each trial registered its version, tagged with its experiment, and left candidate alone.
+    registry = _registry(team["env"]["MLFLOW_TRACKING_URI"])
+    assert registry["by_experiment"].keys() == set(names)
+    assert registry["candidate"] not in registry["by_experiment"].values()
 
     diff = _run(["dvc", "metrics", "diff", "HEAD", "--all", "--json"], a)
     assert diff.returncode == 0, diff.stderr

@@ -35,10 +35,9 @@ from uos.training.folds import SplitParams, split_dataset
 
 
 @pytest.fixture(scope="module")
-def tracking_server(tmp_path_factory):
-    servers.require_postgres()
+def tracking_server(postgres_cluster, tmp_path_factory):
     home = tmp_path_factory.mktemp("tracking-server")
-    with servers.postgres() as database, servers.mlflow_server(database, home / "artifacts") as server:
+    with servers.mlflow_server(servers.database(postgres_cluster, "mlflow_server"), home / "artifacts") as server:
         yield server
 
 
