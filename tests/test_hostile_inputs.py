@@ -7,11 +7,13 @@ import random
 import pytest
 from click.testing import CliRunner
 
+import oddities
 from uos.cli import main
 from uos.errors import InputError
 from uos.holes import read_source
 
 SMALL = "misc/23120040_23120040_ST_2412_60.xls"  # 135 samples, format 11
+MQL = "mql/E00401009F45C395_114-V3-002-MQ_ST_1874_1.xls"  # 8,366 samples, format 9
 
 
 @pytest.fixture
@@ -173,3 +175,52 @@ def test_cli_bad_params_file(tmp_path, good_bytes):
         f"Error: {params} [parse]: unknown key min_sample "
         "(known: min_samples, few_samples, air_cut_torque_a, air_cut_contact_mm, min_span_mm, workers, allow_errors)\n"
     )
+
+
+def _with_column(raw: bytes, column: int, value: str) -> bytes:
+    """Every Datas row with `value` in `column` (0: Position, 1: I Torque)."""
+
+    def edit(rows):
+        for row in rows:
+            row[column] = value
+        return rows
+
+    return oddities.edited(raw, edit)
+
+
+def test_holes_whose_signals_are_all_unreadable_fail_only_themselves_in_show_and_annotate(tmp_path, setitec_dir):
+    """A dataset keeps a hole whose positions are all NaN, or whose torque is all empty, as an
+    error; `uos show` of it gives its status and no traceback, and `uos annotate` opens on the
+    other holes."""
+    from uos.annotate.session import open_session
+    from uos.dataset.build import parse_dataset
+    from uos.dataset.layout import load_hole, read_holes
+    from uos.labels.label import label_dataset
+
+    raw = (setitec_dir / MQL).read_bytes()
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "good.xls").write_bytes(raw)
+    (tmp_path / "raw" / "nan_depth.xls").write_bytes(_with_column(raw, 0, "nan"))
+    (tmp_path / "raw" / "empty_torque.xls").write_bytes(_with_column(raw, 1, ""))
+    parse_dataset([str(tmp_path / "raw")], tmp_path / "parsed", cache_root=tmp_path / "cache")
+    holes = read_holes(tmp_path / "parsed", ["hole_id", "source", "status"])
+    broken = holes[holes["source"].str.contains("nan_depth|empty_torque")]
+    assert len(broken) == 2 and set(broken["status"]) == {"error"}
+    for hole_id in broken["hole_id"]:
+        hole = load_hole(tmp_path / "parsed", hole_id)
+        assert len(hole.signals["depth_mm"]) == len(hole.signals["torque_a"]) == hole.n_samples > 0
+        shown = CliRunner().invoke(main, ["show", hole_id, "--data", str(tmp_path / "parsed"), "--width", "80"])
+        assert shown.exit_code == 0 and shown.exception is None, shown.output
+        assert "status        error" in shown.output
+
+    label_dataset(tmp_path / "parsed", tmp_path / "labels")
+    session = open_session(tmp_path / "parsed", tmp_path / "labels", tmp_path / "annotations")
+    good = holes.loc[holes["source"].str.endswith("good.xls"), "hole_id"].item()
+    assert good in session.holes
+
+
+def test_show_of_a_broken_link_says_so_rather_than_looking_for_a_hole_id(tmp_path):
+    (tmp_path / "gone.xls").symlink_to(tmp_path / "nowhere.xls")
+    result = CliRunner().invoke(main, ["show", str(tmp_path / "gone.xls"), "--data", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'gone.xls'}: broken symbolic link"

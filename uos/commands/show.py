@@ -50,7 +50,7 @@ def show_command(target, dataset, as_json, no_plot, width, height, params_path):
     from uos.show import hole_json, render_plot, render_summary
 
     path = Path(target)
-    if path.exists():
+    if path.is_symlink() or path.exists():  # a broken link is a file that cannot be read, not a hole id
         from uos.holes import read_source
         from uos.holes.quality import check_source
 

@@ -32,6 +32,7 @@ from uos.errors import UosError
 from uos.holes.record import (
     EXTRA_SIGNALS,
     INTEGER_SIGNALS,
+    MEASURED_SIGNALS,
     META_FIELDS,
     PROGRAM_FIELDS,
     REQUIRED_SIGNALS,
@@ -432,6 +433,13 @@ def _hole_from_row(row: dict[str, Any], signals: dict[str, np.ndarray], raw: boo
     )
 
 
+def _its_own(name: str, values: np.ndarray) -> bool:
+    """Whether a column of the signals table is one of this hole's: the table holds every column
+    any hole has, null where a hole has none. The measured signals are every hole's, even all NaN
+    (a recording whose positions are all unreadable is still that hole's, and its reason)."""
+    return name in MEASURED_SIGNALS or not np.all(np.isnan(values.astype(float)))
+
+
 def load_holes(
     directory: str | Path, columns: list[str] | None = None, hole_ids: list[str] | None = None
 ) -> list[Hole]:
@@ -470,9 +478,7 @@ def load_holes(
     by_id: dict[str, dict[str, np.ndarray]] = {}
     for start, end in zip(starts, ends, strict=True):
         hole_id = names[sorted_codes[start]]
-        by_id[hole_id] = {
-            n: v[start:end] for n, v in arrays.items() if not np.all(np.isnan(v[start:end].astype(float)))
-        }
+        by_id[hole_id] = {n: v[start:end] for n, v in arrays.items() if _its_own(n, v[start:end])}
     return [_hole_from_row(row, by_id.get(row["hole_id"], {}), raw=False) for row in rows]
 
 
@@ -488,7 +494,7 @@ def load_hole(directory: str | Path, hole_id: str) -> Hole:
     signals = {}
     for name in frame.columns.drop(["hole_id", "sample"]):
         column = frame[name]
-        if column.isna().all():
+        if not _its_own(name, column.to_numpy(dtype=np.float64)):
             continue
         signals[name] = column.to_numpy(
             dtype=np.int64 if name in INTEGER_SIGNALS and not column.isna().any() else np.float64
