@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from uos.cli import main
 from uos.dataset.build import ParseParams, parse_dataset
-from uos.dataset.layout import load_hole, read_holes, read_report
+from uos.dataset.layout import load_hole, read_holes, read_report, read_signals
 from uos.holes import read_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,25 +299,33 @@ def test_an_out_folder_holding_other_files_is_refused_not_replaced(tmp_path, sma
 # --- a damaged cache ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "huge-index-length", "not-an-index"])
+def _flipped(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncated", "garbage", "empty", "huge-index-length", "not-an-index", "a-bit-of-signals", "a-bit-of-index"]
+)
 def test_a_damaged_cache_pack_is_set_aside_and_its_inputs_parsed_again(tmp_path, small, other, damage):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.xls").write_bytes(small)
     (folder / "b.xls").write_bytes(other)
     cache = tmp_path / "cache"
-    first = parse_dataset([str(folder)], tmp_path / "out", ParseParams(workers=1), cache_root=cache)
+    first = parse_dataset([str(folder)], tmp_path / "first", ParseParams(workers=1), cache_root=cache)
     pack = sorted(cache.glob("*/*.pack"))[0]  # one of the two packs (one per input here)
     data = pack.read_bytes()
+    magic = data[:8]
     damaged = {
         "truncated": data[: len(data) - 1000],
-        "garbage": b"UOSPACK1" + os.urandom(len(data) - 8),
+        "garbage": magic + os.urandom(len(data) - 8),
         "empty": b"",
         "huge-index-length": data[:8] + (2**62).to_bytes(8, "little") + data[16:],
-        "not-an-index": b"UOSPACK1" + (4).to_bytes(8, "little") + b"[1] " + data[20:],
+        "not-an-index": magic + (4).to_bytes(8, "little") + data[16:24] + b"[1] " + data[28:],
+        "a-bit-of-signals": _flipped(data, len(data) - 997),  # a value stays a number, only wrong
+        "a-bit-of-index": _flipped(data, 40),
     }[damage]
     pack.write_bytes(damaged)
-    shutil.rmtree(tmp_path / "out")
     result = CliRunner().invoke(
         main, ["parse", str(folder), "--out", str(tmp_path / "out"), "--cache", str(cache), "--workers", "1"]
     )
@@ -327,6 +335,7 @@ def test_a_damaged_cache_pack_is_set_aside_and_its_inputs_parsed_again(tmp_path,
     assert len(warning) == 1 and "damaged" in warning[0] and pack.name in warning[0], result.stderr
     assert "1 parsed, 1 from cache" in result.stderr
     assert read_holes(tmp_path / "out")["n_samples"].sum() == first.n_samples
+    assert read_signals(tmp_path / "out").equals(read_signals(tmp_path / "first"))  # nothing served wrong
     # Set aside: the next run neither warns again nor parses again.
     again = CliRunner().invoke(
         main, ["parse", str(folder), "--out", str(tmp_path / "again"), "--cache", str(cache), "--workers", "1"]

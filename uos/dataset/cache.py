@@ -4,9 +4,14 @@ Entries are keyed by the sha256 of the input's bytes and grouped in *packs*: one
 of parsed inputs, written once and never modified (creating a file costs more than writing
 100 kB on the machines we run on, so one file per hole would dominate a cold run). A pack holds a
 JSON index (each hole's record: metadata, program, step results, issues; or the reason an input
-failed) followed by the raw signal columns. The cache folder's name includes a digest of the
+failed) followed by the raw signal columns, each part with its CRC-32 in the pack's header: a
+damaged pack (cut short, overwritten, a flipped bit) is found when the cache is opened, removed,
+and its inputs parsed again, never served. The cache folder's name includes a digest of the
 parser's own source and of the quality rules, so a changed parser never serves stale results.
 Deleting the cache is always safe: it only costs a re-parse.
+
+    pack = "UOSPACK2" | index length (8 bytes) | CRC-32 of the index | CRC-32 of the signals
+           | index (JSON, padded to 8 bytes) | signal columns
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import mmap
 import os
 import uuid
+import zlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
@@ -32,7 +38,8 @@ try:
 except ImportError:  # pragma: no cover - orjson is a declared dependency
     orjson = None
 
-_PACK_MAGIC = b"UOSPACK1"
+_PACK_MAGIC = b"UOSPACK2"
+_HEAD = len(_PACK_MAGIC) + 16  # magic, index length, the two CRC-32s
 
 
 def default_cache_root() -> Path:
@@ -127,13 +134,17 @@ def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | st
                 continue
             result = stored
         entries.append(_entry(sha256, {"error": result}))
-    header = b"{" + b",".join(entries) + b"}"
-    header += b" " * (-(len(header) + len(_PACK_MAGIC) + 8) % 8)  # 8-byte aligned columns
+    index = b"{" + b",".join(entries) + b"}"
+    index += b" " * (-(len(index) + _HEAD) % 8)  # 8-byte aligned columns
+    signals_crc = 0
+    for blob in blobs:
+        signals_crc = zlib.crc32(memoryview(blob).cast("B"), signals_crc)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{uuid.uuid4().hex}.pack"
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as handle:
-        handle.write(_PACK_MAGIC + len(header).to_bytes(8, "little") + header)
+        handle.write(_PACK_MAGIC + len(index).to_bytes(8, "little"))
+        handle.write(zlib.crc32(index).to_bytes(4, "little") + signals_crc.to_bytes(4, "little") + index)
         for blob in blobs:
             handle.write(memoryview(blob).cast("B"))
     os.replace(tmp, path)  # atomic: a reader never sees half a pack
@@ -166,19 +177,26 @@ def _entry(sha256: str, item: dict[str, Any]) -> bytes:
 
 def _read_index(path: Path) -> dict[str, Any]:
     """A pack's index, checked against the file: raises ValueError for a damaged pack (cut
-    short, overwritten) rather than failing later when its signals are read."""
-    size = path.stat().st_size
+    short, overwritten, a bit flipped in its index or its signals) rather than serving it."""
     with path.open("rb") as handle:
-        head = handle.read(16)
-        if len(head) < 16 or not head.startswith(_PACK_MAGIC):
+        data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(handle.fileno()).st_size else b""
+    with memoryview(data) as view:
+        if len(view) < _HEAD or view[: len(_PACK_MAGIC)] != _PACK_MAGIC:
             raise ValueError("not a pack")
-        length = int.from_bytes(head[8:16], "little")
-        if length > size - 16:
+        length = int.from_bytes(view[8:16], "little")
+        if length > len(view) - _HEAD:
             raise ValueError("index longer than the file")
-        index = _loads(handle.read(length))
+        index_crc, signals_crc = int.from_bytes(view[16:20], "little"), int.from_bytes(view[20:24], "little")
+        if zlib.crc32(view[_HEAD : _HEAD + length]) != index_crc:
+            raise ValueError("its index does not match its checksum")
+        if zlib.crc32(view[_HEAD + length :]) != signals_crc:
+            raise ValueError("its signals do not match their checksum")
+        index = _loads(view[_HEAD : _HEAD + length])
+        room = len(view) - _HEAD - length
+    if isinstance(data, mmap.mmap):
+        data.close()
     if not isinstance(index, dict):
         raise ValueError("index is not a mapping")
-    room = size - 16 - length
     for item in index.values():
         if not isinstance(item, dict) or not isinstance(item.get("error", item.get("record")), (str, dict)):
             raise ValueError("index entry without a record or an error")
@@ -242,7 +260,7 @@ class ParseCache:
             with pack.open("rb") as handle:
                 # Mapped, not read: the arrays view the file until they are gone.
                 data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            base = 16 + int.from_bytes(data[8:16], "little")
+            base = _HEAD + int.from_bytes(data[8:16], "little")
             for sha in shas:
                 out[sha] = {
                     name: np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=base + offset)
