@@ -343,6 +343,15 @@ def test_a_damaged_cache_pack_is_set_aside_and_its_inputs_parsed_again(tmp_path,
     assert "Warning: " not in again.stderr and "0 parsed, 2 from cache" in again.stderr
 
 
+def test_a_folder_named_like_a_pack_in_the_cache_is_not_read(tmp_path, small):
+    (tmp_path / "a.xls").write_bytes(small)
+    cache = tmp_path / "cache"
+    parse_dataset([str(tmp_path / "a.xls")], tmp_path / "first", cache_root=cache)
+    (next(cache.glob("parse-*")) / "odd.pack").mkdir()
+    again = parse_dataset([str(tmp_path / "a.xls")], tmp_path / "again", cache_root=cache)
+    assert again.n_holes == 1 and again.n_parsed == 0
+
+
 # --- values no writer can store ----------------------------------------------------------------
 
 

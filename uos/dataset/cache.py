@@ -220,6 +220,8 @@ class ParseCache:
         if self._entries is None:
             self._entries = {}
             for pack in sorted(self.dir.glob("*.pack")) if self.dir.exists() else []:
+                if not pack.is_file():  # not one of ours (a folder made there): nothing to read or remove
+                    continue
                 try:
                     index = _read_index(pack)
                 except (OSError, ValueError) as exc:
