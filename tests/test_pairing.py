@@ -1,7 +1,7 @@
 """The pairing rules of `uos serve`, without a broker (the serve tests cover them over MQTT)."""
 
 from uos.serve.acks import Acknowledgements, hole_key
-from uos.serve.pairing import Pairer, Part
+from uos.serve.pairing import Pairer, Part, Problem
 
 
 def _part(kind: str, result_id: str | None, at: float, timestamp: str | None = "t1", tool: str = "box/1") -> Part:
@@ -91,3 +91,54 @@ def test_an_answer_acknowledged_before_publish_returns_releases_its_tickets_once
     assert acks.confirmed(7) == []  # paho's callback came first
     assert acks.sent(7, key, ["result-1"]) == ["result-1"]
     assert acks.resent(key, "result-2") == ["result-2"]
+
+
+def _unreadable(pairer: Pairer, kind: str, at: float, result_id: str | None = None, tool: str = "box/1") -> None:
+    problem = Problem(f"{kind} is not valid JSON", tool, result_id, [f"{kind}-ticket"], answer_id="digest")
+    pairer.unreadable(kind, problem, at)
+
+
+def test_an_unreadable_trace_that_names_no_result_id_answers_the_result_that_comes_after_it():
+    """Arrival order is not guaranteed: the Trace, cut short before its ResultId, may come first.
+    Its error then answers the Result that comes on the tool within the window: one error for
+    the hole, with the Result's ResultId, never a second one for the Result left alone."""
+    pairer = Pairer(pair_timeout_s=1.0, window_s=2.0)
+    _unreadable(pairer, "trace", 0.0)
+    assert pairer.problems == [] and pairer.expire(0.5) == ([], [])  # waits for its Result
+    assert pairer.add(Part("result", "box/1", "42", "t1", {}, 0.8, ["result-ticket"])) == []
+    (problem,) = pairer.problems
+    assert (problem.result_id, problem.answer_id) == ("42", None)
+    assert problem.tickets == ["trace-ticket", "result-ticket"]
+    assert pairer.expire(5.0) == ([], []) and not pairer.pending
+    # A copy of the Result delivered again is a duplicate, not a new lone Result.
+    assert pairer.add(Part("result", "box/1", "42", "t1", {}, 6.0)) == [] and pairer.duplicates == 1
+
+
+def test_an_unreadable_part_alone_is_its_own_error_after_the_window():
+    pairer = Pairer(pair_timeout_s=1.0, window_s=2.0)
+    _unreadable(pairer, "trace", 0.0)
+    _, problems = pairer.expire(2.5)
+    assert [(p.result_id, p.answer_id) for p in problems] == [(None, "digest")]
+    pairer.add(Part("result", "box/1", "43", "t1", {}, 3.0))  # too late: a hole of its own
+    assert pairer.problems == [] and pairer.pending
+
+
+def test_an_unreadable_part_answers_its_waiting_partner_at_once():
+    pairer = Pairer()
+    pairer.add(Part("result", "box/1", "44", "t1", {}, 0.0, ["result-ticket"]))
+    _unreadable(pairer, "trace", 0.1)  # no ResultId in its bytes: the one Result waiting on the tool
+    _unreadable(pairer, "result", 0.2, result_id="45", tool="box/2")  # its ResultId read from its bytes
+    assert [(p.tool, p.result_id, p.tickets) for p in pairer.problems] == [
+        ("box/1", "44", ["trace-ticket", "result-ticket"]),
+        ("box/2", "45", ["result-ticket"]),
+    ]
+    assert not pairer.pending and not pairer.unreadable_parts
+
+
+def test_a_hole_whose_two_parts_are_unreadable_gets_one_error():
+    pairer = Pairer(window_s=2.0)
+    _unreadable(pairer, "result", 0.0)
+    _unreadable(pairer, "trace", 0.5)
+    _, (problem,) = pairer.expire(3.0)
+    assert problem.reason == "result is not valid JSON; trace is not valid JSON"
+    assert problem.tickets == ["result-ticket", "trace-ticket"]

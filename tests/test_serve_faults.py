@@ -346,3 +346,44 @@ def test_predict_on_a_capture_with_text_values_is_one_error_line(registry, mqtt_
     assert "PositionTrace must be a list of numbers, but holds the text 'n/a'" in errors[0]
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["source"] for r in records if r["error"] is None] == [str(registry["files"][0])]
+
+
+def _with_result_id(payloads: dict, result_id) -> dict:
+    """The hole's messages with `result_id` (a JSON number here) in every ResultId node."""
+    for message in (payloads["result"], payloads["trace"]):
+        for key, node in message["Messages"]["Payload"].items():
+            if key.endswith("ResultId"):
+                node["Value"] = result_id
+    return payloads
+
+
+def test_one_error_per_hole_and_one_answer_per_result_id_whatever_the_order_and_size(registry, broker, serve):
+    """A Trace cut short before its ResultId that comes before its Result: one error, with the
+    Result's ResultId (not a second 'Result without its Trace'). Two holes whose ResultIds are
+    beyond 64 bits (10**20 + 5 and + 6, the same timestamp): two answers with their own ids, not
+    one of them taken for a re-sent copy. The same unreadable bytes on a Result's and on a Heads
+    topic: two errors with two answer_ids."""
+    service = serve()
+    client, received = _collector(broker.port)
+    publisher = _publisher(broker.port, "test-order-publisher")
+    cut = _messages(registry, 901)
+    trace = json.dumps(cut["trace"]).encode()
+    _send(publisher, "order/cut", "trace", trace[: trace.index(b"ResultId") - 40])
+    _send(publisher, "order/cut", "result", cut["result"])
+    big = [_with_result_id(_messages(registry, 902), 10**20 + n) for n in (5, 6)]
+    for payloads in big:
+        _send(publisher, "order/big", "result", payloads["result"])
+        _send(publisher, "order/big", "trace", payloads["trace"])
+    _send(publisher, "order/same", "result", b"garbage")
+    _send(publisher, "order/same", "heads", b"garbage")
+    _wait_until(lambda: len(_by_tool(received, "order/big")) >= 2, 20, lambda: f"{received}")
+    time.sleep(4.0)  # past the 2 s window and the 1.5 s pair timeout: a second error would have come
+    (error,) = _by_tool(received, "order/cut")
+    assert error["result_id"] == "901" and "Trace" in error["error"], error
+    assert sorted(r["result_id"] for r in _by_tool(received, "order/big")) == [str(10**20 + 5), str(10**20 + 6)]
+    assert all("error" not in r for r in _by_tool(received, "order/big"))
+    same = _by_tool(received, "order/same")
+    assert len(same) == 2 and len({r["answer_id"] for r in same}) == 2, same
+    assert service.stop() == 0
+    publisher.loop_stop()
+    client.loop_stop()

@@ -80,7 +80,25 @@ def decode_message(data: bytes | str, what: str, source: str) -> dict[str, Any]:
         raise InputError(f"{what} is not an OPC UA PubSub message (no 'Messages' object)", source)
     if not isinstance(message["Messages"].get("Payload") or {}, dict):
         raise InputError(f"{what} is not an OPC UA PubSub message ('Payload' is not an object of nodes)", source)
+    if _an_id_lost_its_digits(message["Messages"].get("Payload") or {}):
+        import json
+
+        message = json.loads(data)  # Python's own decoder keeps integers of any size (and it parsed above)
     return message
+
+
+_EXACT_INTEGERS = 2**63  # orjson reads an integer beyond 64 bits as a float
+
+
+def _an_id_lost_its_digits(nodes: dict[str, Any]) -> bool:
+    """Whether the decoder turned a ResultId into a float: ResultIds 10**20 + 5 and 10**20 + 6
+    would both read 1e+20, one hole taken for a re-sent copy of the other."""
+    for key, node in nodes.items():
+        if key.endswith("ResultId") and isinstance(node, dict):
+            value = node.get("Value")
+            if isinstance(value, float) and math.isfinite(value) and abs(value) >= _EXACT_INTEGERS:
+                return True
+    return False
 
 
 _NOT_JSON_NUMBERS = (b"NaN", b"Infinity", b"-Infinity")

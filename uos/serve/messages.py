@@ -92,15 +92,22 @@ def classify(topic: str, root: str) -> tuple[str | None, str | None]:
 
 
 def answer_id(
-    tool: str | None, result_id: Any, timestamp: str | None, model: str | None = None, data: bytes | None = None
+    tool: str | None,
+    result_id: Any,
+    timestamp: str | None,
+    model: str | None = None,
+    data: bytes | None = None,
+    topic: str | None = None,
 ) -> str:
     """The key a consumer deduplicates answers on (QoS 1 delivers at least once: after a crash or
     a broker restart an answer may come twice). The same for every delivery of a hole's messages:
     tool, ResultId and SourceTimestamp (a unit whose counter was reset reuses ResultIds), then
     the model version that answered (`error` for an error). A message that cannot be read and
-    names no ResultId is known by a digest of its bytes."""
+    names no ResultId is known by a digest of its topic and bytes (the same bytes on a Result's
+    and on a Heads topic are two messages, with two errors)."""
     if result_id is None and data is not None:
-        return f"{tool}|sha256:{hashlib.sha256(data).hexdigest()[:20]}|error"
+        digest = hashlib.sha256((topic or "").encode() + b"\0" + data).hexdigest()[:20]
+        return f"{tool}|sha256:{digest}|error"
     return f"{tool}|{result_id}|{timestamp or ''}|{model or 'error'}"
 
 

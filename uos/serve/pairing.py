@@ -9,6 +9,10 @@ No MQTT and no clock of its own here (`now` is passed in), so that every rule is
   that the hole id comes from the head (as `uos parse` makes it), not from the ResultId;
 - a message whose partner does not come within `pair_timeout_s` is an error, with its reason (in
   a share group a lone Result is not: its Trace went to another process, which answers it);
+- a Result or Trace that cannot be read is its hole's error: with the partner waiting for it, or,
+  when it names no ResultId and none waits, with the first part of the other kind that comes on
+  its tool within `window_s` (`unreadable`), so that the hole gets one error, not a second one for
+  the partner left alone;
 - a hole already answered (same tool, ResultId and SourceTimestamp, within `remember`) is a
   duplicate: ignored. The timestamp is part of it because a unit whose counter was reset reuses
   ResultIds for new holes; a re-sent message carries its original timestamp.
@@ -56,6 +60,18 @@ class Problem:
     tool: str | None
     result_id: str | None
     tickets: list[Any] = field(default_factory=list)
+    topic: str | None = None  # the message it is about, when one message is
+    answer_id: str | None = None  # when not the hole's (a message that names no ResultId)
+
+
+@dataclass
+class _Unreadable:
+    """A Result or Trace that could not be read and named no ResultId, waiting `window_s` for the
+    other part of its hole."""
+
+    kind: str
+    problem: Problem
+    arrived: float
 
 
 @dataclass
@@ -91,6 +107,10 @@ class Pairer:
     # SourceTimestamp): acknowledged with that hole's answer (see acks), not at once.
     resent: list[tuple[tuple[str, str, str], Any]] = field(default_factory=list)
     asset_tickets: dict[tuple[str, str, str], tuple[float, list[Any]]] = field(default_factory=dict)
+    unreadable_parts: dict[str, _Unreadable] = field(default_factory=dict)  # by tool
+    # Errors found while adding parts (an unreadable part's hole): the caller publishes them and
+    # empties the list.
+    problems: list[Problem] = field(default_factory=list)
     _serial: int = 0
 
     def _key(self, part: Part) -> tuple[str, str]:
@@ -173,6 +193,8 @@ class Pairer:
         key = self._key(part)
         if key not in self.pending and (partner := self._partner_key(part)) is not None:
             key = partner
+        if key not in self.pending and self._answers_unreadable(part):
+            return []
         entry = self.pending.setdefault(key, _Pending())
         if (first := getattr(entry, part.kind)) is not None:
             self.duplicates += 1  # re-sent before its partner came: keep the first
@@ -182,6 +204,41 @@ class Pairer:
         if entry.result is not None and entry.trace is not None:
             entry.complete_at = part.arrived
         return self.poll(part.arrived, tools={part.tool})
+
+    def unreadable(self, kind: str, problem: Problem, now: float) -> None:
+        """A Result or Trace that could not be read (`problem`: its error, its tickets): it answers
+        the part of the other kind waiting for it (by the ResultId found in its bytes, or the one
+        waiting alone on its tool), or else waits `window_s` for one to come (see add); the error
+        goes to `problems`, once."""
+        result_id, tickets = self.forget(problem.tool or "", problem.result_id, kind)
+        if result_id is not None or kind not in ("result", "trace"):
+            if result_id is not None:  # known as its hole's error
+                problem.result_id, problem.answer_id = result_id, None
+            problem.tickets += tickets
+            self.problems.append(problem)
+            return
+        held = self.unreadable_parts.get(problem.tool or "")
+        if held is not None and held.kind != kind and now - held.arrived <= self.window_s:
+            # Both parts of the hole unreadable: one error, with both reasons.
+            held.problem.reason = f"{held.problem.reason}; {problem.reason}"
+            held.problem.tickets += problem.tickets
+            return
+        if held is not None:
+            self.problems.append(held.problem)
+        self.unreadable_parts[problem.tool or ""] = _Unreadable(kind, problem, now)
+
+    def _answers_unreadable(self, part: Part) -> bool:
+        """Whether `part` is the other part of a hole whose first part was unreadable: then that
+        error is its hole's answer (with `part`'s ResultId), and `part` waits for nothing."""
+        held = self.unreadable_parts.get(part.tool)
+        if held is None or held.kind == part.kind or part.arrived - held.arrived > self.window_s:
+            return False
+        del self.unreadable_parts[part.tool]
+        held.problem.result_id, held.problem.answer_id = part.result_id, None
+        held.problem.tickets += part.tickets
+        self.mark_answered(part.tool, part.result_id, ANY_TIME)  # a copy re-sent later is a duplicate
+        self.problems.append(held.problem)
+        return True
 
     def _asset(self, tool: str, kind: str, timestamp: str | None) -> dict[str, Any] | None:
         return self.assets.get((tool, kind), {}).get(timestamp or "")
@@ -241,6 +298,10 @@ class Pairer:
                         part.tickets,
                     )
                 )
+        for tool, held in list(self.unreadable_parts.items()):
+            if now - max(held.arrived, waits_from) > self.window_s:  # no partner came: the error alone
+                del self.unreadable_parts[tool]
+                problems.append(held.problem)
         for key, (arrived, _) in list(self.asset_tickets.items()):
             if now - arrived > self.pair_timeout_s:  # no hole took it: kept for pairing, acknowledged
                 self._release_asset(key)
@@ -273,5 +334,8 @@ class Pairer:
         return result_id, [t for p in parts for t in p.tickets]
 
     def drain(self) -> tuple[list[Pair], list[Problem]]:
-        """At shutdown: complete pairs go out now; lone parts are errors."""
+        """At shutdown: complete pairs go out now; lone parts are errors (and unreadable parts
+        still waiting for their partner go to `problems`, as they are)."""
+        self.problems += [held.problem for held in self.unreadable_parts.values()]
+        self.unreadable_parts.clear()
         return self.expire(float("inf"))

@@ -289,16 +289,12 @@ class Service:
         except InputError as exc:  # unreadable, or not what a unit sends: the reason, on the error topic
             head = data.head if isinstance(data, Oversized) else data[:200_000]
             found = messages.RESULT_ID_BYTES.search(head)
-            # Its partner is answered by this error (found by ResultId, or the one waiting alone).
-            result_id, tickets = self.pairer.forget(tool, found.group(1).decode() if found else None, kind)
-            self._publish_error(
-                exc.reason,
-                tool,
-                result_id,
-                topic,
-                [ticket, *tickets],
-                messages.answer_id(tool, result_id, None, data=head),
-            )
+            answer_id = messages.answer_id(tool, None, None, data=head, topic=topic)
+            # Its hole's one error: with its partner, found by the ResultId in its bytes or waiting (see unreadable).
+            problem = Problem(exc.reason, tool, found.group(1).decode() if found else None, [ticket], topic, answer_id)
+            self.pairer.unreadable(kind, problem, arrived)
+        self._report(self.pairer.problems)
+        self.pairer.problems = []
 
     def _take(
         self, kind: str, tool: str, topic: str, data: bytes, arrived: float, ticket: tuple[int, int, int]
@@ -339,8 +335,8 @@ class Service:
             self.work.put(pair)
 
     def _report(self, problems: list[Problem]) -> None:
-        for problem in problems:
-            self._publish_error(problem.reason, problem.tool, problem.result_id, tickets=problem.tickets)
+        for p in problems:
+            self._publish_error(p.reason, p.tool, p.result_id, p.topic, p.tickets, p.answer_id)
 
     def _dispatcher(self) -> None:
         last_expiry = 0.0
@@ -367,7 +363,7 @@ class Service:
                         None,
                         item[0],
                         [item[3]],
-                        messages.answer_id(tool, None, None, data=item[1]),
+                        messages.answer_id(tool, None, None, data=item[1], topic=item[0]),
                     )
                 self._release()
             now = time.monotonic()
@@ -386,6 +382,7 @@ class Service:
                 duplicates = self.pairer.duplicates
         pairs, problems = self.pairer.drain()
         self._hand_over(pairs)
+        self._report(self.pairer.problems)
         self._report(
             [
                 Problem(p.reason.split(":")[0] + ": serve stopped before it came", p.tool, p.result_id, p.tickets)
