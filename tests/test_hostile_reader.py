@@ -238,6 +238,20 @@ def test_a_stop_code_out_of_range_is_an_error_never_a_wrapped_value(tmp_path, go
     result, holes, _ = _parse(tmp_path, {"stop.xls": hostile})
     assert result.exit_code == 1
     assert holes.iloc[0]["status"] == "error"
+    # One reason for the value, not a second 'non-finite values' for the NaN left in its place.
+    assert [r for r in holes.iloc[0]["issues"] if "Stop code" in r["reason"]] == [
+        {"level": "error", "reason": f"Stop code: 1 value not a whole number in range (first: {shown} in Datas row 11)"}
+    ]
+
+
+def test_a_negative_stop_code_is_a_warning(tmp_path, good_bytes):
+    def edit(rows):
+        rows[10][6] = "-5,000"
+        return rows
+
+    _, holes, _ = _parse(tmp_path, {"stop.xls": oddities.edited(good_bytes, edit)})
+    reasons = [i["reason"] for i in holes.iloc[0]["issues"]]
+    assert "Stop code: 1 negative values (stop codes are bit flags)" in reasons
 
 
 # --- 6. binary junk, NaN holes: one Error line ------------------------------------------------

@@ -342,6 +342,7 @@ def test_predict_without_a_model_is_a_clear_error(tmp_path, dataset):
     result = subprocess.run(["uos", "predict", str(dataset["raw"])], env=env, capture_output=True, text=True)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("Error: cannot load model models:/uos-depth@champion")
+    assert "(no champion yet? `uos promote` after `uos train`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

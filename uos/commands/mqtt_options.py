@@ -61,8 +61,14 @@ def _password(values: dict) -> str | None:
     if values.get("password_file"):
         if values.get("password"):
             raise UosError("--password-file and --password (or UOS_MQTT_PASSWORD): give one")
-        with open(values["password_file"], encoding="utf-8") as file:
-            return file.readline().rstrip("\r\n")
+        try:
+            with open(values["password_file"], encoding="utf-8") as file:
+                password = file.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UosError(f"cannot read --password-file {values['password_file']}: {exc}") from None
+        if not password:  # an empty file would log in without a password: refused by the broker, or worse, not
+            raise UosError(f"--password-file {values['password_file']} is empty: its first line is the password")
+        return password
     context = click.get_current_context(silent=True)
     if values.get("password") and context and context.get_parameter_source("password") == ParameterSource.COMMANDLINE:
         warn(

@@ -133,15 +133,19 @@ def check_hole(hole: Hole, rules: QualityRules) -> list[Issue]:
     n = hole.n_samples
     if rules.min_samples <= n < rules.few_samples:
         issues.append(Issue("warning", f"few samples: {n} (fewer than {rules.few_samples})"))
-    for name in (*required, "step"):
-        if name in MEASURED_SIGNALS:
-            continue  # answerability() checks those
+    told = {issue.reason.split(":")[0] for issue in issues}  # columns the reader already gave a reason for
+    for name in dict.fromkeys((*required, "step")):
+        if name in MEASURED_SIGNALS or FILE_COLUMN_NAMES.get(name, name) in told:
+            continue  # answerability() checks the measured signals
         column = hole.signals.get(name)
         bad = int(np.count_nonzero(~np.isfinite(column))) if column is not None and column.dtype.kind == "f" else 0
         if bad:
             issues.append(
                 Issue("error", f"non-finite values in {FILE_COLUMN_NAMES.get(name, name)}: {bad} of {n} samples")
             )
+    stop_code = hole.signals.get("stop_code")
+    if stop_code is not None and (negative := int(np.count_nonzero(stop_code < 0))):
+        issues.append(Issue("warning", f"Stop code: {negative} negative values (stop codes are bit flags)"))
     if all(name in hole.signals for name in MEASURED_SIGNALS):
         issues.extend(answerability(hole.signals, rules))
     return issues

@@ -23,7 +23,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI):
         model = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         hint = ""
-        if uri == DEFAULT_MODEL_URI:
+        if uri == DEFAULT_MODEL_URI and exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # not when it is damaged
             hint = " (no champion yet? `uos promote` after `uos train`, or --model models:/uos-depth@candidate)"
         raise UosError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
     except ValueError as exc:  # DepthModel.load_context: a model from before confidence and status
