@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -439,3 +440,22 @@ def test_decoding_stays_inside_the_recording(trained, dataset, tracking_home):
     assert ((finite >= depth[0]) & (finite <= depth[-1])).all(), answer
     short = model.answer([(np.linspace(0.55, 1.52, 100), np.zeros(100), np.zeros(100))])[0]
     assert short.error.startswith("the drill travels 0.97 mm: too short to hold a stack")
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ({}, "the model's config.json is not a uos model's (no network settings)"),
+        ({"net": {"width": 8}}, "this model version was registered before answers carried a confidence"),
+        ("{not json", "the model's config.json cannot be read"),
+    ],
+)
+def test_a_model_whose_config_is_not_a_uos_model_s_says_which(tmp_path, config, reason):
+    from types import SimpleNamespace
+
+    from uos.training.pyfunc import DepthModel
+
+    path = tmp_path / "config.json"
+    path.write_text(config if isinstance(config, str) else json.dumps(config))
+    with pytest.raises(ValueError, match=r"^" + re.escape(reason)):
+        DepthModel().load_context(SimpleNamespace(artifacts={"config": str(path), "weights": str(tmp_path / "w.pt")}))

@@ -35,7 +35,9 @@ class DepthModel(PythonModel):
             data = json.loads(Path(context.artifacts["config"]).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"the model's config.json cannot be read ({_first_sentence(exc)})") from None
-        if not isinstance(data, dict) or "train" not in data:
+        if not isinstance(data, dict) or "net" not in data:
+            raise ValueError("the model's config.json is not a uos model's (no network settings)")
+        if "train" not in data:
             raise ValueError(
                 "this model version was registered before answers carried a confidence and a status: "
                 "train and register a new one (uos train, uos promote)"
