@@ -55,7 +55,6 @@ def configure(root: Path | None = None, experiment: str | None = None) -> str:
     at the experiment (`experiment_name`), created when missing."""
     import warnings
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # The model's signature is declared; MLflow's advice to add an input example is not for users.
     warnings.filterwarnings("ignore", message=".*input example was not provided.*")
     warnings.filterwarnings("ignore", message=".*dataset source can be interpreted in multiple ways.*")
@@ -76,6 +75,9 @@ def use_store(uri: str) -> None:
     users); nothing is created or changed in the store."""
     import logging
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # With a tracking server MLflow writes "View run ... at: URL" to stdout, which is for data.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import mlflow
 
     for name in ("mlflow", "alembic"):
