@@ -10,9 +10,10 @@ from uos.errors import InputError, UosError
 from uos.training.tracking import DEFAULT_MODEL_URI
 
 
-def load_model(uri: str = DEFAULT_MODEL_URI):
-    """The registered model's `DepthModel` (answers without MLflow's per-call DataFrame checks);
-    a clear error when the registry has no such version or it predates confidence and status."""
+def load_model(uri: str = DEFAULT_MODEL_URI, runtime: str = "torch"):
+    """The registered model's `DepthModel` (answers without MLflow's per-call DataFrame checks),
+    its network in `runtime` (torch or onnx); a clear error when the registry has no such version
+    or it cannot be used."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -20,7 +21,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI):
 
     tracking.configure()
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = mlflow.pyfunc.load_model(uri, model_config={"runtime": runtime})
     except MlflowException as exc:
         hint = ""
         if uri == DEFAULT_MODEL_URI and exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # not when it is damaged
