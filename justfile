@@ -99,6 +99,10 @@ mlflow-ui port="5000":
         *) exec {{run}} mlflow ui --backend-store-uri "$uri" --host 127.0.0.1 --port {{port}} ;;
     esac
 
+# The registered model over HTTP, as MLflow serves any model (POST /invocations on 127.0.0.1; UOS_MODEL_URI, default the champion)
+mlflow-serve port="5001" *args:
+    {{run}} mlflow models serve -m "${UOS_MODEL_URI:-models:/uos-depth@champion}" --env-manager local --host 127.0.0.1 --port {{port}} {{args}}
+
 # The team's MLflow tracking server on PostgreSQL (UOS_MLFLOW_BACKEND_URI) with the artifact proxy, on 127.0.0.1 (see deploy/README.md)
 mlflow-server port="5000" *args:
     #!/usr/bin/env bash
