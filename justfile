@@ -78,22 +78,25 @@ exp +settings:
 
 # Train on the data of a git tag or commit into a named MLflow experiment, e.g. `just train-data-version v1.0 drilling_v0.3`
 train-data-version rev experiment *settings:
-    {{run}} uos train-data-version {{rev}} --experiment {{experiment}} {{ prepend("-S ", settings) }}
+    {{run}} uos train-data-version {{quote(rev)}} --experiment {{quote(experiment)}} {{ prepend("-S ", settings) }}
 
 # The MLflow UI on 127.0.0.1 for the project's store (from your machine: ssh -L 5000:127.0.0.1:5000 server, open localhost:5000)
 mlflow-ui port="5000":
     #!/usr/bin/env bash
     set -euo pipefail
-    uri=$({{run}} python -c 'from uos.training.tracking import tracking_uri; print(tracking_uri())')
+    read -r uri shown < <({{run}} python -c 'from uos.training.tracking import tracking_uri as t, shown_uri as s; print(t(), s(t()))')
     export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"  # as in mlflow-server
     case "$uri" in
         http://* | https://*)  # a tracking server serves its own UI
-            echo "The tracking server $uri serves the MLflow UI: open it in a browser."
+            echo "The tracking server $shown serves the MLflow UI: open it in a browser."
             if [[ $uri == http://* ]]; then  # plain http: the team reaches it over an SSH tunnel
-                server=${uri#http://}; server=${server%%/*}; port=${server##*:}
-                [[ $server == *:* ]] || port=80
-                case "${server%:*}" in localhost | 127.0.0.1) host=$(hostname) ;; *) host=${server%:*} ;; esac
-                echo "From your machine: ssh -L $port:127.0.0.1:$port $host, then open http://localhost:$port"
+                server=${uri#http://}; server=${server%%/*}; server=${server##*@}  # (no user:password@)
+                port=${server##*:}; [[ $server == *:* ]] || port=80
+                case "${server%:*}" in
+                    localhost | 127.0.0.1)  # the server runs here, or this end of a tunnel to it
+                        echo "Open http://localhost:$port here; from another machine: ssh -L $port:127.0.0.1:$port $(hostname), then the same" ;;
+                    *) echo "From your machine: ssh -L $port:127.0.0.1:$port ${server%:*}, then open http://localhost:$port" ;;
+                esac
             fi
             ;;
         *) exec {{run}} mlflow ui --backend-store-uri "$uri" --host 127.0.0.1 --port {{port}} ;;

@@ -126,7 +126,7 @@ def test_summary_with_a_store_but_no_model_says_so(tmp_path):
 
 
 def test_summary_hides_a_password_in_the_tracking_uri():
-    from uos.summary import shown_uri
+    from uos.training.tracking import shown_uri
 
     assert shown_uri("postgresql://mlflow:s3cret@db:5432/mlflow") == "postgresql://mlflow:***@db:5432/mlflow"
     assert shown_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

@@ -85,3 +85,29 @@ def test_demo_data_reproduces_data_dvc(tmp_path):
     generated = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]
     committed = yaml.safe_load((ROOT / "data.dvc").read_text())["outs"][0]
     assert (generated["md5"], generated["nfiles"]) == (committed["md5"], committed["nfiles"])
+
+
+# Keys that change how fast or how a stage ends, never what it writes: no stage depends on them.
+NOT_OUTPUTS = {"parse.workers", "parse.allow_errors", "label.workers", "train.threads"}
+
+
+def test_each_stage_depends_on_exactly_the_params_that_change_its_outputs():
+    """A stage listing a whole table re-ran for a key it does not use (train for the CI profile it
+    never trains with, parse for its worker count); one missing a key would leave stale outputs."""
+    import tomllib
+
+    import yaml
+
+    params = tomllib.loads((ROOT / "params.toml").read_text())
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {
+        name: {key for entry in stage.get("params", []) for key in entry["params.toml"]}
+        for name, stage in stages.items()
+    }
+    for name in ("parse", "label", "split", "train"):
+        table = {f"{name}.{key}" for key, value in params[name].items() if not isinstance(value, dict)}
+        if name in declared[name]:  # the whole table: right only when every key of it counts
+            assert not table & NOT_OUTPUTS, (name, table & NOT_OUTPUTS)
+        else:
+            own = {key for key in declared[name] if key.startswith(f"{name}.")}
+            assert own == table - NOT_OUTPUTS, (name, own ^ (table - NOT_OUTPUTS))

@@ -151,6 +151,8 @@ def test_a_queued_experiment_tracks_into_the_project_and_leaves_candidate(projec
     head, before = _ok(_run(["git", "rev-parse", "HEAD", "HEAD~1"], project)).split()
     # A plain `dvc repro`: the standard commit tag, the data's md5 as its version (no tag yet).
     assert plain["mlflow.source.git.commit"] == before and "dvc_experiment" not in plain
+    # A clean tree: the metrics DVC removes before it runs a stage, and dvc.lock, are no changes.
+    assert plain["git_commit"] == before
     assert (
         plain["data_version"]
         == plain["data_md5"]
@@ -247,3 +249,41 @@ def test_a_named_data_version_trains_into_a_named_experiment(project):
 
     unknown = _run(["uos", "train-data-version", "v9", "--experiment", "drilling_v9"], project)
     assert unknown.returncode == 1 and "Error: no git tag or commit 'v9'" in unknown.stderr
+
+    # A revision is recorded by what lasts: its tag, or that of the same data, else its commit.
+    from uos.training.data_version import version_name
+
+    assert version_name(project, "HEAD~1", _ok(_run(["git", "show", "HEAD~1:data.dvc"], project))) == "v1"
+    short = _ok(_run(["git", "rev-parse", "--short", "HEAD"], project)).strip()
+    assert version_name(project, "HEAD", data_file) == short
+
+
+def test_a_data_version_run_stopped_by_a_hangup_puts_the_workspace_back(project):
+    """A closed terminal or a dropped SSH connection (SIGHUP) while the data of another version is
+    checked out: the workspace's data.dvc and data/ are put back, as after Ctrl-C."""
+    import signal
+
+    data_file = (project / "data.dvc").read_text()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen(
+        ["uos", "train-data-version", "v1", "--experiment", "hangup"],
+        cwd=project,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    for line in process.stderr:  # until the other version's data is checked out and DVC runs
+        seen.append(line)
+        if "checked out; running the pipeline" in line:
+            break
+    time.sleep(1.0)
+    process.send_signal(signal.SIGHUP)
+    seen += process.stderr.readlines()
+    assert process.wait(timeout=120) == 1, "".join(seen)
+    assert seen[-1].startswith("Error: stopped (SIGHUP): the workspace's data.dvc and data/ are as they were"), seen
+    assert (project / "data.dvc").read_text() == data_file
+    assert _ok(_run(["dvc", "status", "--json", "data.dvc"], project)).strip() == "{}"

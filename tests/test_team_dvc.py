@@ -85,6 +85,9 @@ def test_a_clone_pulls_reproduces_nothing_and_sees_the_champion(team, tmp_path):
     a, env = team["a"], team["env"]
     b = tmp_path / "b"
     assert _run(["git", "clone", "-q", str(a), str(b)], tmp_path).returncode == 0
+    from uos.training.data_version import _workspace_problem
+
+    assert _workspace_problem(b) == "data/ is not here: `dvc pull` (or `dvc checkout data.dvc`) first"
     pull = _run(["dvc", "pull"], b)
     assert pull.returncode == 0, pull.stderr
     repro = _run(["dvc", "repro"], b, env)
@@ -108,6 +111,7 @@ def test_a_clone_pulls_reproduces_nothing_and_sees_the_champion(team, tmp_path):
     assert champion["answers"] and champion["answers_without_refine"]
     assert seen_by_b["parse"]["holes"] == 24 and seen_by_b["label"]["holes"] == 24 and seen_by_b["split"]["k"] == 3
     assert f"version {champion['version']} (champion" in render_summary(seen_by_b)
+    assert _summary(b / "build" / "model", env) == seen_by_b  # from anywhere in the project
 
 
 def _registry(uri: str) -> dict:

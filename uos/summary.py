@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from uos.errors import UosError
 
 # Each stage's figures: where the DVC stage writes them first, then where the command alone does.
 STAGE_FIGURES = {
@@ -31,9 +33,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
+def pipeline_summary(root: Path | None = None) -> dict[str, Any]:
     """Figures from each stage's files under `root` (missing stages are left out) and the
-    registered model's versions from MLflow (`model`)."""
+    registered model's versions from MLflow (`model`). `root` defaults to the project around the
+    current folder."""
+    from uos.training.tracking import project_root
+
+    root = project_root(root)
     summary: dict[str, Any] = {}
     for stage, paths in STAGE_FIGURES.items():
         figures = next((f for f in (_read_json(root / path) for path in paths) if f), None)
@@ -41,14 +47,6 @@ def pipeline_summary(root: Path = Path(".")) -> dict[str, Any]:
             summary[stage] = figures
     summary["model"] = registry_summary(root)
     return summary
-
-
-def shown_uri(uri: str) -> str:
-    """A tracking URI fit to print: its password, if any, hidden."""
-    parts = urlsplit(uri)
-    if not parts.password:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 def _missing_store(uri: str) -> str | None:
@@ -69,12 +67,15 @@ def registry_summary(root: Path = Path(".")) -> dict[str, Any]:
     from uos.training import tracking
 
     uri = tracking.tracking_uri(root)
-    model: dict[str, Any] = {"name": tracking.MODEL_NAME, "registry": shown_uri(uri)}
+    model: dict[str, Any] = {"name": tracking.MODEL_NAME, "registry": tracking.shown_uri(uri)}
     if missing := _missing_store(uri):
         return {**model, "missing": missing}
     from mlflow.exceptions import MlflowException
 
-    tracking.use_store(uri)  # (not configure: looking creates no experiment)
+    try:
+        tracking.use_store(uri)  # (not configure: looking creates no experiment)
+    except UosError as exc:  # a server or database that does not answer: the rest is still worth showing
+        return {**model, "missing": str(exc)}
     client = tracking.client()
     try:
         found = client.search_registered_models(filter_string=f"name = '{tracking.MODEL_NAME}'")

@@ -161,7 +161,7 @@ def log_session(stats: SessionStats, dataset: str, annotations_dir: str, version
     from uos.training import tracking
 
     # The experiment is made as training's are: artifacts beside the store, the UI on its runs.
-    tracking.configure(experiment=EXPERIMENT)
+    tracking.configure_runs(experiment=EXPERIMENT)
     client = MlflowClient()
     ended = int(time.time() * 1000)
     started = ended - int(stats.seconds * 1000)

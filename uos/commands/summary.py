@@ -12,9 +12,9 @@ import click
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Project folder (where metrics/ and build/ are, and mlflow.db unless MLFLOW_TRACKING_URI says otherwise).",
+    default=None,
+    help="Project folder (where metrics/ and build/ are, and mlflow.db unless MLFLOW_TRACKING_URI says "
+    "otherwise); default: the project around the current folder.",
 )
 def summary_command(as_json, root):
     """Summarise the pipeline's outputs: holes, labels, folds, and the registered model.

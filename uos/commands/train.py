@@ -75,9 +75,9 @@ def train_command(
     from uos.dataset.build import ParseParams
     from uos.labels.label import LabelParams
     from uos.params import load_params
-    from uos.summary import shown_uri
     from uos.training import evaluation
     from uos.training.run import run_training
+    from uos.training.tracking import shown_uri
     from uos.training.train import TrainParams
 
     params = load_params(TrainParams, "train", params_path).with_profile(profile)

@@ -5,10 +5,13 @@ MLflow experiment with the version on the run (`data_version`). The workspace's 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +59,62 @@ def _check_out_data(root: Path, rev: str) -> None:
         raise UosError(f"the data of {rev} is neither in the DVC cache nor on a remote ({_first_error(pulled)})")
 
 
+def version_name(root: Path, rev: str, data_file: str) -> str:
+    """What the run calls the data of `rev`: `rev` when it is a tag, else the oldest tag whose
+    data.dvc records the same data, else the commit's short hash (`HEAD~1` or a branch name would
+    mean something else tomorrow)."""
+    import yaml
+
+    if tracking.git_output(root, "show-ref", "--verify", "--quiet", f"refs/tags/{rev}") is not None:
+        return rev
+    outs = (yaml.safe_load(data_file) or {}).get("outs") or [{}]
+    md5 = outs[0].get("md5")
+    tag = tracking.tag_of_data(md5, root) if md5 else None
+    return tag or tracking.git_output(root, "rev-parse", "--short", f"{rev}^{{commit}}") or rev
+
+
+def _workspace_problem(root: Path) -> str | None:
+    """Why data/ is not what data.dvc records, or None: not there at all (a fresh clone, before
+    `dvc pull`), or changed since."""
+    status = _dvc(root, "status", "--json", DATA_FILE)
+    if status.returncode == 0 and status.stdout.strip() in ("", "{}"):
+        return None
+    try:
+        changes = json.loads(status.stdout or "{}").get(DATA_FILE, [])
+        states = {state for change in changes for state in change.get("changed outs", {}).values()}
+    except (ValueError, AttributeError):
+        states = set()
+    if states and states <= {"not in cache", "deleted"}:
+        return f"data/ is not here: `dvc pull` (or `dvc checkout {DATA_FILE}`) first"
+    return (
+        f"data/ has changes that {DATA_FILE} does not record: `dvc add data` first "
+        f"(or `dvc checkout {DATA_FILE}` to drop them)"
+    )
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP (a closed terminal, a dropped SSH connection) while the data was switched."""
+
+
+@contextmanager
+def _stops_are_exceptions() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `Stopped`, as Ctrl-C raises KeyboardInterrupt: either way the
+    workspace's data.dvc and data/ are put back before the process ends."""
+
+    def stop(number, _frame):
+        raise Stopped(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _run_of(experiment: str, data_version: str) -> DataVersionRun:
     """The latest run of the experiment that trained on the data version, and its model version."""
-    tracking.configure(experiment=experiment)
+    tracking.configure()
     client = tracking.client()
     found = client.get_experiment_by_name(experiment)
     runs = client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], max_results=50)
@@ -78,27 +134,27 @@ def train_data_version(
 ) -> DataVersionRun:
     """Run the whole pipeline (forced: DVC's run cache would otherwise restore an earlier training
     instead of tracking a new run) on the data of `rev` as a DVC experiment in a temporary copy,
-    into the MLflow experiment `experiment`, with `data_version` = `rev` on the run. `settings`
+    into the MLflow experiment `experiment`, with `data_version` (`version_name` of `rev`) on the run. `settings`
     are `dvc exp run -S` overrides (e.g. `train.epochs=60`)."""
     root = tracking.project_root(root)
     data_file = root / DATA_FILE
     if not data_file.is_file():
         raise UosError(f"no {DATA_FILE} in {root}: the data is not versioned with DVC here")
-    status = _dvc(root, "status", "--json", DATA_FILE)
-    if status.returncode != 0 or status.stdout.strip() not in ("", "{}"):
-        raise UosError(
-            f"data/ has changes that {DATA_FILE} does not record: `dvc add data` first "
-            f"(or `dvc checkout {DATA_FILE}` to drop them)"
-        )
+    if problem := _workspace_problem(root):
+        raise UosError(problem)
     wanted = _data_file_at(root, rev)
+    name = version_name(root, rev, wanted)
     saved = data_file.read_text()
-    env = dict(os.environ, MLFLOW_EXPERIMENT_NAME=experiment, **{tracking.DATA_VERSION_ENV: rev})
+    env = dict(os.environ, MLFLOW_EXPERIMENT_NAME=experiment, **{tracking.DATA_VERSION_ENV: name})
     try:
-        data_file.write_text(wanted)
-        say(f"data of {rev} checked out; running the pipeline as a DVC experiment in a temporary copy")
-        _check_out_data(root, rev)
-        overrides = [arg for setting in settings for arg in ("-S", setting)]
-        ran = _dvc(root, "exp", "run", "--temp", "--force", *overrides, env=env, show=True)
+        with _stops_are_exceptions():
+            data_file.write_text(wanted)
+            say(f"data of {rev} ({name}) checked out; running the pipeline as a DVC experiment in a temporary copy")
+            _check_out_data(root, rev)
+            overrides = [arg for setting in settings for arg in ("-S", setting)]
+            ran = _dvc(root, "exp", "run", "--temp", "--force", *overrides, env=env, show=True)
+    except Stopped as stopped:
+        raise UosError(f"stopped ({stopped}): the workspace's {DATA_FILE} and data/ are as they were") from None
     finally:
         data_file.write_text(saved)
         restored = _dvc(root, "checkout", "--quiet", DATA_FILE)
@@ -106,4 +162,4 @@ def train_data_version(
             say(f"could not restore data/ to {DATA_FILE} ({_first_error(restored)}): run `dvc checkout {DATA_FILE}`")
     if ran.returncode != 0:
         raise UosError(f"the DVC experiment on the data of {rev} failed (dvc exp run exit {ran.returncode}, see above)")
-    return _run_of(experiment, rev)
+    return _run_of(experiment, name)

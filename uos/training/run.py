@@ -434,7 +434,7 @@ def run_training(
     config = params.model_config(gate, rule)
     data = load_training_set(parsed_dir, labels_dir, folds_dir, params, config, truth_path, say)
     examples = data.examples
-    tracking.configure(root, experiment)
+    tracking.configure_runs(root, experiment)
     facts = tracking.lineage(root)
     summary_path = Path(folds_dir) / "folds.json"
     split_facts = json.loads(summary_path.read_text()) if summary_path.exists() else {}

@@ -40,9 +40,15 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def tracking_uri(root: Path | None = None) -> str:
-    if env := os.environ.get("MLFLOW_TRACKING_URI"):
+    """MLFLOW_TRACKING_URI, else the project's own store; a relative SQLite path (MLflow's docs'
+    `sqlite:///mlflow.db`) is the project root's, not the current folder's (a queued DVC
+    experiment runs in a temporary copy, deleted with its store)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and not env.startswith("sqlite:///"):
         return env
-    return f"sqlite:///{(root or project_root()).resolve() / 'mlflow.db'}"
+    root = (root or project_root()).resolve()
+    path = Path(env.removeprefix("sqlite:///")) if env else Path("mlflow.db")
+    return f"sqlite:///{path if path.is_absolute() else root / path}"
 
 
 def experiment_name(option: str | None = None) -> str:
@@ -50,9 +56,9 @@ def experiment_name(option: str | None = None) -> str:
     return option or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
 
 
-def configure(root: Path | None = None, experiment: str | None = None) -> str:
-    """Point MLflow at the project's store (quietly: its start-up chatter is not for users) and
-    at the experiment (`experiment_name`), created when missing."""
+def configure(root: Path | None = None) -> str:
+    """Point MLflow at the project's store (quietly: its start-up chatter is not for users),
+    checked to answer: what reading the registry and the runs needs."""
     import warnings
 
     # The model's signature is declared; MLflow's advice to add an input example is not for users.
@@ -66,14 +72,22 @@ def configure(root: Path | None = None, experiment: str | None = None) -> str:
 
         follow_moved_project(root / "mlflow.db", root / "mlruns")
     use_store(uri)
+    return uri
+
+
+def configure_runs(root: Path | None = None, experiment: str | None = None) -> str:
+    """`configure`, and the experiment new runs go to (`experiment_name`), created when missing."""
+    uri = configure(root)
     _use_experiment(experiment_name(experiment), uri)
     return uri
 
 
 def use_store(uri: str) -> None:
     """Point MLflow's tracking and registry at `uri`, quietly (its start-up chatter is not for
-    users); nothing is created or changed in the store."""
+    users), once it is known to answer (`reachable`); nothing is created or changed in the store."""
     import logging
+
+    reachable(uri)
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # With a tracking server MLflow writes "View run ... at: URL" to stdout, which is for data.
@@ -86,11 +100,66 @@ def use_store(uri: str) -> None:
     mlflow.set_registry_uri(uri)
 
 
+REACH_TIMEOUT_S = 5.0  # a server that does not answer this soon is down (MLflow itself retries for minutes)
+
+
+def shown_uri(uri: str) -> str:
+    """A store's URI fit to print: its password, if any, hidden."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+def reachable(uri: str) -> None:
+    """A UosError, at once, when the store cannot be used: a tracking server or database that
+    does not answer, a scheme MLflow has no store for. (Left to MLflow, a server that is down
+    costs about four minutes of retries and a traceback.)"""
+    scheme = uri.split(":", 1)[0].lower()
+    if scheme in ("http", "https"):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=REACH_TIMEOUT_S):
+                return
+        except OSError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise UosError(
+                f"the MLflow tracking server {shown_uri(uri)} does not answer ({reason}): is it running, and the "
+                "SSH tunnel to it open? (MLFLOW_TRACKING_URI)"
+            ) from None
+    elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        _database_answers(uri)
+    elif scheme not in ("sqlite", "file", "databricks") and "://" in uri:
+        raise UosError(f"MLFLOW_TRACKING_URI {shown_uri(uri)}: MLflow has no store for {scheme}:// URIs")
+
+
+def _database_answers(uri: str) -> None:
+    import sqlalchemy
+
+    arguments = {"connect_timeout": int(REACH_TIMEOUT_S)} if uri.startswith("postgresql") else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=arguments)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # the drivers' own errors (psycopg, ...), wrapped by SQLAlchemy or not
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise UosError(f"the MLflow database {shown_uri(uri)} cannot be reached: {first}") from None
+
+
 def _use_experiment(name: str, uri: str) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
     found = mlflow.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage == "deleted":
+        raise UosError(
+            f"the MLflow experiment {name!r} was deleted: restore it (mlflow experiments restore --experiment-id "
+            f"{found.experiment_id}) or choose another (--experiment or MLFLOW_EXPERIMENT_NAME)"
+        )
     if found is None:
         # A SQLite store keeps artifacts beside the database file (a tracking server keeps its own).
         artifacts = None
@@ -168,7 +237,10 @@ def lineage(root: Path | None = None) -> dict[str, Any]:
         "parsed_md5": _dvc_md5(root, "build/parsed/holes.parquet"),
     }
     commit = git_output(root, "rev-parse", "HEAD")
-    dirty = git_output(root, "status", "--porcelain", "--untracked-files=no")
+    # The pipeline's own outputs are no inputs: DVC removes a stage's outputs (metrics/, git-tracked)
+    # before it runs it, and rewrites dvc.lock after each stage.
+    products = [f":(exclude){path}" for path in ("dvc.lock", *pipeline_outputs(root))]
+    dirty = git_output(root, "status", "--porcelain", "--untracked-files=no", "--", ".", *products)
     facts["git_commit"] = None if commit is None else commit + ("-dirty" if dirty else "")
     version = os.environ.get(DATA_VERSION_ENV) or (
         facts["data_md5"] and (tag_of_data(facts["data_md5"], project_root(root)) or facts["data_md5"])
@@ -179,6 +251,22 @@ def lineage(root: Path | None = None) -> dict[str, Any]:
         "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV"),
     }
     return facts | {k: v for k, v in extra.items() if v}
+
+
+def pipeline_outputs(root: Path) -> list[str]:
+    """The paths every stage of dvc.yaml writes (outs, metrics, plots)."""
+    import yaml
+
+    try:
+        stages = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [
+        next(iter(entry)) if isinstance(entry, dict) else str(entry)
+        for stage in stages.values()
+        for kind in ("outs", "metrics", "plots")
+        for entry in stage.get(kind) or []
+    ]
 
 
 def run_tags(facts: dict[str, Any]) -> dict[str, str]:
@@ -252,7 +340,7 @@ def _regressions(new: dict[str, float], old: dict[str, float]) -> list[str]:
     """How the new cross-validated figures are worse: a larger MAE, or a larger share of gross
     errors among the out-of-fold `ok` answers (a wrong number given with confidence is the worst)."""
     worse = [
-        f"{key[3:-8]} {new[key]:.3f} > {old[key]:.3f} mm"
+        f"{key.removeprefix('cv_').removesuffix('_mae_mean')} {new[key]:.3f} > {old[key]:.3f} mm"
         for key in sorted(new)
         if key.endswith("_mae_mean") and key in old and new[key] > old[key] + 1e-9
     ]
