@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import oddities
 from uos.cli import main
 from uos.dataset.build import ParseParams, parse_dataset
 from uos.dataset.layout import load_hole, read_holes, read_report, read_signals
@@ -453,3 +454,77 @@ def test_a_second_parse_into_the_same_dataset_waits_for_the_first(tmp_path, othe
     holes = read_holes(out)
     assert holes["source"].tolist() == ["b.xls"]
     assert load_hole(out, holes["hole_id"][0]).n_samples == holes["n_samples"][0]
+
+
+# --- everything at once ------------------------------------------------------------------------
+
+
+def _hostile_folder(folder: Path, small: bytes, other: bytes, third: bytes) -> dict[str, str | None]:
+    """Good files among every kind of bad input the issue found, in one folder: name -> a word of
+    its reason (None: a good hole, parsed)."""
+    head, header, rows = oddities._split(third)  # (format 9: as many names as values)
+
+    def with_rows(edit) -> bytes:
+        return oddities.edited(small, edit)
+
+    def cell(column: int, value: str):
+        def edit(rows):
+            rows[5][column] = value
+            return rows
+
+        return edit
+
+    files = {
+        "good.xls": (small, None),
+        "other.xls": (other, None),
+        "Pset_n\xb0_latin1.xls": (other.replace(b"2409", b"2410"), None),  # a Latin-1 byte in the name
+        "counter_1e19.xls": (small.replace(b"2412", b"10000000000000000000", 1), None),  # dropped, a warning
+        "stop_1e30.xls": (with_rows(cell(6, "1e30")), "Stop code"),
+        "text.xls": (with_rows(cell(1, "abc")), "is not a number"),
+        "empty.xls": (b"", "empty file"),
+        "junk.xls": (bytes(range(256)) * 20, "binary content"),
+        "ole2.xls": (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "binary Excel file"),
+        "no_datas.xls": (small[: small.index(b"*** Datas ***")], "no Datas section"),
+        "wide_row.xls": (oddities.edited(small, lambda r: [*r[:3], ["1,0"] * 200_000, *r[3:]]), "values"),
+        "shadowing.xls": (
+            (head + header.rstrip("\r\n\t") + "\tHole ID\n").encode("latin-1")
+            + "\n".join("\t".join([*r, "7"]) for r in rows).encode("latin-1"),
+            None,
+        ),
+    }
+    folder.mkdir()
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "dangling.xls").symlink_to(folder / "gone.xls")
+    os.mkfifo(folder / "fifo.xls")
+    (folder / "zero.xls").symlink_to("/dev/zero")
+    (folder / "loop_a").symlink_to(".")
+    (folder / "loop_b").symlink_to(".")
+    return {name: word for name, (_, word) in files.items()} | {
+        "dangling.xls": "broken symbolic link",
+        "fifo.xls": "FIFO",
+        "zero.xls": "character device",
+    }
+
+
+def test_hostile_inputs_beside_good_ones_cost_only_themselves(tmp_path, small, other, setitec_dir):
+    """One parse of a folder of hostile inputs and good files: each bad one is one `Error:` line
+    and one report row with its reason, every good one is in the dataset, nothing hangs."""
+    expected = _hostile_folder(tmp_path / "in", small, other, (setitec_dir / THIRD).read_bytes())
+    result = _uos("parse", str(tmp_path / "in"), "--out", str(tmp_path / "out"), timeout=120)
+    assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr[-3000:]
+    report = {Path(o.source).name: o for o in read_report(tmp_path / "out" / "report.csv")}
+    assert set(report) == set(expected), set(report) ^ set(expected)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == sum(word is not None for word in expected.values()), errors
+    for name, word in expected.items():
+        outcome = report[name]
+        if word is None:
+            assert outcome.status != "error", (name, outcome)
+        else:
+            assert outcome.status == "error" and word in "; ".join(outcome.reasons), (name, outcome)
+    holes = read_holes(tmp_path / "out")
+    usable = holes[holes["status"] != "error"]  # (a hole with an error is kept too, with its reason)
+    assert sorted(Path(s).name for s in usable["source"]) == sorted(n for n, w in expected.items() if w is None)
+    shadowing = holes[holes["source"].str.endswith("shadowing.xls")].iloc[0]
+    assert load_hole(tmp_path / "out", shadowing["hole_id"]).signals["extra_hole_id"][0] == 7.0

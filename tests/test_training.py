@@ -302,7 +302,7 @@ def test_the_experiment_is_the_option_else_the_environment_and_opens_on_runs(tra
     # An experiment made elsewhere (the UI, another tool) gets the tag that opens it on its runs.
     tracking.configure()
     made = tracking.client().create_experiment("made-elsewhere")
-    tracking.configure(experiment="made-elsewhere")
+    tracking.configure_runs(experiment="made-elsewhere")
     assert tracking.client().get_experiment(made).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
 
 
