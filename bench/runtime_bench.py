@@ -91,6 +91,7 @@ def main() -> None:
 
     torch.set_num_threads(1)  # as serve's workers: one intra-op thread each (ONNX Runtime's sessions too)
     models = {runtime: load_model(args.model, runtime) for runtime in ("torch", "onnx")}
+    assert [type(m.network).__name__ for m in models.values()] == ["TorchNetwork", "OnnxNetwork"]
     paths = sorted(str(p) for p in args.setitec.rglob("*.xls"))
     print(f"{len(paths)} files; parity...", file=sys.stderr)
     summary: dict = {"model": args.model, "files": len(paths)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,14 +76,16 @@ def _rows(paths: list[Path]) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
+def model_folder(registry, tmp_path_factory) -> Path:
     """The registered version as MLflow keeps it (MLmodel, code, artifacts, requirements)."""
     import mlflow
 
     from uos.training import tracking
 
-    tracking.configure()
-    return Path(mlflow.artifacts.download_artifacts(MODEL, dst_path=str(tmp_path_factory.mktemp("model"))))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+        tracking.configure()
+        return Path(mlflow.artifacts.download_artifacts(MODEL, dst_path=str(tmp_path_factory.mktemp("model"))))
 
 
 # --- a self-contained model --------------------------------------------------------------------
@@ -107,12 +110,14 @@ def test_without_uos_installed_mlflow_loads_the_model_and_it_answers_as_uos_pred
     assert all("==" in line and "+" not in line for line in declared), declared  # pinned, no local build
     python = envs.venv_with(tmp_path / "env", declared)
     bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    assert subprocess.run([python, "-c", "import uos"], env=bare, capture_output=True).returncode != 0
+    # (run from tmp_path: `python -c` puts the current folder, the project's, on sys.path)
+    assert subprocess.run([python, "-c", "import uos"], env=bare, cwd=tmp_path, capture_output=True).returncode != 0
 
     paths = [setitec_dir / name for name in REAL]
     (tmp_path / "rows.json").write_text(json.dumps(_rows(paths)))
+    model = shutil.copytree(model_folder, tmp_path / "model")  # (its code gets byte-code caches when run)
     ran = subprocess.run(
-        [python, "-c", OUTSIDE, str(model_folder), str(tmp_path / "rows.json")],
+        [python, "-c", OUTSIDE, str(model), str(tmp_path / "rows.json")],
         env=bare,
         capture_output=True,
         text=True,
@@ -206,9 +211,9 @@ def test_onnx_runtime_gives_the_keypoints_of_pytorch_on_real_files(setitec_dir, 
     from uos.training.predict import load_model, predict_paths
 
     paths = [str(p) for p in _sample(setitec_dir)]
-    by_runtime = {
-        runtime: list(predict_paths(paths, load_model(MODEL, runtime), refine=refine)) for runtime in ("torch", "onnx")
-    }
+    models = {runtime: load_model(MODEL, runtime) for runtime in ("torch", "onnx")}
+    assert [type(m.network).__name__ for m in models.values()] == ["TorchNetwork", "OnnxNetwork"]
+    by_runtime = {runtime: list(predict_paths(paths, model, refine=refine)) for runtime, model in models.items()}
     assert len(by_runtime["onnx"]) == len(paths) > 30
     for torch_answer, onnx_answer in zip(by_runtime["torch"], by_runtime["onnx"], strict=True):
         assert onnx_answer["status"] == torch_answer["status"], (torch_answer, onnx_answer)
@@ -285,3 +290,15 @@ def test_serve_with_the_onnx_runtime_answers_as_predict_does(registry, tmp_path)
             service.process.send_signal(signal.SIGKILL)
         broker.process.kill()
     assert os.environ["MLFLOW_TRACKING_URI"] == registry["uri"]
+
+
+def test_a_version_registered_before_onnx_refuses_the_onnx_runtime_rather_than_run_torch():
+    from types import SimpleNamespace
+
+    from uos.errors import UosError
+    from uos.training.runtimes import check_runtime
+
+    older = SimpleNamespace()  # a DepthModel of earlier code: MLflow ignored the runtime asked for
+    with pytest.raises(UosError, match="cannot run in onnx: it was registered before uos logged its network"):
+        check_runtime(older, "onnx", "models:/uos-depth/3")
+    check_runtime(older, "torch", "models:/uos-depth/3")

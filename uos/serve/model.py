@@ -74,7 +74,11 @@ def load(uri: str, runtime: str = "torch") -> Loaded:
         SyntaxError,
     ) as exc:
         raise UosError(f"cannot load model {fixed}: {_first_line(exc)}") from None
-    return Loaded(uri, name, version, model.unwrap_python_model())
+    from uos.training.runtimes import check_runtime
+
+    python_model = model.unwrap_python_model()
+    check_runtime(python_model, runtime, fixed)
+    return Loaded(uri, name, version, python_model)
 
 
 def _first_line(exc: Exception) -> str:

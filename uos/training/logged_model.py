@@ -109,6 +109,9 @@ def log_model(out: Path, refine: bool, example: dict[str, list[float]] | None) -
             signature=signature(refine),
             input_example=None if example is None else pd.DataFrame([example]),
             pip_requirements=requirements(),
+            # The runtime a caller may ask for at load (`model_config={"runtime": "onnx"}`): MLflow
+            # only passes on keys the logged model declares.
+            model_config={"runtime": "torch"},
             metadata={
                 "input_fields": INPUT_FIELDS,
                 "output_fields": OUTPUT_FIELDS,

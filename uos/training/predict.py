@@ -29,7 +29,11 @@ def load_model(uri: str = DEFAULT_MODEL_URI, runtime: str = "torch"):
         raise UosError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
     except ValueError as exc:  # DepthModel.load_context: a model from before confidence and status
         raise UosError(f"cannot use model {uri}: {exc}") from None
-    return model.unwrap_python_model()
+    from uos.training.runtimes import check_runtime
+
+    python_model = model.unwrap_python_model()
+    check_runtime(python_model, runtime, uri)
+    return python_model
 
 
 def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None = None) -> Iterator[dict[str, Any]]:

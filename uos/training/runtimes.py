@@ -74,6 +74,16 @@ class OnnxNetwork:
         return heatmaps, presence
 
 
+def check_runtime(python_model: Any, asked: str, uri: str) -> None:
+    """A UosError when a loaded model does not run in the runtime asked for: MLflow passes the
+    runtime only to versions that declare it, and an older one would quietly run in torch."""
+    if getattr(python_model, "runtime", "torch") != asked:
+        raise UosError(
+            f"model {uri} cannot run in {asked}: it was registered before uos logged its network as ONNX "
+            "(train and register a new version, or --runtime torch)"
+        )
+
+
 def as_network(net: Any) -> Network:
     """A runtime network as it is; a torch DepthNet (training, cross-validation) wrapped."""
     return net if hasattr(net, "run") else TorchNetwork(net)
