@@ -135,3 +135,11 @@ bench-parse *args:
 # Benchmark uos serve through mosquitto against a client that answers without computing
 bench-serve *args:
     {{run}} python bench/serve_bench.py {{args}}
+
+# PyTorch against ONNX Runtime on every shared file: parity and speed per hole
+bench-runtime *args:
+    {{run}} python bench/runtime_bench.py {{args}}
+
+# The model over HTTP (mlflow models serve) beside uos serve, one hole per request
+bench-http *args:
+    {{run}} python bench/http_bench.py {{args}}

@@ -331,7 +331,9 @@ def test_a_password_on_the_command_line_is_warned_about(registry, tmp_path):
     )
     assert both.returncode != 0 and "--password-file and --password" in both.stderr
     secret.write_text("\n")
-    empty = subprocess.run([*command, "--password-file", str(secret)], env=_env(registry), capture_output=True, text=True)
+    empty = subprocess.run(
+        [*command, "--password-file", str(secret)], env=_env(registry), capture_output=True, text=True
+    )
     assert empty.returncode == 1 and empty.stderr.strip().splitlines()[-1] == (
         f"Error: --password-file {secret} is empty: its first line is the password"
     )
