@@ -102,6 +102,10 @@ mlflow-ui port="5000":
         *) exec {{run}} mlflow ui --backend-store-uri "$uri" --host 127.0.0.1 --port {{port}} ;;
     esac
 
+# The registered model over HTTP, as MLflow serves any model (POST /invocations on 127.0.0.1; UOS_MODEL_URI, default the champion)
+mlflow-serve port="5001" *args:
+    {{run}} mlflow models serve -m "${UOS_MODEL_URI:-models:/uos-depth@champion}" --env-manager local --host 127.0.0.1 --port {{port}} {{args}}
+
 # The team's MLflow tracking server on PostgreSQL (UOS_MLFLOW_BACKEND_URI) with the artifact proxy, on 127.0.0.1 (see deploy/README.md)
 mlflow-server port="5000" *args:
     #!/usr/bin/env bash
@@ -131,3 +135,11 @@ bench-parse *args:
 # Benchmark uos serve through mosquitto against a client that answers without computing
 bench-serve *args:
     {{run}} python bench/serve_bench.py {{args}}
+
+# PyTorch against ONNX Runtime on every shared file: parity and speed per hole
+bench-runtime *args:
+    {{run}} python bench/runtime_bench.py {{args}}
+
+# The model over HTTP (mlflow models serve) beside uos serve, one hole per request
+bench-http *args:
+    {{run}} python bench/http_bench.py {{args}}

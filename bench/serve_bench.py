@@ -13,6 +13,7 @@ echo client answers each Trace at once, computing nothing: the broker and client
 alternate echo / serve, and the medians of the rounds are compared.
 
     python bench/serve_bench.py [--holes 2000] [--rounds 3] [--window 64] [--model models:/uos-depth@champion]
+                                [--runtimes torch,onnx]
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--model", default="models:/uos-depth@champion")
     parser.add_argument("--setitec", type=Path, default=SETITEC)
     parser.add_argument("--in-file-order", action="store_true", help="do not shuffle the holes")
+    parser.add_argument("--runtimes", default="torch", help="serve's runtimes to measure, e.g. torch,onnx")
     parser.add_argument("--echo", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo is not None:
@@ -149,22 +151,11 @@ def main() -> None:
         port = broker.free_port()
         mosquitto = broker.start_mosquitto(port, Path(scratch) / "broker")
         try:
-            commands = {
-                "echo": [sys.executable, __file__, "--echo", str(port)],
-                "serve": [
-                    "uos",
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--model",
-                    args.model,
-                    "--no-refine",
-                    "--status-every",
-                    "5",
-                    "--session-expiry",  # no session left behind to queue the next runs' traffic
-                    "0",
-                ],
-            }
+            serve = ["uos", "serve", "--port", str(port), "--model", args.model, "--no-refine", "--status-every", "5"]
+            serve += ["--session-expiry", "0"]  # no session left behind to queue the next runs' traffic
+            commands = {"echo": [sys.executable, __file__, "--echo", str(port)]}
+            for runtime in args.runtimes.split(","):
+                commands["serve" if runtime == "torch" else f"serve-{runtime}"] = [*serve, "--runtime", runtime]
             results: dict[str, list[dict]] = {}
             runs = 0
             for round_index in range(args.rounds):

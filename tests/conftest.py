@@ -88,3 +88,54 @@ def postgres_cluster():
     servers.require_postgres()
     with servers.postgres() as uri:
         yield uri
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A model trained once for the session on a few synthetic holes, registered twice (versions
+    1 and 2, the same files), v1 the champion, in a SQLite store of its own: what the serving and
+    model tests answer with. Tests that move an alias put it back."""
+    import dataclasses
+
+    from uos.dataset.build import parse_dataset
+    from uos.labels.label import label_dataset
+    from uos.synth.generate import synthesize
+    from uos.synth.params import SynthParams
+    from uos.training import tracking
+    from uos.training.folds import SplitParams, split_dataset
+    from uos.training.run import run_training
+    from uos.training.train import TrainParams
+
+    home = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        raw = home / "raw"
+        synthesize(raw, dataclasses.replace(SynthParams(), holes=30, seed=5, production_tool_life=6, lab_tool_life=6))
+        parse_dataset([str(raw)], home / "parsed", cache_root=home / "cache")
+        label_dataset(home / "parsed", home / "labels")
+        split_dataset(home / "parsed", home / "labels", home / "folds", SplitParams(k=2, life_block=0))
+        parts = [home / "parsed", home / "labels", home / "folds", home / "model"]
+        run_training(*parts, TrainParams(epochs=20, batch_size=16), root=home)
+        tracking.configure()
+        client = tracking.client()
+        first = client.get_model_version(tracking.MODEL_NAME, "1")
+        client.create_model_version(tracking.MODEL_NAME, source=first.source, run_id=first.run_id)
+        client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, "1")
+    return {"home": home, "uri": uri, "raw": raw, "files": answerable(sorted(raw.glob("*.xls")))}
+
+
+@pytest.fixture
+def registry_store(registry, monkeypatch):
+    """MLFLOW_TRACKING_URI at the session's registry for one test (and the commands it runs)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    return registry
+
+
+def answerable(files: list[Path]) -> list[Path]:
+    """The files whose hole passes the gate (a synthetic air cut is answered on the error topic):
+    tests that count answers count these."""
+    from uos.holes import read_source
+    from uos.holes.quality import QualityRules, unanswerable
+
+    return [path for path in files if unanswerable(read_source(path).signals, QualityRules()) is None]

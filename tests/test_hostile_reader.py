@@ -414,7 +414,7 @@ def _untrained_model():
 
     model = DepthModel()
     model.config = load_params(TrainParams, "train", ROOT / "params.toml").with_profile("ci").model_config()
-    model.net = DepthNet(NetConfig(**model.config.net)).eval()
+    model.network = DepthNet(NetConfig(**model.config.net)).eval()
     return model
 
 

@@ -305,7 +305,8 @@ def _flipped(data: bytes, at: int) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "damage", ["truncated", "garbage", "empty", "huge-index-length", "not-an-index", "a-bit-of-signals", "a-bit-of-index"]
+    "damage",
+    ["truncated", "garbage", "empty", "huge-index-length", "not-an-index", "a-bit-of-signals", "a-bit-of-index"],
 )
 def test_a_damaged_cache_pack_is_set_aside_and_its_inputs_parsed_again(tmp_path, small, other, damage):
     folder = tmp_path / "in"

@@ -5,7 +5,6 @@ picked up, and two processes sharing the load."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -24,63 +23,14 @@ from uos.serve.connection import Connection
 from uos.serve.messages import Topics, unit_topic
 from uos.serve.replay import Replayer, prepare
 
+pytestmark = pytest.mark.usefixtures("registry_store")  # the session's registry (conftest.py)
+
 if brokers.find_mosquitto() is None:
     if os.environ.get("UOS_REQUIRE_MOSQUITTO"):
         raise RuntimeError("mosquitto is not installed, and CI requires it (.ci/run installs it)")
     pytestmark = pytest.mark.skip(
         reason="mosquitto is not installed (Debian: apt-get install mosquitto; .ci/run installs it)"
     )
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """A model trained on a few synthetic holes, registered twice (versions 1 and 2), v1 champion."""
-    from uos.dataset.build import parse_dataset
-    from uos.labels.label import label_dataset
-    from uos.synth.generate import synthesize
-    from uos.synth.params import SynthParams
-    from uos.training import tracking
-    from uos.training.folds import SplitParams, split_dataset
-    from uos.training.run import run_training
-    from uos.training.train import TrainParams
-
-    home = tmp_path_factory.mktemp("serve-mlflow")
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
-    raw = home / "raw"
-    synthesize(raw, dataclasses.replace(SynthParams(), holes=30, seed=5, production_tool_life=6, lab_tool_life=6))
-    parse_dataset([str(raw)], home / "parsed", cache_root=home / "cache")
-    label_dataset(home / "parsed", home / "labels")
-    split_dataset(home / "parsed", home / "labels", home / "folds", SplitParams(k=2, life_block=0))
-    run_training(
-        home / "parsed",
-        home / "labels",
-        home / "folds",
-        home / "model",
-        TrainParams(epochs=20, batch_size=16),
-        root=home,
-    )
-    tracking.configure()
-    client = tracking.client()
-    first = client.get_model_version(tracking.MODEL_NAME, "1")
-    client.create_model_version(
-        tracking.MODEL_NAME, source=first.source, run_id=first.run_id
-    )  # version 2, the same files
-    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, "1")
-    yield {"home": home, "raw": raw, "files": _answerable(sorted(raw.glob("*.xls")))}
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
-
-
-def _answerable(files: list[Path]) -> list[Path]:
-    """The files whose hole passes the gate (a synthetic air cut is answered on the error topic,
-    tested on its own below): every other test counts answers."""
-    from uos.holes import read_source
-    from uos.holes.quality import QualityRules, unanswerable
-
-    return [path for path in files if unanswerable(read_source(path).signals, QualityRules()) is None]
 
 
 class Broker:

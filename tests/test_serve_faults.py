@@ -1,6 +1,6 @@
 """`uos serve` under faults (issue 11): a kill -9 mid-stream, bad batch-mates, unreadable and
 oversized messages, a corrupt model, answers a consumer can deduplicate, and a password kept out
-of `ps`. A real mosquitto and a real model, as in test_serve.py (whose fixtures these reuse)."""
+of `ps`. A real mosquitto and the session's model (conftest.py), as in test_serve.py (whose fixtures these reuse)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+import oddities
 from test_serve import (  # noqa: F401
     Serve,
     _collector,
@@ -22,13 +25,12 @@ from test_serve import (  # noqa: F401
     _publisher,
     _wait_until,
     broker,
-    registry,
     serve,
 )
-
-import oddities
 from uos.serve.messages import unit_topic
 from uos.serve.replay import prepare
+
+pytestmark = pytest.mark.usefixtures("registry_store")  # the session's registry (conftest.py)
 
 
 def _send(publisher, tool: str, kind: str, payload) -> None:
@@ -329,7 +331,9 @@ def test_a_password_on_the_command_line_is_warned_about(registry, tmp_path):
     )
     assert both.returncode != 0 and "--password-file and --password" in both.stderr
     secret.write_text("\n")
-    empty = subprocess.run([*command, "--password-file", str(secret)], env=_env(registry), capture_output=True, text=True)
+    empty = subprocess.run(
+        [*command, "--password-file", str(secret)], env=_env(registry), capture_output=True, text=True
+    )
     assert empty.returncode == 1 and empty.stderr.strip().splitlines()[-1] == (
         f"Error: --password-file {secret} is empty: its first line is the password"
     )

@@ -9,6 +9,7 @@ import click
 from uos import __version__
 from uos.commands.annotate import annotate_command
 from uos.commands.broker import broker_command
+from uos.commands.export import export_command
 from uos.commands.label import label_command
 from uos.commands.parse import parse_command
 from uos.commands.predict import predict_command
@@ -69,6 +70,7 @@ main.add_command(train_command)
 main.add_command(promote_command)
 main.add_command(train_data_version_command)
 main.add_command(predict_command)
+main.add_command(export_command)
 main.add_command(report_command)
 main.add_command(serve_command)
 main.add_command(replay_command)

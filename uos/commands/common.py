@@ -16,6 +16,14 @@ params_option = click.option(
     help="params.toml to read (default: ./params.toml when present).",
 )
 
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="What runs the network: PyTorch, or ONNX Runtime (the same keypoints; lighter, no torch loaded).",
+)
+
 
 def warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)

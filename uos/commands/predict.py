@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from uos.commands.common import runtime_option
+
 
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True)
@@ -13,7 +15,8 @@ import click
     default=None,
     help="Ramp-fit refinement of the network's positions (default: as the model was trained); off: ~2 ms instead of ~80 ms per hole.",
 )
-def predict_command(inputs, model_uri, refine):
+@runtime_option
+def predict_command(inputs, model_uri, refine, runtime):
     """Estimate entry, transition, exit and thickness for each hole, one JSON object per line.
 
     \b
@@ -29,6 +32,7 @@ def predict_command(inputs, model_uri, refine):
     Examples:
       uos predict data/raw/E00401009F45C395_114-V3-002-MQ_ST_1874_1.xls
       uos predict incoming/ --model models:/uos-depth@candidate | jq -c 'select(.status == "review")'
+      uos predict incoming/ --runtime onnx                 (ONNX Runtime: the same keypoints)
     """
     import json
     import sys
@@ -36,7 +40,7 @@ def predict_command(inputs, model_uri, refine):
 
     from uos.training.predict import load_model, predict_paths
 
-    model = load_model(model_uri)
+    model = load_model(model_uri, runtime)
     counts: Counter[str] = Counter()
     for record in predict_paths(list(inputs), model, refine=refine):
         counts[record["status"]] += 1

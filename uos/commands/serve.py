@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from uos.commands.common import runtime_option
 from uos.commands.mqtt_options import build_connection, connection_options
 
 
@@ -25,6 +26,7 @@ from uos.commands.mqtt_options import build_connection, connection_options
     show_default=True,
     help="Ramp-fit refinement (~80 ms per hole) instead of the network's own positions (~2 ms).",
 )
+@runtime_option
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Inference threads.")
 @click.option(
     "--pair-timeout",
@@ -62,7 +64,7 @@ from uos.commands.mqtt_options import build_connection, connection_options
     help="Seconds the broker keeps serve's session (and queues holes for it) while serve is down; 0: none.",
 )
 def serve_command(
-    tools, status_topic, share, model_uri, refine, workers, pair_timeout, status_every, reload_every, max_message_mb,
+    tools, status_topic, share, model_uri, refine, runtime, workers, pair_timeout, status_every, reload_every, max_message_mb,
     session_expiry, **mqtt,
 ):  # fmt: skip
     """Answer each drilled hole with its keypoints, over MQTT (headless; Ctrl-C or SIGTERM drains).
@@ -82,6 +84,7 @@ def serve_command(
       UOS_MQTT_PASSWORD=... uos serve --host broker.shop --username uos --tls-ca ca.pem
       uos serve --share uos --client-id serve-a &       # two processes share the load,
       uos serve --share uos --client-id serve-b &       # each with its own client id
+      uos serve --runtime onnx                          # ONNX Runtime: lighter, no torch
     """
     import sys
 
@@ -100,6 +103,7 @@ def serve_command(
     options = ServeOptions(
         model_uri=model_uri,
         refine=refine,
+        runtime=runtime,
         workers=workers,
         pair_timeout_s=pair_timeout,
         status_every_s=status_every,

@@ -48,7 +48,7 @@ def resolve_version(uri: str) -> tuple[str, str]:
     return target[0], str(version.version)
 
 
-def load(uri: str) -> Loaded:
+def load(uri: str, runtime: str = "torch") -> Loaded:
     import pickle
 
     import mlflow
@@ -58,7 +58,7 @@ def load(uri: str) -> Loaded:
     name, version = resolve_version(uri)
     fixed = f"models:/{name}/{version}" if _alias_target(uri) else uri
     try:
-        model = mlflow.pyfunc.load_model(fixed)
+        model = mlflow.pyfunc.load_model(fixed, model_config={"runtime": runtime})
     # ValueError: a model from before confidence and status; RuntimeError, UnpicklingError and
     # EOFError: torch on a damaged weights file; YAMLError: a damaged MLmodel; ImportError and
     # SyntaxError: its code (models from code) damaged or for another uos.
@@ -74,7 +74,11 @@ def load(uri: str) -> Loaded:
         SyntaxError,
     ) as exc:
         raise UosError(f"cannot load model {fixed}: {_first_line(exc)}") from None
-    return Loaded(uri, name, version, model.unwrap_python_model())
+    from uos.training.runtimes import check_runtime
+
+    python_model = model.unwrap_python_model()
+    check_runtime(python_model, runtime, fixed)
+    return Loaded(uri, name, version, python_model)
 
 
 def _first_line(exc: Exception) -> str:
@@ -99,16 +103,18 @@ class ModelHolder:
     Every model is warmed up before it answers: torch prepares its kernels on the first call of
     each batch size (~12 ms each), which would otherwise stall the first holes served by ~0.3 s."""
 
-    def __init__(self, uri: str, refine: bool | None = None, log=None, warm_batches: int = 0):
-        import torch
+    def __init__(self, uri: str, refine: bool | None = None, log=None, warm_batches: int = 0, runtime: str = "torch"):
+        if runtime == "torch":  # (ONNX Runtime: one intra-op thread per session, see runtimes; no torch at all)
+            import torch
 
-        torch.set_num_threads(1)  # the workers are the parallelism; one intra-op thread each
+            torch.set_num_threads(1)  # the workers are the parallelism; one intra-op thread each
+        self.runtime = runtime
         self.uri = uri
         self.refine = refine
         self.log = log or (lambda **event: None)
         self.warm_batches = warm_batches
         self.warm_hole = warm_up_hole()
-        self.current = self._warmed(load(uri))
+        self.current = self._warmed(load(uri, runtime))
         self._lock = threading.Lock()
         self._failed: str | None = None  # a version that would not load: not retried
 
@@ -139,7 +145,7 @@ class ModelHolder:
             if version in (self.current.version, self._failed):
                 return False
             try:
-                loaded = self._warmed(load(f"models:/{name}/{version}"))
+                loaded = self._warmed(load(f"models:/{name}/{version}", self.runtime))
             except Exception as exc:  # whatever breaks loading or warming it up: keep the old model
                 self._failed = version
                 self.log(event="model-load-failed", version=version, kept=self.current.version, reason=str(exc))

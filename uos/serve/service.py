@@ -54,6 +54,7 @@ SWITCH_INTERVAL_S = 0.0005  # how long a thread may hold the GIL before it must 
 class ServeOptions:
     model_uri: str = "models:/uos-depth@champion"
     refine: bool | None = False  # the network's own positions: ~2 ms per hole instead of ~80
+    runtime: str = "torch"  # or onnx: ONNX Runtime, torch not loaded (runtimes.py)
     workers: int = 2
     batch: int = 16  # holes per model call: larger is cheaper per hole, smaller answers sooner
     inbound_mb: float = 32.0  # raw messages held before back-pressure (a large Trace is ~0.3 MB)
@@ -519,12 +520,23 @@ class Service:
                 signal.signal(number, lambda *_: self.stopping.set())
         self.topics.check()
         tracking.configure()
-        self.model = ModelHolder(self.options.model_uri, self.options.refine, log=self.log,
-                                 warm_batches=self.options.batch)  # fmt: skip
+        self.model = ModelHolder(
+            self.options.model_uri,
+            self.options.refine,
+            log=self.log,
+            warm_batches=self.options.batch,
+            runtime=self.options.runtime,
+        )
         self._warm_up_reading()
         loaded = self.model.current
-        self.log(event="model", model=loaded.name, version=loaded.version, uri=self.options.model_uri,
-                 refine=self.options.refine)  # fmt: skip
+        self.log(
+            event="model",
+            model=loaded.name,
+            version=loaded.version,
+            uri=self.options.model_uri,
+            refine=self.options.refine,
+            runtime=self.options.runtime,
+        )
         # Every hole allocates thousands of small objects (the decoded JSON arrays): collect the
         # young generation less often, and leave the long-lived objects (model, modules) out of it.
         gc.freeze()

@@ -200,16 +200,16 @@ def prepare(signals: tuple[np.ndarray, np.ndarray, np.ndarray], config: ModelCon
 
 
 def run_network(net, features: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmaps (holes, 3, bins) and presence logits (holes, 3)."""
-    import torch
+    """Heatmaps (holes, 3, bins) and presence logits (holes, 3), from a torch DepthNet or a
+    `runtimes` network (PyTorch or ONNX Runtime)."""
+    from uos.training.runtimes import as_network
 
-    net.eval()
+    network = as_network(net)
     heatmaps, presence = [], []
-    with torch.inference_mode():
-        for start in range(0, len(features), batch):
-            h, p = net(torch.from_numpy(features[start : start + batch]))
-            heatmaps.append(h.numpy())
-            presence.append(p.numpy())
+    for start in range(0, len(features), batch):
+        h, p = network.run(features[start : start + batch])
+        heatmaps.append(h)
+        presence.append(p)
     return np.concatenate(heatmaps), np.concatenate(presence)
 
 
@@ -356,7 +356,7 @@ def answer_prepared(
     refine_positions: bool | None = None,
 ) -> list[Answer]:
     """Answers for holes already through `prepare` (a string: the gate's reason)."""
-    from uos.training.model import decode
+    from uos.training.decode import decode
 
     contexts = contexts or [Context()] * len(prepared)
     do_refine = bool(config.setting("refine", True)) if refine_positions is None else refine_positions

@@ -10,9 +10,10 @@ from uos.errors import InputError, UosError
 from uos.training.tracking import DEFAULT_MODEL_URI
 
 
-def load_model(uri: str = DEFAULT_MODEL_URI):
-    """The registered model's `DepthModel` (answers without MLflow's per-call DataFrame checks);
-    a clear error when the registry has no such version or it predates confidence and status."""
+def load_model(uri: str = DEFAULT_MODEL_URI, runtime: str = "torch"):
+    """The registered model's `DepthModel` (answers without MLflow's per-call DataFrame checks),
+    its network in `runtime` (torch or onnx); a clear error when the registry has no such version
+    or it cannot be used."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -20,7 +21,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI):
 
     tracking.configure()
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = mlflow.pyfunc.load_model(uri, model_config={"runtime": runtime})
     except MlflowException as exc:
         hint = ""
         if uri == DEFAULT_MODEL_URI and exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # not when it is damaged
@@ -28,7 +29,11 @@ def load_model(uri: str = DEFAULT_MODEL_URI):
         raise UosError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
     except ValueError as exc:  # DepthModel.load_context: a model from before confidence and status
         raise UosError(f"cannot use model {uri}: {exc}") from None
-    return model.unwrap_python_model()
+    from uos.training.runtimes import check_runtime
+
+    python_model = model.unwrap_python_model()
+    check_runtime(python_model, runtime, uri)
+    return python_model
 
 
 def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None = None) -> Iterator[dict[str, Any]]:

@@ -26,10 +26,9 @@ from mlflow.pyfunc import PythonModel
 
 class DepthModel(PythonModel):
     def load_context(self, context) -> None:
-        import torch
-
+        """The config, then the network in the runtime asked for at load (MLflow's `model_config`,
+        `{"runtime": "onnx"}`; PyTorch by default): ONNX Runtime needs no torch at all."""
         from uos.training.infer import ModelConfig
-        from uos.training.model import DepthNet, NetConfig
 
         try:
             data = json.loads(Path(context.artifacts["config"]).read_text())
@@ -44,22 +43,23 @@ class DepthModel(PythonModel):
             )
         try:
             self.config = ModelConfig.from_dict(data)
-            self.net = DepthNet(NetConfig(**self.config.net))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"the model's config.json is not a uos model's ({_first_sentence(exc)})") from None
-        try:  # a damaged file or another network's weights: RuntimeError or UnpicklingError from torch
-            weights = torch.load(context.artifacts["weights"], weights_only=True, map_location="cpu")
-            self.net.load_state_dict(weights)
-        except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
-            raise ValueError(f"the model's weights.pt cannot be loaded ({_first_sentence(exc)})") from None
-        self.net.eval()
+        runtime = (getattr(context, "model_config", None) or {}).get("runtime", "torch")
+        if runtime == "onnx":
+            self.network = _onnx_network(context.artifacts)
+        elif runtime == "torch":
+            self.network = _torch_network(context.artifacts, self.config)
+        else:
+            raise ValueError(f"unknown runtime {runtime!r}: torch or onnx")
+        self.runtime = runtime
 
     def answer(self, signals, contexts=None, refine: bool | None = None):
         """`infer.Answer` per hole for raw (depth, torque, thrust) arrays, with optional
         `infer.Context`s: the path `uos predict` and `uos serve` take, without DataFrames."""
         from uos.training.infer import answer_holes
 
-        return answer_holes(self.net, self.config, signals, contexts, refine)
+        return answer_holes(self.network, self.config, signals, contexts, refine)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from uos.training.infer import Context
@@ -74,6 +74,31 @@ class DepthModel(PythonModel):
         refine = (params or {}).get("refine")
         answers = self.answer(signals, contexts, None if refine is None else bool(refine))
         return pd.DataFrame([a.record() for a in answers])
+
+
+def _torch_network(artifacts: dict[str, str], config):
+    import torch
+
+    from uos.training.model import DepthNet, NetConfig
+    from uos.training.runtimes import TorchNetwork
+
+    try:
+        net = DepthNet(NetConfig(**config.net))
+    except TypeError as exc:
+        raise ValueError(f"the model's config.json is not a uos model's ({_first_sentence(exc)})") from None
+    try:  # a damaged file or another network's weights: RuntimeError or UnpicklingError from torch
+        net.load_state_dict(torch.load(artifacts["weights"], weights_only=True, map_location="cpu"))
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"the model's weights.pt cannot be loaded ({_first_sentence(exc)})") from None
+    return TorchNetwork(net)
+
+
+def _onnx_network(artifacts: dict[str, str]):
+    from uos.training.runtimes import ONNX_ARTIFACT, OnnxNetwork
+
+    if ONNX_ARTIFACT not in artifacts:
+        raise ValueError("this model version has no ONNX file (registered before uos exported one): train a new one")
+    return OnnxNetwork(artifacts[ONNX_ARTIFACT])
 
 
 def _first_sentence(exc: Exception) -> str:

@@ -7,8 +7,8 @@ import shutil
 from typing import Any
 
 from uos.errors import UosError
+from uos.labels.cutting import KEYPOINTS
 from uos.training import tracking
-from uos.training.model import KEYPOINTS
 
 
 def _run_table(version, name: str) -> dict[str, Any]:

@@ -15,10 +15,9 @@ import numpy as np
 
 from uos.holes.quality import QualityRules
 from uos.jsonfile import write_json
-from uos.labels.cutting import CuttingRule
+from uos.labels.cutting import KEYPOINTS, CuttingRule
 from uos.training import evaluation
 from uos.training.infer import ModelConfig
-from uos.training.model import KEYPOINTS
 from uos.training.train import (
     CrossValidation,
     Examples,
@@ -269,6 +268,7 @@ class TrainingSet:
     folders: np.ndarray
     labels: Any  # the labels table
     truth: Any  # synthetic ground truth, or None
+    example: dict[str, list[float]] | None = None  # the shortest hole's raw signals: the model's input example
 
 
 def load_training_set(
@@ -301,6 +301,8 @@ def load_training_set(
     truth = None
     if truth_path is not None and Path(truth_path).exists():
         truth = pd.read_csv(truth_path, dtype={"hole_id": str}).set_index("hole_id")
+    trained = set(examples.hole_ids)
+    shortest = min((h for h in holes if h.hole_id in trained), key=lambda h: h.n_samples, default=None)
     return TrainingSet(
         examples,
         np.array([fold_of[h] for h in examples.hole_ids]),
@@ -308,6 +310,9 @@ def load_training_set(
         np.array([folder_of[h] for h in examples.hole_ids], dtype=object),
         labels,
         truth,
+        None
+        if shortest is None
+        else {n: shortest.signals[n].astype(float).tolist() for n in ("depth_mm", "torque_a", "thrust_a")},
     )
 
 
@@ -374,43 +379,14 @@ def _save_final_model(out: Path, data: TrainingSet, params: TrainParams, config:
     return final
 
 
-def _register(out: Path, params: TrainParams, facts: dict[str, Any], profile: str | None):
-    """Log the final model as an MLflow pyfunc, register it and point `candidate` at it (not in a
-    DVC experiment)."""
+def _register(out: Path, params: TrainParams, facts: dict[str, Any], profile: str | None, example):
+    """Log the final model (`logged_model`: self-contained, with its ONNX network), register it
+    and point `candidate` at it (not in a DVC experiment)."""
     import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-    from uos.training import tracking
+    from uos.training import logged_model, tracking
 
-    signature = ModelSignature(
-        inputs=Schema(
-            [
-                ColSpec(Array("double"), "depth_mm"),
-                ColSpec(Array("double"), "torque_a"),
-                ColSpec(Array("double"), "thrust_a"),
-                ColSpec("string", "program_family", required=False),
-                ColSpec("string", "unit", required=False),
-            ]
-        ),
-        outputs=Schema(
-            [
-                *(ColSpec("double", c) for c in OUTPUT_COLUMNS),
-                ColSpec("long", "grip_code"),
-                ColSpec("string", "status"),
-                ColSpec(Array("string"), "review_reasons"),
-                ColSpec("string", "error"),
-            ]
-        ),
-        params=ParamSchema([ParamSpec("refine", "boolean", params.refine)]),
-    )
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(Path(__file__).with_name("pyfunc.py")),
-        artifacts={"weights": str(out / "weights.pt"), "config": str(out / "config.json")},
-        signature=signature,
-        pip_requirements=["mlflow", "torch==2.13.0", "numpy", "pandas", "scipy", "uos"],
-    )
+    info = logged_model.log_model(out, params.refine, example)
     version = mlflow.register_model(info.model_uri, tracking.MODEL_NAME)
     client = tracking.client()
     # A trial in a DVC experiment registers its version (tagged with the experiment's name) but
@@ -485,7 +461,7 @@ def run_training(
         _save_final_model(out, data, params, config, say)
         plots = Path(plots_dir) if plots_dir is not None else out / PLOTS_DIR
         _write_and_log_plots(out, plots, data, cv, (answers_frame, fast_frame))
-        version = _register(out, params, facts, profile)
+        version = _register(out, params, facts, profile, data.example)
         run_id = parent.info.run_id
 
     write_json(out / DETAILS_FILE, metrics)
