@@ -133,8 +133,11 @@ def main() -> None:
                 results.setdefault("uos serve over MQTT, network only", []).append(one_at_a_time)
                 for name, runs in results.items():
                     last = runs[-1]
-                    print(f"  round {index + 1} {name:<34} {last['holes_per_s']:6.1f} holes/s  "
-                          f"p50 {last['p50_ms']:6.1f} ms  p99 {last['p99_ms']:6.1f} ms", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"  round {index + 1} {name:<34} {last['holes_per_s']:6.1f} holes/s  "
+                        f"p50 {last['p50_ms']:6.1f} ms  p99 {last['p99_ms']:6.1f} ms",
+                        file=sys.stderr,
+                    )
         finally:
             _stop(http)
             mosquitto.terminate()

@@ -42,15 +42,18 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         rows = pd.DataFrame(summary.rows).set_index("hole_id")
         truth = pd.read_csv(work / "raw" / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
-        print(f"Synthetic: {args.holes} holes (seed {args.seed}), labelled in {elapsed:.1f} s "
-              f"({elapsed / args.holes * 1000:.0f} ms per hole on all cores)")  # fmt: skip
+        print(
+            f"Synthetic: {args.holes} holes (seed {args.seed}), labelled in {elapsed:.1f} s "
+            f"({elapsed / args.holes * 1000:.0f} ms per hole on all cores)"
+        )
         print(f"  {'keypoint':<11}{'unit':<12}{'holes':>6}{'MAE mm':>9}{'p95 mm':>9}{'max mm':>9}")
         for name in ("entry", "transition", "exit"):
             joined = rows[[f"{name}_mm"]].join(truth[[f"{name}_mm", "unit"]].add_suffix("_truth")).dropna()
             for unit, part in joined.groupby("unit_truth"):
                 error = (part[f"{name}_mm"] - part[f"{name}_mm_truth"]).abs()
                 print(
-                    f"  {name:<11}{unit:<12}{len(part):>6}{error.mean():>9.3f}{np.percentile(error, 95):>9.3f}{error.max():>9.3f}"
+                    f"  {name:<11}{unit:<12}{len(part):>6}{error.mean():>9.3f}"
+                    f"{np.percentile(error, 95):>9.3f}{error.max():>9.3f}"
                 )
         print("  error by confidence bucket:")
         for name in ("entry", "transition", "exit"):
@@ -69,7 +72,8 @@ def main() -> None:
             print(f"Real ({args.mql}): {len(real.rows)} holes with events, labelled in {elapsed:.1f} s")
             for name in ("transition", "exit"):
                 print(
-                    f"  signal-only vs event-anchored {name}: MAE {events[name]['mae_mm']:.3f} mm over {events[name]['holes']} holes"
+                    f"  signal-only vs event-anchored {name}: MAE {events[name]['mae_mm']:.3f} mm"
+                    f" over {events[name]['holes']} holes"
                 )
             offsets = {"transition": [], "exit": []}
             for r in real.rows:
@@ -77,8 +81,10 @@ def main() -> None:
                     event = float(r[f"{name}_reason"].split(" at ")[1].split(" mm")[0])
                     offsets[name].append(event - r[f"{name}_mm"])
             for name, values in offsets.items():
-                print(f"  raw event - {name}: median {np.median(values):.2f} mm (p5 {np.percentile(values, 5):.2f}, "
-                      f"p95 {np.percentile(values, 95):.2f}): the lag the labels correct")  # fmt: skip
+                print(
+                    f"  raw event - {name}: median {np.median(values):.2f} mm (p5 {np.percentile(values, 5):.2f}, "
+                    f"p95 {np.percentile(values, 95):.2f}): the lag the labels correct"
+                )
 
 
 if __name__ == "__main__":

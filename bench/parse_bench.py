@@ -152,7 +152,8 @@ def main() -> None:
     )
     print(f"  bare pandas.read_csv of the signal tables   {figures['baseline_s']:.2f} s")
     print(
-        f"  uos parse, cold (empty cache, no output)   {figures['cold_s']:.2f} s   = {figures['cold_over_baseline']:.2f} x baseline (target <= 1.5)"
+        f"  uos parse, cold (empty cache, no output)   {figures['cold_s']:.2f} s"
+        f"   = {figures['cold_over_baseline']:.2f} x baseline (target <= 1.5)"
     )
     print(f"  uos parse, warm (nothing changed)          {figures['warm_s']:.2f} s   (target <= 1 s)")
     print(

@@ -8,9 +8,10 @@ Trace; spread over several tools), two ways:
   Trace published -> answer received, p50 and p99.
 Holes from different files are shuffled (fixed seed): the units of a shop drill at once, so
 their holes interleave; `--in-file-order` replays them folder by folder instead (runs of 80
-consecutive 230-320 KB mql traces, 5x the mean size). Both count holes lost (published, never answered) and the answering process's peak RSS. The
-echo client answers each Trace at once, computing nothing: the broker and client ceiling. Runs
-alternate echo / serve, and the medians of the rounds are compared.
+consecutive 230-320 KB mql traces, 5x the mean size). Both count holes lost (published, never
+answered) and the answering process's peak RSS. The echo client answers each Trace at once,
+computing nothing: the broker and client ceiling. Runs alternate echo / serve, and the medians
+of the rounds are compared.
 
     python bench/serve_bench.py [--holes 2000] [--rounds 3] [--window 64] [--model models:/uos-depth@champion]
                                 [--runtimes torch,onnx]
@@ -168,15 +169,24 @@ def main() -> None:
                         window, rate = (args.window, 0.0) if mode == "capacity" else (0, args.rate)
                         result = run_once(command, port, items, window, rate, env)
                         results.setdefault(f"{name} {mode}", []).append(result)
-                        print(f"  round {round_index + 1} {name:<5} {mode:<8} {result['holes_per_s']:7.1f} holes/s  "
-                              f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  lost {result['lost']}  "
-                              f"errors {result['errors']}  peak RSS {result['peak_rss_mb']:.0f} MB", file=sys.stderr)  # fmt: skip
+                        print(
+                            f"  round {round_index + 1} {name:<5} {mode:<8} {result['holes_per_s']:7.1f} holes/s  "
+                            f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  lost {result['lost']}  "
+                            f"errors {result['errors']}  peak RSS {result['peak_rss_mb']:.0f} MB",
+                            file=sys.stderr,
+                        )
         finally:
             mosquitto.terminate()
             mosquitto.wait(timeout=10)
-    summary = {"holes": len(items), "trace_kb_mean": round(kilobytes, 1), "window": args.window, "rate": args.rate,
-               "tools": args.tools, "rounds": args.rounds,
-               "order": "file order" if args.in_file_order else "shuffled"}  # fmt: skip
+    summary = {
+        "holes": len(items),
+        "trace_kb_mean": round(kilobytes, 1),
+        "window": args.window,
+        "rate": args.rate,
+        "tools": args.tools,
+        "rounds": args.rounds,
+        "order": "file order" if args.in_file_order else "shuffled",
+    }
     for name, runs_of in results.items():
         summary[name] = {
             key: round(statistics.median(r[key] for r in runs_of), 1)

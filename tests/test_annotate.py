@@ -240,7 +240,8 @@ folder = Path(sys.argv[1])
 i = 0
 while True:
     i += 1
-    human.save(folder, human.Annotation(f"hole-{i % 7}", "h" * 64, {"entry": i / 1000, "exit": None}, None, "w", str(i)))
+    keypoints = {"entry": i / 1000, "exit": None}
+    human.save(folder, human.Annotation(f"hole-{i % 7}", "h" * 64, keypoints, None, "w", str(i)))
 """
 
 

@@ -86,7 +86,8 @@ def test_show_without_dataset(tmp_path):
     result = CliRunner().invoke(main, ["show", "nope-1", "--data", str(tmp_path / "none")])
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: {tmp_path / 'none' / 'holes.parquet'} not found: run `uos parse INPUT... --out {tmp_path / 'none'}` first\n"
+        f"Error: {tmp_path / 'none' / 'holes.parquet'} not found: "
+        f"run `uos parse INPUT... --out {tmp_path / 'none'}` first\n"
     )
 
 

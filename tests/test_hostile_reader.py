@@ -66,15 +66,27 @@ VERSION_ROW = b"11\t2024-12-11:17:33:29"
 @pytest.mark.parametrize(
     ("old", "new", "field", "reason"),
     [
-        (HEAD_ROW, HEAD_ROW.replace(b"\t2412\t", b"\t1e19\t"), "global_counter",
-         "warning: Head Global Counter '1e19' is not a whole number in range: ignored"),
-        (HEAD_ROW, HEAD_ROW.replace(b"\t60\t", b"\t99999999999999999999\t"), "tool_age",
-         "warning: Head Local Counter 1 '99999999999999999999' is not a whole number in range: ignored"),
-        (VERSION_ROW, VERSION_ROW.replace(b"11", b"1e30"), "format_version",
-         "error: Version '1e30' is not a whole number in range"),
+        (
+            HEAD_ROW,
+            HEAD_ROW.replace(b"\t2412\t", b"\t1e19\t"),
+            "global_counter",
+            "warning: Head Global Counter '1e19' is not a whole number in range: ignored",
+        ),
+        (
+            HEAD_ROW,
+            HEAD_ROW.replace(b"\t60\t", b"\t99999999999999999999\t"),
+            "tool_age",
+            "warning: Head Local Counter 1 '99999999999999999999' is not a whole number in range: ignored",
+        ),
+        (
+            VERSION_ROW,
+            VERSION_ROW.replace(b"11", b"1e30"),
+            "format_version",
+            "error: Version '1e30' is not a whole number in range",
+        ),
     ],
     ids=["global_counter", "tool_age", "version"],
-)  # fmt: skip
+)
 def test_header_integer_beyond_int64_is_an_issue_not_a_crash(tmp_path, good_bytes, old, new, field, reason):
     assert good_bytes.count(old) == 1
     hostile = good_bytes.replace(old, new)

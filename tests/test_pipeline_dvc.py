@@ -22,9 +22,14 @@ PROJECT_FILES = ["dvc.yaml", "params.toml", ".dvcignore"]
 
 
 def _run(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com", GIT_COMMITTER_NAME="test",
-               GIT_COMMITTER_EMAIL="test@example.com")  # fmt: skip
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
     env.pop("MLFLOW_TRACKING_URI", None)  # the project's own SQLite file, as for a user
     env.update(extra_env or {})
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
@@ -33,8 +38,12 @@ def _run(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) ->
 def _quick_params(path: Path) -> None:
     """Small folds and the CI training profile, for a few holes."""
     text = path.read_text()
-    for old, new in (("\nk = 5 ", "\nk = 3 "), ("\nlife_block = 20 ", "\nlife_block = 0 "), ("\nepochs = 40", "\nepochs = 20"),
-                     ("\nbatch_size = 32", "\nbatch_size = 16")):  # fmt: skip
+    for old, new in (
+        ("\nk = 5 ", "\nk = 3 "),
+        ("\nlife_block = 20 ", "\nlife_block = 0 "),
+        ("\nepochs = 40", "\nepochs = 20"),
+        ("\nbatch_size = 32", "\nbatch_size = 16"),
+    ):
         assert old in text, old
         text = text.replace(old, new, 1)
     path.write_text(text)

@@ -132,8 +132,16 @@ def test_split_version_4_header_is_joined(setitec_dir):
 def test_version_11_repeated_column_is_dropped(setitec_dir):
     hole = read_source(setitec_dir / "misc/23120040_23120040_ST_2409_59.xls")
     assert list(hole.signals) == [
-        "depth_mm", "torque_a", "thrust_a", "torque_empty_a", "thrust_empty_a", "step", "stop_code", "power_w", "gap_mm",
-    ]  # fmt: skip
+        "depth_mm",
+        "torque_a",
+        "thrust_a",
+        "torque_empty_a",
+        "thrust_empty_a",
+        "step",
+        "stop_code",
+        "power_w",
+        "gap_mm",
+    ]
     assert np.isfinite(hole.signals["gap_mm"]).all()
 
 

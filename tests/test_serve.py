@@ -523,7 +523,8 @@ def test_two_processes_share_the_load_each_hole_answered_once(registry, broker, 
         lambda: {(r["tool"], r["result_id"]) for r in received} >= keys,
         30,
         lambda: (
-            f"{len(received)} answers for {len(keys)} holes: {first.events('status')[-1:]} {second.events('status')[-1:]}"
+            f"{len(received)} answers for {len(keys)} holes: "
+            f"{first.events('status')[-1:]} {second.events('status')[-1:]}"
         ),
     )
     time.sleep(1.0)

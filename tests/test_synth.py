@@ -150,5 +150,6 @@ def test_cli_writes_files_and_refuses_a_used_folder(tmp_path):
     again = runner.invoke(main, ["synth", str(tmp_path / "out"), "--holes", "3"])
     assert again.exit_code == 1
     assert again.stderr == (
-        f"Error: {tmp_path / 'out'} is not empty: choose an empty folder, or --overwrite to replace the generated files\n"
+        f"Error: {tmp_path / 'out'} is not empty: "
+        "choose an empty folder, or --overwrite to replace the generated files\n"
     )

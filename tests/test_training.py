@@ -96,14 +96,24 @@ def trained(dataset, tracking_home, tmp_path_factory):
     from uos.training.run import run_training
 
     out = tmp_path_factory.mktemp("model")
-    summary = run_training(dataset["parsed"], dataset["labels"], dataset["folds"], out, QUICK,
-                           truth_path=dataset["raw"] / "truth.csv", root=tmp_path_factory.mktemp("project"))  # fmt: skip
+    summary = run_training(
+        dataset["parsed"],
+        dataset["labels"],
+        dataset["folds"],
+        out,
+        QUICK,
+        truth_path=dataset["raw"] / "truth.csv",
+        root=tmp_path_factory.mktemp("project"),
+    )
     return summary
 
 
 def _env(tracking_home: Path) -> dict[str, str]:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                MLFLOW_TRACKING_URI=f"sqlite:///{tracking_home / 'mlflow.db'}")  # fmt: skip
+    return dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tracking_home / 'mlflow.db'}",
+    )
 
 
 # --- split --------------------------------------------------------------------------------------

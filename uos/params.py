@@ -80,8 +80,11 @@ def from_table(cls: type[T], table: dict[str, Any], where: str) -> T:
         default = fields[name].default_factory
         if isinstance(value, dict) and default is not dataclasses.MISSING:
             values[name] = {**default(), **value}  # a table given in part keeps the other defaults
-    missing = [f.name for f in fields.values() if f.name not in values and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]  # fmt: skip
+    missing = [
+        f.name
+        for f in fields.values()
+        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     return cls(**values)

@@ -46,9 +46,11 @@ def render_summary(hole: Hole) -> str:
         f"Hole {m['hole_id']}  ({m.get('source')})",
         f"  status        {status_of_hole(hole)}",
         f"  date          {_fmt(m.get('date'))}    format {_fmt(m.get('format_version'))} ({m.get('source_kind')})",
-        f"  controller    {_fmt(m.get('controller_name'))} (SN {_fmt(m.get('controller_sn'))}, firmware {_fmt(m.get('controller_firmware'))})",
+        f"  controller    {_fmt(m.get('controller_name'))} (SN {_fmt(m.get('controller_sn'))}, "
+        f"firmware {_fmt(m.get('controller_firmware'))})",
         f"  motor         {_fmt(m.get('motor_name'))} (SN {_fmt(m.get('motor_sn'))})",
-        f"  head          {_fmt(m.get('head_name'))} (tag {_fmt(m.get('head_tag'))}), global counter {_fmt(m.get('global_counter'))}, "
+        f"  head          {_fmt(m.get('head_name'))} (tag {_fmt(m.get('head_tag'))}), "
+        f"global counter {_fmt(m.get('global_counter'))}, "
         f"tool age {_fmt(m.get('tool_age'))}",
         f"  cutting tool  {_fmt(m.get('cutting_tool'))}",
         f"  results       cycle {_fmt(m.get('cycle_time_s'), ' s')}, "

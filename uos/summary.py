@@ -174,7 +174,8 @@ def render_summary(summary: dict[str, Any]) -> str:
                     sources[source] = sources.get(source, 0) + n
         shown = ", ".join(f"{n} from {source}s" for source, n in sorted(sources.items()))
         lines.append(
-            f"Labels     {labels['holes']} holes, {labels['reviewed']} reviewed by a human, {labels['rejected']} rejected: "
+            f"Labels     {labels['holes']} holes, {labels['reviewed']} reviewed by a human, "
+            f"{labels['rejected']} rejected: "
             f"{shown} (build/labels/labels.parquet)"
         )
         synthetic = labels.get("synthetic")
@@ -185,7 +186,8 @@ def render_summary(summary: dict[str, Any]) -> str:
     if split:
         sizes = "/".join(str(n) for n in split["fold_sizes"].values())
         lines.append(
-            f"Folds      {split['holes']} holes in {split['k']} folds of {sizes} ({split['groups']} groups by {split['group_by']})"
+            f"Folds      {split['holes']} holes in {split['k']} folds of {sizes} "
+            f"({split['groups']} groups by {split['group_by']})"
         )
     model = summary.get("model")
     if model:

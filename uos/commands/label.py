@@ -52,10 +52,11 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, metrics_path, wo
     breakthrough) is null with the reason. A keypoint is a change of cutting state: an entry rises
     from air to cutting level (cutting_a above the hole's air baseline) within a drill point, a
     transition from a cutting level to a clearly higher one, an exit falls back towards air; an
-    automatic keypoint that is not is dropped, and the metrics count them per source folder. Machine events (stop codes of torque-triggered steps)
-    are corrected for the unit's detection lag by the torque ramp around them; everywhere else the
-    signals alone decide. Writes labels.parquet and metrics.json (counts by source and confidence,
-    accuracy against synthetic ground truth and of the signals alone against the events).
+    automatic keypoint that is not is dropped, and the metrics count them per source folder.
+    Machine events (stop codes of torque-triggered steps) are corrected for the unit's detection
+    lag by the torque ramp around them; everywhere else the signals alone decide. Writes
+    labels.parquet and metrics.json (counts by source and confidence, accuracy against synthetic
+    ground truth and of the signals alone against the events).
 
     \b
     Examples:
@@ -96,7 +97,8 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, metrics_path, wo
         for name in ("entry", "transition", "exit")
     )
     click.echo(
-        f"{metrics['holes']} holes labelled in {out_dir} ({metrics['reviewed']} reviewed, {metrics['rejected']} rejected, "
+        f"{metrics['holes']} holes labelled in {out_dir} "
+        f"({metrics['reviewed']} reviewed, {metrics['rejected']} rejected, "
         f"{metrics['no_keypoints']} that cannot have keypoints): {counts}",
         err=True,
     )

@@ -12,23 +12,60 @@ def connection_options(function=None, *, client_id_env: str | None = None):
         return lambda f: connection_options(f, client_id_env=client_id_env)
     env_help = f" [{client_id_env}]" if client_id_env else ""
     options = [
-        click.option("--host", envvar="UOS_MQTT_HOST", default="127.0.0.1", show_default=True, help="Broker host [UOS_MQTT_HOST]."),
-        click.option("--port", envvar="UOS_MQTT_PORT", type=int, default=1883, show_default=True, help="Broker port [UOS_MQTT_PORT]."),
+        click.option(
+            "--host",
+            envvar="UOS_MQTT_HOST",
+            default="127.0.0.1",
+            show_default=True,
+            help="Broker host [UOS_MQTT_HOST].",
+        ),
+        click.option(
+            "--port",
+            envvar="UOS_MQTT_PORT",
+            type=int,
+            default=1883,
+            show_default=True,
+            help="Broker port [UOS_MQTT_PORT].",
+        ),
         click.option("--client-id", envvar=client_id_env, default=None, help=f"MQTT client id{env_help}."),
         click.option("--username", envvar="UOS_MQTT_USERNAME", default=None, help="[UOS_MQTT_USERNAME]"),
-        click.option("--password", envvar="UOS_MQTT_PASSWORD", default=None, show_default=False,
-                     help="[UOS_MQTT_PASSWORD] Better from the variable or --password-file: a command line shows in `ps`."),
-        click.option("--password-file", envvar="UOS_MQTT_PASSWORD_FILE", default=None,
-                     type=click.Path(exists=True, dir_okay=False),
-                     help="A file whose first line is the password [UOS_MQTT_PASSWORD_FILE]."),
-        click.option("--tls-ca", envvar="UOS_MQTT_CA", default=None, type=click.Path(exists=True, dir_okay=False),
-                     help="CA certificate: connect with TLS [UOS_MQTT_CA]."),
-        click.option("--mqtt-version", envvar="UOS_MQTT_VERSION", type=click.Choice(["5", "3.1.1"]), default="5", show_default=True,
-                     help="MQTT protocol version [UOS_MQTT_VERSION]."),
+        click.option(
+            "--password",
+            envvar="UOS_MQTT_PASSWORD",
+            default=None,
+            show_default=False,
+            help="[UOS_MQTT_PASSWORD] Better from the variable or --password-file: a command line shows in `ps`.",
+        ),
+        click.option(
+            "--password-file",
+            envvar="UOS_MQTT_PASSWORD_FILE",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False),
+            help="A file whose first line is the password [UOS_MQTT_PASSWORD_FILE].",
+        ),
+        click.option(
+            "--tls-ca",
+            envvar="UOS_MQTT_CA",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False),
+            help="CA certificate: connect with TLS [UOS_MQTT_CA].",
+        ),
+        click.option(
+            "--mqtt-version",
+            envvar="UOS_MQTT_VERSION",
+            type=click.Choice(["5", "3.1.1"]),
+            default="5",
+            show_default=True,
+            help="MQTT protocol version [UOS_MQTT_VERSION].",
+        ),
         click.option("--root", default="OPCPUBSUB", show_default=True, help="Topic root the units publish under."),
-        click.option("--result-topic", default="uos/keypoints/{toolbox}/{tool}", show_default=True, help="Where answers go."),
-        click.option("--error-topic", default="uos/errors/{toolbox}/{tool}", show_default=True, help="Where errors go."),
-    ]  # fmt: skip
+        click.option(
+            "--result-topic", default="uos/keypoints/{toolbox}/{tool}", show_default=True, help="Where answers go."
+        ),
+        click.option(
+            "--error-topic", default="uos/errors/{toolbox}/{tool}", show_default=True, help="Where errors go."
+        ),
+    ]
     for option in reversed(options):
         function = option(function)
     return function

@@ -13,7 +13,10 @@ from uos.commands.common import runtime_option
 @click.option(
     "--refine/--no-refine",
     default=None,
-    help="Ramp-fit refinement of the network's positions (default: as the model was trained); off: ~2 ms instead of ~80 ms per hole.",
+    help=(
+        "Ramp-fit refinement of the network's positions (default: as the model was trained); "
+        "off: ~2 ms instead of ~80 ms per hole."
+    ),
 )
 @runtime_option
 def predict_command(inputs, model_uri, refine, runtime):

@@ -59,8 +59,18 @@ def replay_command(inputs, rate, tool_count, repeat, answers, window, timeout, t
     if table and answers:
         click.echo(TABLE_HEADER)
     show = table_row if table else json.dumps
-    report = replay(list(inputs), connection, topics, tools=tool_count, rate=rate, window=window, answers=answers, timeout_s=timeout,
-                    repeat=repeat, on_answer=lambda record: click.echo(show(record)))  # fmt: skip
+    report = replay(
+        list(inputs),
+        connection,
+        topics,
+        tools=tool_count,
+        rate=rate,
+        window=window,
+        answers=answers,
+        timeout_s=timeout,
+        repeat=repeat,
+        on_answer=lambda record: click.echo(show(record)),
+    )
     for source, reason in report.problems:
         click.echo(f"Error: {source}: {reason}", err=True)
     for source in report.unanswered:

@@ -64,9 +64,20 @@ from uos.commands.mqtt_options import build_connection, connection_options
     help="Seconds the broker keeps serve's session (and queues holes for it) while serve is down; 0: none.",
 )
 def serve_command(
-    tools, status_topic, share, model_uri, refine, runtime, workers, pair_timeout, status_every, reload_every, max_message_mb,
-    session_expiry, **mqtt,
-):  # fmt: skip
+    tools,
+    status_topic,
+    share,
+    model_uri,
+    refine,
+    runtime,
+    workers,
+    pair_timeout,
+    status_every,
+    reload_every,
+    max_message_mb,
+    session_expiry,
+    **mqtt,
+):
     """Answer each drilled hole with its keypoints, over MQTT (headless; Ctrl-C or SIGTERM drains).
 
     \b

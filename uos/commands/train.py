@@ -69,7 +69,7 @@ def train_command(
     \b
     Examples:
       uos train build/parsed build/labels build/folds --out build/model
-      uos train build/parsed build/labels build/folds --out build/model --metrics metrics/train.json --plots metrics/plots
+      uos train build/parsed build/labels build/folds --out build/model --metrics m.json --plots p/
       uos train build/parsed build/labels build/folds --out /tmp/m --profile ci --experiment trials
     """
     from uos.dataset.build import ParseParams

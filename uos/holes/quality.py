@@ -108,7 +108,8 @@ def answerability(signals: Mapping[str, np.ndarray], rules: QualityRules) -> lis
         return [
             Issue(
                 "warning",
-                f"air cut or too little cutting: torque {rules.air_cut_torque_a:g} A above air over only {contact:.1f} mm "
+                f"air cut or too little cutting: torque {rules.air_cut_torque_a:g} A above air "
+                f"over only {contact:.1f} mm "
                 f"(a stack needs {rules.air_cut_contact_mm:g} mm)",
             )
         ]

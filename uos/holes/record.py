@@ -39,16 +39,41 @@ EXTRA_SIGNALS = {
 }
 
 PROGRAM_FIELDS = (
-    "step", "enabled", "stroke_mm", "rpm", "feed_mm_s", "feed_mm_rev",
-    "thrust_max_a", "torque_max_a", "thrust_min_a", "torque_min_a",
-    "thrust_safety_a", "torque_safety_a", "gap_mm", "pecks", "delay_ms",
-    "stroke_limit_a", "thrust_limit_a", "torque_limit_a",
-    "lub_air", "lub_flow", "vacuum", "material",
-)  # fmt: skip
+    "step",
+    "enabled",
+    "stroke_mm",
+    "rpm",
+    "feed_mm_s",
+    "feed_mm_rev",
+    "thrust_max_a",
+    "torque_max_a",
+    "thrust_min_a",
+    "torque_min_a",
+    "thrust_safety_a",
+    "torque_safety_a",
+    "gap_mm",
+    "pecks",
+    "delay_ms",
+    "stroke_limit_a",
+    "thrust_limit_a",
+    "torque_limit_a",
+    "lub_air",
+    "lub_flow",
+    "vacuum",
+    "material",
+)
 STEP_RESULT_FIELDS = (
-    "step", "stop_code", "duration_s", "distance_m1_mm", "distance_m2_mm",
-    "m1_max_a", "m2_max_a", "m1_no_load_a", "m2_no_load_a", "gap_max_mm",
-)  # fmt: skip
+    "step",
+    "stop_code",
+    "duration_s",
+    "distance_m1_mm",
+    "distance_m2_mm",
+    "m1_max_a",
+    "m2_max_a",
+    "m1_no_load_a",
+    "m2_no_load_a",
+    "gap_max_mm",
+)
 
 # Scalar metadata of a hole, with the Arrow type each is stored as.
 META_FIELDS: dict[str, str] = {

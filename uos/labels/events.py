@@ -75,17 +75,28 @@ def refine(
         verb = "rises"
     name = stopcodes.describe(event.code)
     if edge is None or not expected[0] <= edge.depth_mm <= expected[1]:
-        return Keypoint(event.depth_mm, "event", 0.4,
-                        f"step {event.step} ended on {name} at {event.depth_mm:.2f} mm; no torque ramp found to correct it"), None  # fmt: skip
+        return Keypoint(
+            event.depth_mm,
+            "event",
+            0.4,
+            f"step {event.step} ended on {name} at {event.depth_mm:.2f} mm; no torque ramp found to correct it",
+        ), None
     if event.keypoint == "transition" and edge.before_a < baseline_a + cutting_a:
         # The torque rose from air, not from inside a layer: the countersink or the nose piece
         # meeting the part after breakthrough, not a second material.
-        return Keypoint(None, "event", 0.7, f"step {event.step} ended on {name} at {event.depth_mm:.2f} mm, "
-                        "but the torque rose from air: no second material"), None  # fmt: skip
+        return Keypoint(
+            None,
+            "event",
+            0.7,
+            f"step {event.step} ended on {name} at {event.depth_mm:.2f} mm, "
+            "but the torque rose from air: no second material",
+        ), None
     confidence = 0.75 + 0.24 * signal_confidence(
         edge, profile.noise, thrust_witness(profile, edge, event.keypoint != "exit")
     )
-    reason = (f"step {event.step} ended on {name} at {event.depth_mm:.2f} mm"
-              + (f" ({event.gap_mm:g} mm gap)" if event.gap_mm else "")
-              + f"; torque {verb} from {edge.before_a:.2f} to {edge.after_a:.2f} A")  # fmt: skip
+    reason = (
+        f"step {event.step} ended on {name} at {event.depth_mm:.2f} mm"
+        + (f" ({event.gap_mm:g} mm gap)" if event.gap_mm else "")
+        + f"; torque {verb} from {edge.before_a:.2f} to {edge.after_a:.2f} A"
+    )
     return Keypoint(edge.depth_mm, "event", float(confidence), reason), edge

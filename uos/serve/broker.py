@@ -41,20 +41,22 @@ def free_port() -> int:
 
 def mosquitto_config(port: int, data_dir: Path, bind: str = "127.0.0.1") -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
-    return "\n".join([
-        f"listener {port} {bind}",
-        "allow_anonymous true",
-        f"user {getpass.getuser()}",        # started as root, mosquitto would switch to a user who cannot write here
-        "set_tcp_nodelay true",            # else every small message waits 40-90 ms (Nagle)
-        "persistence true",                 # sessions and queued QoS 1 messages survive a restart
-        f"persistence_location {data_dir}/",
-        "autosave_interval 1",
-        "max_queued_messages 0",            # a client away for a while gets everything when back
-        "max_inflight_messages 100",
-        "log_dest stderr",
-        "log_type error",
-        "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"listener {port} {bind}",
+            "allow_anonymous true",
+            f"user {getpass.getuser()}",  # started as root, mosquitto would switch to a user who cannot write here
+            "set_tcp_nodelay true",  # else every small message waits 40-90 ms (Nagle)
+            "persistence true",  # sessions and queued QoS 1 messages survive a restart
+            f"persistence_location {data_dir}/",
+            "autosave_interval 1",
+            "max_queued_messages 0",  # a client away for a while gets everything when back
+            "max_inflight_messages 100",
+            "log_dest stderr",
+            "log_type error",
+            "",
+        ]
+    )
 
 
 def start_mosquitto(port: int, data_dir: Path, stderr=None) -> subprocess.Popen:

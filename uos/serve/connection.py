@@ -108,6 +108,8 @@ def wait_connected(client, timeout_s: float, what: str, connection: Connection) 
     deadline = time.monotonic() + timeout_s
     while not client.is_connected():
         if time.monotonic() > deadline:
-            raise UosError(f"{what}: cannot reach the broker at {connection.describe()} within {timeout_s:g} s "
-                           "(is one running? `uos broker` starts one)")  # fmt: skip
+            raise UosError(
+                f"{what}: cannot reach the broker at {connection.describe()} within {timeout_s:g} s "
+                "(is one running? `uos broker` starts one)"
+            )
         time.sleep(0.02)

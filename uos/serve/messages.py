@@ -66,13 +66,17 @@ class Topics:
         """A clear error now for a topic template with a placeholder we do not fill."""
         from uos.errors import UosError
 
-        for name, template, fields in (("result", self.result, ("toolbox", "tool")), ("error", self.error, ("toolbox", "tool")),
-                                       ("status", self.status, ("client_id",))):  # fmt: skip
+        for name, template, fields in (
+            ("result", self.result, ("toolbox", "tool")),
+            ("error", self.error, ("toolbox", "tool")),
+            ("status", self.status, ("client_id",)),
+        ):
             try:
                 template.format(**dict.fromkeys(fields, "x"))
             except (KeyError, IndexError, ValueError) as exc:
                 raise UosError(
-                    f"--{name}-topic {template!r}: only {', '.join('{' + f + '}' for f in fields)} can be filled in ({exc!r})"
+                    f"--{name}-topic {template!r}: only {', '.join('{' + f + '}' for f in fields)} "
+                    f"can be filled in ({exc!r})"
                 ) from None
 
     def answer(self, template: str, tool: str | None) -> str:
@@ -142,8 +146,14 @@ def answer_payload(
 def error_payload(
     reason: str, *, tool: str | None, result_id: Any = None, topic: str | None = None, answer_id: str | None = None
 ) -> dict[str, Any]:
-    return {"error": reason, "answer_id": answer_id, "tool": tool, "result_id": result_id, "topic": topic,
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds")}  # fmt: skip
+    return {
+        "error": reason,
+        "answer_id": answer_id,
+        "tool": tool,
+        "result_id": result_id,
+        "topic": topic,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
 
 
 # --- messages as units write them (for `uos replay`) --------------------------------------------
@@ -187,14 +197,21 @@ def unit_messages(hole: Hole, device: str, result_id: int, timestamp: str | None
         result[f"{results}.ResultMetaData.CustomerInformation"] = str(meta["cutting_tool"])
     for i, step in enumerate(hole.step_results):
         values = f"{results}.ResultContent.StepResults.{i}.StepResultValues"
-        for node, field in (("StepNumber", "step"), ("StopCode", "stop_code"), ("IntensityTorqueEmpty", "m1_no_load_a"),
-                            ("IntensityThrustEmpty", "m2_no_load_a")):  # fmt: skip
+        for node, field in (
+            ("StepNumber", "step"),
+            ("StopCode", "stop_code"),
+            ("IntensityTorqueEmpty", "m1_no_load_a"),
+            ("IntensityThrustEmpty", "m2_no_load_a"),
+        ):
             if step.get(field) is not None:
                 result[f"{values}.{node}.MeasuredValue"] = step[field]
     trace: dict[str, Any] = {}
     traces = f"{results}.ResultContent.Trace.StepTraces"
-    columns = {"PositionTrace": -np.asarray(signals["depth_mm"]) + 0.0, "IntensityTorqueTrace": signals["torque_a"],
-               "IntensityThrustTrace": signals["thrust_a"]}  # fmt: skip
+    columns = {
+        "PositionTrace": -np.asarray(signals["depth_mm"]) + 0.0,
+        "IntensityTorqueTrace": signals["torque_a"],
+        "IntensityThrustTrace": signals["thrust_a"],
+    }
     if "step" in signals:
         columns["StepNumberTrace"] = signals["step"]
     for node, column in columns.items():
@@ -204,8 +221,10 @@ def unit_messages(hole: Hole, device: str, result_id: int, timestamp: str | None
     messages = {"result": _envelope(device, result, timestamp), "trace": _envelope(device, trace, timestamp)}
     if meta.get("head_tag") or meta.get("head_name"):
         heads = "AssetManagement.Assets.Heads.0"
-        head = {f"{heads}.Identification.SerialNumber": meta.get("head_tag") or "",
-                f"{heads}.Identification.DefaultInstanceBrowseName": meta.get("head_name") or ""}  # fmt: skip
+        head = {
+            f"{heads}.Identification.SerialNumber": meta.get("head_tag") or "",
+            f"{heads}.Identification.DefaultInstanceBrowseName": meta.get("head_name") or "",
+        }
         if meta.get("global_counter") is not None:
             head[f"{heads}.LifetimeCounters.0.LifeTimeCycleCounter"] = int(meta["global_counter"])
         messages["heads"] = _envelope(device, head, timestamp)
@@ -213,8 +232,12 @@ def unit_messages(hole: Hole, device: str, result_id: int, timestamp: str | None
 
 
 def unit_topic(root: str, tool: str, kind: str) -> str:
-    suffix = {"result": "ResultManagement", "trace": "ResultManagement/Trace", "heads": "AssetManagement/Heads",
-              "cutting_tools": "AssetManagement/CuttingTools"}[kind]  # fmt: skip
+    suffix = {
+        "result": "ResultManagement",
+        "trace": "ResultManagement/Trace",
+        "heads": "AssetManagement/Heads",
+        "cutting_tools": "AssetManagement/CuttingTools",
+    }[kind]
     return f"{root}/{tool}/{suffix}"
 
 

@@ -309,8 +309,11 @@ class Pairer:
 
     def awaiting(self) -> set[tuple[str, str]]:
         """(tool, ResultId) of the holes of which one part came and the other not yet."""
-        return {(tool, key[3:]) for (tool, key), entry in self.pending.items()
-                if entry.complete_at is None and key.startswith("id:")}  # fmt: skip
+        return {
+            (tool, key[3:])
+            for (tool, key), entry in self.pending.items()
+            if entry.complete_at is None and key.startswith("id:")
+        }
 
     def forget(self, tool: str, result_id: str | None, kind: str | None = None) -> tuple[str | None, list[Any]]:
         """Drop what waits for a hole that has already been answered with an error (its ResultId,

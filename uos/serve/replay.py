@@ -65,11 +65,17 @@ class ReplayReport:
 
     def summary(self) -> dict[str, Any]:
         latencies = np.array(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
-        return {"published": self.published, "answered": self.answered, "errors": self.errors,
-                "unanswered": len(self.unanswered), "unacknowledged": self.unacknowledged, "seconds": round(self.seconds, 2),
-                "holes_per_s": round(self.published / self.seconds, 1) if self.seconds else None,
-                "latency_p50_ms": round(float(np.nanpercentile(latencies, 50)), 1),
-                "latency_p99_ms": round(float(np.nanpercentile(latencies, 99)), 1)}  # fmt: skip
+        return {
+            "published": self.published,
+            "answered": self.answered,
+            "errors": self.errors,
+            "unanswered": len(self.unanswered),
+            "unacknowledged": self.unacknowledged,
+            "seconds": round(self.seconds, 2),
+            "holes_per_s": round(self.published / self.seconds, 1) if self.seconds else None,
+            "latency_p50_ms": round(float(np.nanpercentile(latencies, 50)), 1),
+            "latency_p99_ms": round(float(np.nanpercentile(latencies, 99)), 1),
+        }
 
 
 def _capture_payloads(folder: Path) -> dict[str, bytes]:
@@ -99,8 +105,9 @@ def _captured_result_id(data: bytes | None) -> str | None:
         return None
 
 
-def prepare(inputs: list[str], tools: int = 1, toolbox: str = "replay", first_result_id: int | None = None,
-            repeat: int = 1) -> tuple[list[Item], list[tuple[str, str]]]:  # fmt: skip
+def prepare(
+    inputs: list[str], tools: int = 1, toolbox: str = "replay", first_result_id: int | None = None, repeat: int = 1
+) -> tuple[list[Item], list[tuple[str, str]]]:
     """The messages of every hole in `inputs` (files, folders, capture folders), tool by tool.
 
     ResultIds count up from `first_result_id` on each tool (default: from the clock, so that a
@@ -308,9 +315,19 @@ def table_row(answer: dict[str, Any]) -> str:
     )
 
 
-def replay(inputs: list[str], connection: Connection, topics: messages.Topics, *, tools: int = 1, rate: float = 0.0,
-           window: int = 0, answers: bool = True, timeout_s: float = 30.0, repeat: int = 1,
-           on_answer: Callable[[dict[str, Any]], None] | None = None) -> ReplayReport:  # fmt: skip
+def replay(
+    inputs: list[str],
+    connection: Connection,
+    topics: messages.Topics,
+    *,
+    tools: int = 1,
+    rate: float = 0.0,
+    window: int = 0,
+    answers: bool = True,
+    timeout_s: float = 30.0,
+    repeat: int = 1,
+    on_answer: Callable[[dict[str, Any]], None] | None = None,
+) -> ReplayReport:
     items, failed = prepare(inputs, tools=tools, repeat=repeat)
     if not items and failed:
         raise UosError(f"nothing to replay: {failed[0][0]}: {failed[0][1]}")

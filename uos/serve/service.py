@@ -109,8 +109,13 @@ def _now_iso() -> str:
 
 
 class Service:
-    def __init__(self, connection: Connection, topics: messages.Topics, options: ServeOptions,
-                 log: Callable[[str], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        connection: Connection,
+        topics: messages.Topics,
+        options: ServeOptions,
+        log: Callable[[str], None] | None = None,
+    ):
         self.connection = connection
         self.topics = topics
         self.options = options
@@ -126,8 +131,11 @@ class Service:
         self._draining = False
         # Decoded holes are ~4x their JSON: a few batches per worker, then the dispatcher waits.
         self.work: queue.Queue = queue.Queue(maxsize=options.workers * options.batch * 2)
-        self.pairer = Pairer(pair_timeout_s=options.pair_timeout_s, heads_wait_s=options.heads_wait_s,
-                             lone_results_are_errors=topics.share is None)  # fmt: skip
+        self.pairer = Pairer(
+            pair_timeout_s=options.pair_timeout_s,
+            heads_wait_s=options.heads_wait_s,
+            lone_results_are_errors=topics.share is None,
+        )
         self.stopping = threading.Event()  # no new work
         self.finished = threading.Event()  # the dispatcher has handed over everything
         self._unacked = 0
@@ -152,10 +160,17 @@ class Service:
         counts = self.counters.snapshot()
         elapsed = max(time.monotonic() - self._started, 1e-9)
         loaded = self.model.current if self.model else None
-        return {"event": "status", **counts, "expired_elsewhere": self.pairer.expired_quietly, "queued": self.inbound.qsize() + self.work.qsize(),
-                "waiting": len(self.pairer.pending), "holes_per_s": round(counts["published"] / elapsed, 2),
-                "connected": bool(self.client and self.client.is_connected()),
-                "model": loaded.name if loaded else None, "model_version": loaded.version if loaded else None}  # fmt: skip
+        return {
+            "event": "status",
+            **counts,
+            "expired_elsewhere": self.pairer.expired_quietly,
+            "queued": self.inbound.qsize() + self.work.qsize(),
+            "waiting": len(self.pairer.pending),
+            "holes_per_s": round(counts["published"] / elapsed, 2),
+            "connected": bool(self.client and self.client.is_connected()),
+            "model": loaded.name if loaded else None,
+            "model_version": loaded.version if loaded else None,
+        }
 
     # --- MQTT callbacks (network thread: nothing slow here) ---------------------------------------
 
@@ -183,9 +198,12 @@ class Service:
         self._connected_at = None  # lone parts' waits stop until the reconnect (see _expire)
         self._quick_drops = [t for t in self._quick_drops if now - t < 15.0] + ([now] if quick else [])
         if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER or len(self._quick_drops) >= 3:
-            self.log(event="error", reason=f"the broker keeps closing the connection right after it is made: most likely "
-                                           f"another client uses client id {self.client.uos_client_id}; give each "
-                                           "uos serve its own --client-id")  # fmt: skip
+            self.log(
+                event="error",
+                reason=f"the broker keeps closing the connection right after it is made: most likely "
+                f"another client uses client id {self.client.uos_client_id}; give each "
+                "uos serve its own --client-id",
+            )
             self.exit_code = 1
             self.stopping.set()
             self.client.disconnect()  # and no reconnect: it would take the session back
@@ -425,8 +443,14 @@ class Service:
         holes, ready = [], []
         for pair in batch:
             try:
-                hole = unit.hole_from_messages(pair.result, pair.trace, pair.heads, pair.cutting_tools,
-                                               source=f"mqtt:{pair.tool}/{pair.result_id}", tool=pair.tool)  # fmt: skip
+                hole = unit.hole_from_messages(
+                    pair.result,
+                    pair.trace,
+                    pair.heads,
+                    pair.cutting_tools,
+                    source=f"mqtt:{pair.tool}/{pair.result_id}",
+                    tool=pair.tool,
+                )
             except InputError as exc:
                 self._pair_error(exc.reason, pair)
                 continue
@@ -559,13 +583,18 @@ class Service:
         threads += [
             threading.Thread(target=self._worker, name=f"worker-{i}", daemon=True) for i in range(self.options.workers)
         ]
-        threads += [threading.Thread(target=self._every, args=(self.options.status_every_s, self._emit_status), daemon=True),
-                    threading.Thread(target=self._every, args=(self.options.reload_every_s, self._check_model), daemon=True)]  # fmt: skip
+        threads += [
+            threading.Thread(target=self._every, args=(self.options.status_every_s, self._emit_status), daemon=True),
+            threading.Thread(target=self._every, args=(self.options.reload_every_s, self._check_model), daemon=True),
+        ]
         for thread in threads:
             thread.start()
         if not self.stopping.wait(5) and not self.client.is_connected():
-            self.log(event="waiting-for-broker", broker=self.connection.describe(),
-                     note="cannot reach it yet; retrying with backoff (is one running? `uos broker` starts one)")  # fmt: skip
+            self.log(
+                event="waiting-for-broker",
+                broker=self.connection.describe(),
+                note="cannot reach it yet; retrying with backoff (is one running? `uos broker` starts one)",
+            )
         self.stopping.wait()
         return self._shutdown(threads)
 

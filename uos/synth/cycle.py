@@ -59,11 +59,16 @@ def _production(name: str, pset: int, rise_a: float, peck_mm: float = 0.0) -> Pr
     (`rise_a` set between the two materials' levels), the metal at low speed (with micro-pecks
     every `peck_mm` if set) until the torque drops at breakthrough, then clear to the end of
     travel, where the countersink meets the part."""
-    return Program(name, "production", (
-        StepSpec(1, 1500, 1.0, 50.0, "torque_max", threshold_a=rise_a),
-        StepSpec(2, 320, 0.16, 50.0, "torque_min", threshold_a=1.0, gap_mm=2.0, peck_mm=peck_mm),
-        StepSpec(3, 1500, 1.0, 50.0),
-    ), pset=pset)  # fmt: skip
+    return Program(
+        name,
+        "production",
+        (
+            StepSpec(1, 1500, 1.0, 50.0, "torque_max", threshold_a=rise_a),
+            StepSpec(2, 320, 0.16, 50.0, "torque_min", threshold_a=1.0, gap_mm=2.0, peck_mm=peck_mm),
+            StepSpec(3, 1500, 1.0, 50.0),
+        ),
+        pset=pset,
+    )
 
 
 PROGRAMS = {
@@ -74,7 +79,7 @@ PROGRAMS = {
     # Stroke-triggered lab program: fast approach and first layer, slow through the rest.
     "lab": Program("lab", "lab", (StepSpec(2, 4000, 3.0, 15.7), StepSpec(3, 1000, 0.75, 25.0)), pset=2),
     "lab-short": Program("lab-short", "lab", (StepSpec(2, 4000, 3.0, 15.7), StepSpec(3, 1000, 0.75, 22.5)), pset=3),
-}  # fmt: skip
+}
 
 
 @dataclass

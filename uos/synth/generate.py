@@ -26,10 +26,23 @@ from uos.synth.setitec_file import render
 
 TRUTH_FILE = "truth.csv"
 TRUTH_COLUMNS = [
-    "file", "hole_id", "unit", "program", "kind", "entry_mm", "transition_mm", "exit_mm", "thickness_mm",
-    "top_material", "top_thickness_mm", "bottom_material", "bottom_thickness_mm", "tool_age", "pecking",
+    "file",
+    "hole_id",
+    "unit",
+    "program",
+    "kind",
+    "entry_mm",
+    "transition_mm",
+    "exit_mm",
+    "thickness_mm",
+    "top_material",
+    "top_thickness_mm",
+    "bottom_material",
+    "bottom_thickness_mm",
+    "tool_age",
+    "pecking",
     "max_depth_mm",
-]  # fmt: skip
+]
 
 
 @dataclass
@@ -43,20 +56,45 @@ def program_table(program: Program, machine: str) -> list[dict[str, Any]]:
     """The Program section: disabled placeholder steps first, as the units list them."""
     rows = [dict.fromkeys(PROGRAM_FIELDS, 0.0) | {"step": 0, "enabled": 0, "feed_mm_rev": None}]
     if machine == "lab":
-        rows.append(dict.fromkeys(PROGRAM_FIELDS, 0.0) | {"step": 1, "enabled": 0, "stroke_mm": 10.0, "rpm": 1500.0,
-                                                           "feed_mm_s": 2.5, "feed_mm_rev": 0.1, "lub_air": 4.0, "lub_flow": 2.0})  # fmt: skip
+        rows.append(
+            dict.fromkeys(PROGRAM_FIELDS, 0.0)
+            | {
+                "step": 1,
+                "enabled": 0,
+                "stroke_mm": 10.0,
+                "rpm": 1500.0,
+                "feed_mm_s": 2.5,
+                "feed_mm_rev": 0.1,
+                "lub_air": 4.0,
+                "lub_flow": 2.0,
+            }
+        )
     previous = 0.0
     for step in program.steps:
         row = dict.fromkeys(PROGRAM_FIELDS, 0.0)
-        row.update(step=step.number, enabled=1, rpm=step.rpm, feed_mm_s=step.feed_mm_s,
-                   feed_mm_rev=round(step.feed_mm_s * 60 / step.rpm, 3))  # fmt: skip
+        row.update(
+            step=step.number,
+            enabled=1,
+            rpm=step.rpm,
+            feed_mm_s=step.feed_mm_s,
+            feed_mm_rev=round(step.feed_mm_s * 60 / step.rpm, 3),
+        )
         if machine == "lab":  # lab strokes are listed per step, counted from depth 0 by the unit
-            row.update(stroke_mm=round(step.stroke_mm - previous, 3), lub_air=6.0 if step.rpm < 2000 else 4.0,
-                       lub_flow=4.0 if step.rpm < 2000 else 2.0)  # fmt: skip
+            row.update(
+                stroke_mm=round(step.stroke_mm - previous, 3),
+                lub_air=6.0 if step.rpm < 2000 else 4.0,
+                lub_flow=4.0 if step.rpm < 2000 else 2.0,
+            )
             previous = step.stroke_mm
         else:
-            row.update(stroke_mm=step.stroke_mm, lub_air=8.0, lub_flow=8.0, vacuum=1.0, gap_mm=step.gap_mm,
-                       pecks=round(20 / step.peck_mm) if step.peck_mm else 0)  # fmt: skip
+            row.update(
+                stroke_mm=step.stroke_mm,
+                lub_air=8.0,
+                lub_flow=8.0,
+                vacuum=1.0,
+                gap_mm=step.gap_mm,
+                pecks=round(20 / step.peck_mm) if step.peck_mm else 0,
+            )
             if step.trigger == "torque_max":
                 row["torque_max_a"] = step.threshold_a
             elif step.trigger == "torque_min":
@@ -76,8 +114,12 @@ def build_hole(planned: PlannedHole, params: SynthParams) -> tuple[Hole, dict[st
         distance_mm=round(float(depth[0]), 3),
         cycle_ok=not cycle.aborted,
     )
-    hole = Hole(meta=meta, signals=cycle.signals, program=program_table(planned.spec.program, machine),
-                step_results=cycle.step_results)  # fmt: skip
+    hole = Hole(
+        meta=meta,
+        signals=cycle.signals,
+        program=program_table(planned.spec.program, machine),
+        step_results=cycle.step_results,
+    )
     reached = float(depth.max())
     layers = planned.layers
 

@@ -74,19 +74,43 @@ def _machines() -> dict[str, MachineParams]:
     return {
         # Production unit, torque-triggered program (like setitec/mql): format 9.
         "production": MachineParams(
-            format_version=9, torque_gain=0.72, thrust_gain=0.055, tip_length_mm=1.25, start_depth_mm=0.556,
-            end_of_travel_mm=36.5, back_step_mm=[0.289, 0.247], wear_per_hole=0.0024, noise_q=0.45,
-            smooth_rows=1, baseline_q=-1, oscillation=0.19, power_torque=0.01732, power_noload=0.01378,
-            noload=[[320, 2.100, 0.047], [1500, 4.834, 0.141], [4000, 5.370, 0.363]], noload_jitter=0.012,
+            format_version=9,
+            torque_gain=0.72,
+            thrust_gain=0.055,
+            tip_length_mm=1.25,
+            start_depth_mm=0.556,
+            end_of_travel_mm=36.5,
+            back_step_mm=[0.289, 0.247],
+            wear_per_hole=0.0024,
+            noise_q=0.45,
+            smooth_rows=1,
+            baseline_q=-1,
+            oscillation=0.19,
+            power_torque=0.01732,
+            power_noload=0.01378,
+            noload=[[320, 2.100, 0.047], [1500, 4.834, 0.141], [4000, 5.370, 0.363]],
+            noload_jitter=0.012,
         ),
         # Lab unit, stroke-triggered program (like setitec/tuhh P1): format 4.
         "lab": MachineParams(
-            format_version=4, torque_gain=2.05, thrust_gain=0.19, tip_length_mm=2.0, start_depth_mm=0.665,
-            end_of_travel_mm=25.0, back_step_mm=[0.24], wear_per_hole=0.0072, noise_q=0.5,
-            smooth_rows=5, baseline_q=-2, oscillation=0.0, power_torque=0.0057, power_noload=0.0057,
-            noload=[[1000, 2.490, 0.176], [4000, 5.370, 0.363], [4500, 5.200, 0.457]], noload_jitter=0.045,
+            format_version=4,
+            torque_gain=2.05,
+            thrust_gain=0.19,
+            tip_length_mm=2.0,
+            start_depth_mm=0.665,
+            end_of_travel_mm=25.0,
+            back_step_mm=[0.24],
+            wear_per_hole=0.0072,
+            noise_q=0.5,
+            smooth_rows=5,
+            baseline_q=-2,
+            oscillation=0.0,
+            power_torque=0.0057,
+            power_noload=0.0057,
+            noload=[[1000, 2.490, 0.176], [4000, 5.370, 0.363], [4500, 5.200, 0.457]],
+            noload_jitter=0.045,
         ),
-    }  # fmt: skip
+    }
 
 
 @dataclass(frozen=True)

@@ -60,23 +60,50 @@ def _units(params: SynthParams, rng: np.random.Generator) -> dict[str, list[_Uni
     for i in range(params.production_heads):
         tag = "E0040100" + "".join(rng.choice(list("0123456789ABCDEF"), 8))
         production.append(
-            _Unit("production", "MQL", f"01FEC0{i:02X}", "V 3.2.2.1", "M_EDU", "0", f"114-V3-{i + 1:03d}-MQ", tag,
-                  global_counter=int(rng.integers(800, 2500)), tool_life=params.production_tool_life,
-                  tool_serial=92900 + 10 * i, tool_age=int(rng.integers(0, params.production_tool_life)))
-        )  # fmt: skip
+            _Unit(
+                "production",
+                "MQL",
+                f"01FEC0{i:02X}",
+                "V 3.2.2.1",
+                "M_EDU",
+                "0",
+                f"114-V3-{i + 1:03d}-MQ",
+                tag,
+                global_counter=int(rng.integers(800, 2500)),
+                tool_life=params.production_tool_life,
+                tool_serial=92900 + 10 * i,
+                tool_age=int(rng.integers(0, params.production_tool_life)),
+            )
+        )
     lab = [
-        _Unit("lab", "NI-sbRIO-9607-01e60d78", "01E60D78", "V 3.1.2", "SRA", "17070152", "116-V3-012", "Light",
-              global_counter=int(rng.integers(150, 400)), tool_life=params.lab_tool_life, tool_serial=17070152,
-              tool_age=int(rng.integers(0, params.lab_tool_life)), clock=datetime(2024, 11, 11, 13, 0, 0))
-    ]  # fmt: skip
+        _Unit(
+            "lab",
+            "NI-sbRIO-9607-01e60d78",
+            "01E60D78",
+            "V 3.1.2",
+            "SRA",
+            "17070152",
+            "116-V3-012",
+            "Light",
+            global_counter=int(rng.integers(150, 400)),
+            tool_life=params.lab_tool_life,
+            tool_serial=17070152,
+            tool_age=int(rng.integers(0, params.lab_tool_life)),
+            clock=datetime(2024, 11, 11, 13, 0, 0),
+        )
+    ]
     return {"production": production, "lab": lab}
 
 
 def _stack(params: SynthParams, machine: str, rng: np.random.Generator) -> tuple[float, float, float, str]:
     """A part's stack: entry depth, CFRP and metal thickness, metal."""
     if machine == "lab":
-        return (float(rng.uniform(*params.lab_entry_mm)), float(rng.uniform(*params.lab_cfrp_mm)),
-                float(rng.uniform(*params.lab_metal_mm)), "ti")  # fmt: skip
+        return (
+            float(rng.uniform(*params.lab_entry_mm)),
+            float(rng.uniform(*params.lab_cfrp_mm)),
+            float(rng.uniform(*params.lab_metal_mm)),
+            "ti",
+        )
     while True:
         cfrp, metal = float(rng.uniform(*params.cfrp_mm)), float(rng.uniform(*params.metal_mm))
         if cfrp + metal <= params.max_stack_mm:

@@ -40,16 +40,53 @@ def _program_rows(program: list[dict[str, Any]], version: int) -> list[str]:
         ("Stroke (mm)", "Feed (mm/s)", "Feed (mm/tr)") if version >= 7 else ("DEP (mm)", "AV (mm/s)", "AV (mm/tr)")
     )
     header = [
-        "Step Nb", "Step On/Off", stroke, "RPM", feed, feed_rev, "Thrust Max (A)", "Torque Max (A)",
-        "Thrust Min (A)", "Torque Min (A)", "Thrust Safety (A)", "Torque Safety (A)", "Gap (mm)", "Peck (nb)",
-        "Delay (ms)", "Stroke Limit (A)", "Thrust Limit (A)", "Torque Limit (A)", "LUB AIR", "LUB FLOW", "Vacuum",
+        "Step Nb",
+        "Step On/Off",
+        stroke,
+        "RPM",
+        feed,
+        feed_rev,
+        "Thrust Max (A)",
+        "Torque Max (A)",
+        "Thrust Min (A)",
+        "Torque Min (A)",
+        "Thrust Safety (A)",
+        "Torque Safety (A)",
+        "Gap (mm)",
+        "Peck (nb)",
+        "Delay (ms)",
+        "Stroke Limit (A)",
+        "Thrust Limit (A)",
+        "Torque Limit (A)",
+        "LUB AIR",
+        "LUB FLOW",
+        "Vacuum",
         "Material",
-    ]  # fmt: skip
+    ]
     keys = [
-        "step", "enabled", "stroke_mm", "rpm", "feed_mm_s", "feed_mm_rev", "thrust_max_a", "torque_max_a",
-        "thrust_min_a", "torque_min_a", "thrust_safety_a", "torque_safety_a", "gap_mm", "pecks", "delay_ms",
-        "stroke_limit_a", "thrust_limit_a", "torque_limit_a", "lub_air", "lub_flow", "vacuum", "material",
-    ]  # fmt: skip
+        "step",
+        "enabled",
+        "stroke_mm",
+        "rpm",
+        "feed_mm_s",
+        "feed_mm_rev",
+        "thrust_max_a",
+        "torque_max_a",
+        "thrust_min_a",
+        "torque_min_a",
+        "thrust_safety_a",
+        "torque_safety_a",
+        "gap_mm",
+        "pecks",
+        "delay_ms",
+        "stroke_limit_a",
+        "thrust_limit_a",
+        "torque_limit_a",
+        "lub_air",
+        "lub_flow",
+        "vacuum",
+        "material",
+    ]
     rows = ["\t".join(header)]
     for step in program:
         cells = []
@@ -62,13 +99,29 @@ def _program_rows(program: list[dict[str, Any]], version: int) -> list[str]:
 
 def _step_result_rows(step_results: list[dict[str, Any]]) -> list[str]:
     header = [
-        "Step Number", "Stop Code", "Duration (s)", "Distance M1", "Distance M2", "M1 Max Amp", "M2 Max Amp",
-        "M1 No Load Amp", "M2 No Load Amp", "Gap Max (mm)",
-    ]  # fmt: skip
+        "Step Number",
+        "Stop Code",
+        "Duration (s)",
+        "Distance M1",
+        "Distance M2",
+        "M1 Max Amp",
+        "M2 Max Amp",
+        "M1 No Load Amp",
+        "M2 No Load Amp",
+        "Gap Max (mm)",
+    ]
     keys = [
-        "step", "stop_code", "duration_s", "distance_m1_mm", "distance_m2_mm", "m1_max_a", "m2_max_a",
-        "m1_no_load_a", "m2_no_load_a", "gap_max_mm",
-    ]  # fmt: skip
+        "step",
+        "stop_code",
+        "duration_s",
+        "distance_m1_mm",
+        "distance_m2_mm",
+        "m1_max_a",
+        "m2_max_a",
+        "m1_no_load_a",
+        "m2_no_load_a",
+        "gap_max_mm",
+    ]
     rows = ["\t".join(header)]
     for result in step_results:
         rows.append("\t".join(_comma(float(result.get(k) or 0)) for k in keys))
@@ -143,15 +196,62 @@ def render(hole: Hole, version: int = 9) -> bytes:
         add(_row([version, date, 100, m.get("cycle_id", ""), "Comma"], 13))
         add(_blank(13))
         add(_banner("Control Box Datas", 13))
-        add("\t".join(["BOX Name", "BOX Type", "BOX SN", "BOX STSE", "BOX Customer Info", "BOX Release", "BOX Firmware Version",
-                       "BOX Production Date", "BOX Maintenance Date", "BOX Operation Time", "BOX Power Supply Limit",
-                       "BOX Lub Pump Coef.", "Pset Default Selection"]))  # fmt: skip
-        add("\t".join([m["controller_name"], "CB V2 - Standard", m["controller_sn"], "", "", "0", m["controller_firmware"],
-                       "01/01/2016", "01/01/2016", str(m.get("controller_hours", 1000)), "3000", " 1,000", "TRUE"]))  # fmt: skip
+        add(
+            "\t".join(
+                [
+                    "BOX Name",
+                    "BOX Type",
+                    "BOX SN",
+                    "BOX STSE",
+                    "BOX Customer Info",
+                    "BOX Release",
+                    "BOX Firmware Version",
+                    "BOX Production Date",
+                    "BOX Maintenance Date",
+                    "BOX Operation Time",
+                    "BOX Power Supply Limit",
+                    "BOX Lub Pump Coef.",
+                    "Pset Default Selection",
+                ]
+            )
+        )
+        add(
+            "\t".join(
+                [
+                    m["controller_name"],
+                    "CB V2 - Standard",
+                    m["controller_sn"],
+                    "",
+                    "",
+                    "0",
+                    m["controller_firmware"],
+                    "01/01/2016",
+                    "01/01/2016",
+                    str(m.get("controller_hours", 1000)),
+                    "3000",
+                    " 1,000",
+                    "TRUE",
+                ]
+            )
+        )
         add(_blank(13))
         add(_banner("Motor Datas", 13))
-        add(_row(["Motor Name", "Motor Type", "Motor STSE", "Motor SN", "Motor Operation Time", "Motor M2 Ratio",
-                  "Motor M1 CW Ratio", "Motor M1 CCW Ratio", "Motor Winch Limit"], 13))  # fmt: skip
+        add(
+            _row(
+                [
+                    "Motor Name",
+                    "Motor Type",
+                    "Motor STSE",
+                    "Motor SN",
+                    "Motor Operation Time",
+                    "Motor M2 Ratio",
+                    "Motor M1 CW Ratio",
+                    "Motor M1 CCW Ratio",
+                    "Motor Winch Limit",
+                ],
+                13,
+            )
+        )
         add(
             _row(
                 [
@@ -170,24 +270,77 @@ def render(hole: Hole, version: int = 9) -> bytes:
         )
         add(_blank(13))
         add(_banner("Head Datas", 13))
-        add(_row(["Head Name", "Head Type", "Head TAG UID", "Head Global Counter", "Head Local Counter 1", "Head Local Counter 2",
-                  "Head M1 Ratio", "Head M2 Ratio", "Customer Info", "Micropeck Osc.", "Micropeck Amplitude"], 13))  # fmt: skip
-        add(_row([m["head_name"], "Concentric Collet", m["head_tag"], m["global_counter"], m["tool_age"], m["tool_age"],
-                  " 1,000", " 1,000", m["cutting_tool"], m.get("micropeck_osc", 0), m.get("micropeck_amplitude", 0)], 13))  # fmt: skip
+        add(
+            _row(
+                [
+                    "Head Name",
+                    "Head Type",
+                    "Head TAG UID",
+                    "Head Global Counter",
+                    "Head Local Counter 1",
+                    "Head Local Counter 2",
+                    "Head M1 Ratio",
+                    "Head M2 Ratio",
+                    "Customer Info",
+                    "Micropeck Osc.",
+                    "Micropeck Amplitude",
+                ],
+                13,
+            )
+        )
+        add(
+            _row(
+                [
+                    m["head_name"],
+                    "Concentric Collet",
+                    m["head_tag"],
+                    m["global_counter"],
+                    m["tool_age"],
+                    m["tool_age"],
+                    " 1,000",
+                    " 1,000",
+                    m["cutting_tool"],
+                    m.get("micropeck_osc", 0),
+                    m.get("micropeck_amplitude", 0),
+                ],
+                13,
+            )
+        )
         add(_blank(9))
         add(_banner("Pset", 9))
         add(_row(["Pset Type", "Pset Nb.", "Version"], 9))
         add(_row(["Standard", m.get("pset", 0), version], 9))
         add(_blank(9))
         add(_banner("Cycle Parameters", 9))
-        add("\t".join(["Max cycles Limit 1", "Max cycles Limit 2", "CC Pressure", "Max Stroke (mm)", "Vacuum Delay (ms)",
-                       "Vacuum Flow min (m/s)", "Retract Rotation Speed (rpm)", "Retract Feed (m/s)", "Disable Abort"]))  # fmt: skip
+        add(
+            "\t".join(
+                [
+                    "Max cycles Limit 1",
+                    "Max cycles Limit 2",
+                    "CC Pressure",
+                    "Max Stroke (mm)",
+                    "Vacuum Delay (ms)",
+                    "Vacuum Flow min (m/s)",
+                    "Retract Rotation Speed (rpm)",
+                    "Retract Feed (m/s)",
+                    "Disable Abort",
+                ]
+            )
+        )
         add("\t".join(["60", "0", "9", "0,000", "0", "0,000", "300", "13,000", "0"]))
         add(_blank(9))
         add(_row(["Comment"], 9))
         add(_row([" " * 100], 9))
-        add("\t".join(["Cutting tool breakage On/Off", "Cutting tool breakage DEP (mm)", "Cutting tool breakage Thrust (A)",
-                       "Cutting tool breakage Torque (A)"]))  # fmt: skip
+        add(
+            "\t".join(
+                [
+                    "Cutting tool breakage On/Off",
+                    "Cutting tool breakage DEP (mm)",
+                    "Cutting tool breakage Thrust (A)",
+                    "Cutting tool breakage Torque (A)",
+                ]
+            )
+        )
         add("\t".join(["0,000"] * 4))
         add(
             "\t".join(
@@ -228,8 +381,21 @@ def render(hole: Hole, version: int = 9) -> bytes:
         add(_blank(12))
         add(_banner("Control Box Datas", 12))
         # Format 4 splits this header over two lines, ~45 blank lines apart, repeating a name.
-        add("\t".join(["BOX Name", "BOX Type", "BOX SN", "BOX STSE", "BOX Customer Info", "BOX Release",
-                       "BOX Firmware Version", "BOX Production Date", "BOX Maintenance Date"]))  # fmt: skip
+        add(
+            "\t".join(
+                [
+                    "BOX Name",
+                    "BOX Type",
+                    "BOX SN",
+                    "BOX STSE",
+                    "BOX Customer Info",
+                    "BOX Release",
+                    "BOX Firmware Version",
+                    "BOX Production Date",
+                    "BOX Maintenance Date",
+                ]
+            )
+        )
         lines.extend([""] * 45)
         add(
             "\t".join(
@@ -241,12 +407,42 @@ def render(hole: Hole, version: int = 9) -> bytes:
                 ]
             )
         )
-        add("\t".join([m["controller_name"], "CB V2 - Standard", m["controller_sn"], "", "", "0", m["controller_firmware"],
-                       "01/01/2016", "01/01/2016", str(m.get("controller_hours", 300)), "3000", "1.000"]))  # fmt: skip
+        add(
+            "\t".join(
+                [
+                    m["controller_name"],
+                    "CB V2 - Standard",
+                    m["controller_sn"],
+                    "",
+                    "",
+                    "0",
+                    m["controller_firmware"],
+                    "01/01/2016",
+                    "01/01/2016",
+                    str(m.get("controller_hours", 300)),
+                    "3000",
+                    "1.000",
+                ]
+            )
+        )
         add(_blank(12))
         add(_banner("Motor Datas", 12))
-        add(_row(["Motor Name", "Motor Type", "Motor STSE", "Motor SN", "Motor Operation Time", "Motor M2 Ratio",
-                  "Motor M1 CW Ratio", "Motor M1 CCW Ratio", "Motor Winch Limit"], 12))  # fmt: skip
+        add(
+            _row(
+                [
+                    "Motor Name",
+                    "Motor Type",
+                    "Motor STSE",
+                    "Motor SN",
+                    "Motor Operation Time",
+                    "Motor M2 Ratio",
+                    "Motor M1 CW Ratio",
+                    "Motor M1 CCW Ratio",
+                    "Motor Winch Limit",
+                ],
+                12,
+            )
+        )
         add(
             _row(
                 [
@@ -265,10 +461,36 @@ def render(hole: Hole, version: int = 9) -> bytes:
         )
         add(_blank(12))
         add(_banner("Head Datas", 12))
-        add(_row(["Head Name", "Head Type", "Head TAG UID", "Head Global Counter", "Head Local Counter", "Head M1 Ratio",
-                  "Head M2 Ratio", "Customer Info"], 12))  # fmt: skip
-        add(_row([m["head_name"], "Concentic Collet", m["head_tag"], m["global_counter"], m["tool_age"], "1.000", "1.000",
-                  m["cutting_tool"]], 12))  # fmt: skip
+        add(
+            _row(
+                [
+                    "Head Name",
+                    "Head Type",
+                    "Head TAG UID",
+                    "Head Global Counter",
+                    "Head Local Counter",
+                    "Head M1 Ratio",
+                    "Head M2 Ratio",
+                    "Customer Info",
+                ],
+                12,
+            )
+        )
+        add(
+            _row(
+                [
+                    m["head_name"],
+                    "Concentic Collet",
+                    m["head_tag"],
+                    m["global_counter"],
+                    m["tool_age"],
+                    "1.000",
+                    "1.000",
+                    m["cutting_tool"],
+                ],
+                12,
+            )
+        )
         add(_blank(4))
         add(_banner("Pset", 4))
         add(_row(["Pset Type", "Pset n\N{DEGREE SIGN}", "Version"], 4))
@@ -277,8 +499,16 @@ def render(hole: Hole, version: int = 9) -> bytes:
         add(_banner("Cycle Parameters", 4))
         add("\t".join(["Max cycles", "CC Pressure", "Max Stroke (mm)", "Vacuum Delay (ms)"]))
         add("\t".join(["300", "9", "0,000000", "0"]))
-        add("\t".join(["Cutting tool breakage On/Off", "Cutting tool breakage DEP (mm)", "Cutting tool breakage Thrust (A)",
-                       "Cutting tool breakage Torque (A)"]))  # fmt: skip
+        add(
+            "\t".join(
+                [
+                    "Cutting tool breakage On/Off",
+                    "Cutting tool breakage DEP (mm)",
+                    "Cutting tool breakage Thrust (A)",
+                    "Cutting tool breakage Torque (A)",
+                ]
+            )
+        )
         add("\t".join(["0,000"] * 4))
         add(_blank(22))
         add(_banner("Program", 22))

@@ -106,8 +106,20 @@ def split_dataset(
     params = params or SplitParams()
     if params.k < 2:
         raise UosError(f"[split] k must be at least 2, not {params.k}")
-    holes = read_holes(parsed_dir, ["hole_id", "head_id", "global_counter", "tool_age", "signals_hash", "status", "program", "source",
-                                    "cutting_tool"])  # fmt: skip
+    holes = read_holes(
+        parsed_dir,
+        [
+            "hole_id",
+            "head_id",
+            "global_counter",
+            "tool_age",
+            "signals_hash",
+            "status",
+            "program",
+            "source",
+            "cutting_tool",
+        ],
+    )
     labels = read_labels(labels_dir)[["hole_id", "status"]].rename(columns={"status": "label_status"})
     holes = holes.merge(labels, on="hole_id", how="left")
     parse_error = holes["status"] == "error"

@@ -109,8 +109,11 @@ def build_report(width: int | None = None) -> str:
     plt.plotsize(columns, 15)
     plt.theme("clear")
     labels = [*KEYPOINTS, "thickness"]
-    plt.multiple_bar(labels, [[t["metrics"].get(f"cv_{k}_mae_mean", 0.0) for k in labels] for t in tables],
-                     labels=[f"{t['name']} v{t['version']}" for t in tables])  # fmt: skip
+    plt.multiple_bar(
+        labels,
+        [[t["metrics"].get(f"cv_{k}_mae_mean", 0.0) for k in labels] for t in tables],
+        labels=[f"{t['name']} v{t['version']}" for t in tables],
+    )
     plt.title("cross-validated MAE per keypoint (mm)")
     out.append(plt.build())
     latest = tables[-1]
