@@ -23,6 +23,7 @@ from uos.dataset.build import parse_dataset
 from uos.labels.label import label_dataset
 from uos.synth.generate import synthesize
 from uos.synth.params import SynthParams
+from uos.synth.truth import read_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +42,7 @@ def main() -> None:
         summary = label_dataset(work / "parsed", work / "labels", truth_path=work / "raw" / "truth.csv")
         elapsed = time.perf_counter() - started
         rows = pd.DataFrame(summary.rows).set_index("hole_id")
-        truth = pd.read_csv(work / "raw" / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+        truth = read_truth(work / "raw" / "truth.csv", by_hole=True)
         print(
             f"Synthetic: {args.holes} holes (seed {args.seed}), labelled in {elapsed:.1f} s "
             f"({elapsed / args.holes * 1000:.0f} ms per hole on all cores)"

@@ -165,7 +165,8 @@ def test_an_extra_column_never_shadows_a_canonical_one(tmp_path, good_bytes, nam
     stored = load_hole(out, holes.index[0])
     np.testing.assert_array_equal(stored.signals["depth_mm"], original.signals["depth_mm"])
     np.testing.assert_array_equal(stored.signals[extra[0]], hole.signals[extra[0]])
-    from uos.labels.label import label_dataset, read_labels
+    from uos.labels.label import label_dataset
+    from uos.labels.table import read_labels
 
     label_dataset(out, tmp_path / "labels")  # crashed when the extra had taken hole_id or sample
     assert read_labels(tmp_path / "labels")["hole_id"].tolist() == [holes.index[0]]

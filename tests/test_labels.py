@@ -15,9 +15,11 @@ import oddities
 from uos.cli import main
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations as human
-from uos.labels.label import LabelParams, label_dataset, read_labels
+from uos.labels.label import LabelParams, label_dataset
+from uos.labels.table import read_labels
 from uos.synth.generate import synthesize
 from uos.synth.params import SynthParams
+from uos.synth.truth import read_truth
 
 PARAMS = dataclasses.replace(
     SynthParams(), holes=72, seed=31, air_cut_rate=0.03, single_layer_rate=0.05, abort_rate=0.04
@@ -47,10 +49,9 @@ def test_accuracy_against_exact_synthetic_truth(synthetic):
 
 def test_confidence_means_something(synthetic):
     raw, _, labels, _ = synthetic
-    import pandas as pd
 
     rows = read_labels(labels).set_index("hole_id")
-    truth = pd.read_csv(raw / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+    truth = read_truth(raw / "truth.csv", by_hole=True)
     errors, confidences = [], []
     for name in ("entry", "transition", "exit"):
         joined = rows[[f"{name}_mm", f"{name}_confidence"]].join(truth[f"{name}_mm"].rename("truth")).dropna()
@@ -71,10 +72,9 @@ def summary_buckets_are_reported(labels) -> bool:
 
 def test_absent_points_carry_a_reason(synthetic):
     raw, _, labels, _ = synthetic
-    import pandas as pd
 
     rows = read_labels(labels).set_index("hole_id")
-    truth = pd.read_csv(raw / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+    truth = read_truth(raw / "truth.csv", by_hole=True)
     air = truth.index[truth["kind"] == "air-cut"]
     assert len(air) > 0
     for hole_id in air:
@@ -165,11 +165,10 @@ def test_cli_label(synthetic, tmp_path):
 
 def _production_file(raw):
     """A synthetic production hole (format 9) with its exact entry."""
-    import pandas as pd
 
     from uos.holes import read_source
 
-    truth = pd.read_csv(raw / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+    truth = read_truth(raw / "truth.csv", by_hole=True)
     for path in sorted(raw.glob("*.xls")):
         hole = read_source(path)
         row = truth.loc[hole.hole_id]
@@ -221,9 +220,9 @@ def test_real_baseline_shifts_are_not_entries(setitec_dir):
     """tuhh holes whose air baseline moves by 0.1-0.2 A at 1.2-1.6 mm: the drill meets the stack
     later (6-9 mm), where the torque climbs to several amps within the drill point."""
     from uos.holes import read_source
+    from uos.holes.profile import build_profile
     from uos.labels.cutting import air_baseline
     from uos.labels.label import label_hole
-    from uos.labels.profile import build_profile
 
     for name in ("009_V9/V9_004.xls", "002_V2/V2__090.xls", "004_V4/V4_024.xls", "004_V4/V4_127.xls"):
         hole = read_source(setitec_dir / "tuhh" / name)

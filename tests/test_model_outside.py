@@ -240,7 +240,7 @@ def test_uos_export_writes_the_network_with_its_contract(tmp_path, setitec_dir):
 
     from uos.cli import main
     from uos.holes import read_source
-    from uos.labels.profile import build_profile
+    from uos.holes.profile import build_profile
     from uos.training.features import profile_features
     from uos.training.predict import load_model
 

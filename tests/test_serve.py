@@ -22,6 +22,7 @@ from uos.serve import broker as brokers
 from uos.serve.connection import Connection
 from uos.serve.messages import Topics, unit_topic
 from uos.serve.replay import Replayer, prepare
+from uos.synth.truth import read_truth
 
 pytestmark = pytest.mark.usefixtures("registry_store")  # the session's registry (conftest.py)
 
@@ -362,14 +363,13 @@ def test_a_hole_that_cannot_have_an_answer_gets_an_error_never_keypoints(registr
 def test_a_baseline_shift_before_the_stack_is_answered_with_the_real_entry(registry, broker, serve):
     """The air baseline lifted by 0.2 A from 1.5 mm to 1.2 mm before the stack: serve answers on
     the keypoints topic, with the entry where the torque really rises."""
-    import pandas as pd
 
     from uos.holes import read_source
 
     serve()
     client, received = _collector(broker.port)
     source = registry["files"][0]
-    truth = pd.read_csv(registry["raw"] / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+    truth = read_truth(registry["raw"] / "truth.csv", by_hole=True)
     entry = float(truth.loc[read_source(source).hole_id, "entry_mm"])
 
     def shift(arrays: dict) -> dict:

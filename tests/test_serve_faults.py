@@ -233,7 +233,7 @@ def test_a_missing_first_depth_does_not_hide_the_hole_from_the_profile(registry)
     import numpy as np
 
     from uos.holes import read_source
-    from uos.labels.profile import Profile, build_profile
+    from uos.holes.profile import Profile, build_profile
     from uos.training.features import profile_features
 
     signals = read_source(registry["files"][0]).signals

@@ -13,9 +13,10 @@ from uos.cli import main
 from uos.dataset.build import parse_dataset
 from uos.dataset.layout import load_hole, read_holes
 from uos.holes import stopcodes
-from uos.synth.generate import build_hole, read_truth, synthesize
+from uos.synth.generate import build_hole, synthesize
 from uos.synth.params import SynthParams
 from uos.synth.plan import plan_fleet
+from uos.synth.truth import read_truth
 
 # Enough holes to meet every kind of hole and both units.
 PARAMS = dataclasses.replace(

@@ -12,8 +12,9 @@ import pytest
 
 from realism import stats_of
 from uos.holes import read_source
-from uos.synth.generate import read_truth, synthesize
+from uos.synth.generate import synthesize
 from uos.synth.params import SynthParams
+from uos.synth.truth import read_truth
 
 CHECKED = {
     "production": [

@@ -22,6 +22,7 @@ from uos.labels.label import label_dataset
 from uos.params import load_params
 from uos.synth.generate import synthesize
 from uos.synth.params import SynthParams
+from uos.synth.truth import read_truth
 from uos.training.folds import SplitParams, read_folds, split_dataset
 from uos.training.train import TrainParams
 
@@ -79,7 +80,7 @@ def dataset(tmp_path_factory):
     parse_dataset([str(raw)], parsed, cache_root=tmp_path_factory.mktemp("cache"))
     labels_first = tmp_path_factory.mktemp("labels-first")
     label_dataset(parsed, labels_first)
-    from uos.labels.label import read_labels
+    from uos.labels.table import read_labels
 
     rejected_id = read_labels(labels_first)["hole_id"].iloc[5]
     notes = tmp_path_factory.mktemp("annotations")
@@ -168,7 +169,7 @@ def test_training_is_deterministic_for_a_seed(dataset):
     import torch
 
     from uos.dataset.layout import load_holes
-    from uos.labels.label import read_labels
+    from uos.labels.table import read_labels
     from uos.training.train import build_examples, fit
 
     holes = load_holes(
@@ -387,11 +388,10 @@ ODD_HOLES = {  # file -> (how it is made, the start of the reason no answer can 
 
 def _production_file(raw: Path) -> tuple[Path, float]:
     """A synthetic production hole (format 9) and its exact entry."""
-    import pandas as pd
 
     from uos.holes import read_source
 
-    truth = pd.read_csv(raw / "truth.csv", dtype={"hole_id": str}).set_index("hole_id")
+    truth = read_truth(raw / "truth.csv", by_hole=True)
     for path in sorted(raw.glob("*.xls")):
         try:
             hole = read_source(path)

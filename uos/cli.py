@@ -9,10 +9,12 @@ import click
 from uos import __version__
 from uos.commands.annotate import annotate_command
 from uos.commands.broker import broker_command
+from uos.commands.data_version import train_data_version_command
 from uos.commands.export import export_command
 from uos.commands.label import label_command
 from uos.commands.parse import parse_command
 from uos.commands.predict import predict_command
+from uos.commands.promote import promote_command
 from uos.commands.replay import replay_command
 from uos.commands.report import report_command
 from uos.commands.serve import serve_command
@@ -20,7 +22,7 @@ from uos.commands.show import show_command
 from uos.commands.split import split_command
 from uos.commands.summary import summary_command
 from uos.commands.synth import synth_command
-from uos.commands.train import promote_command, train_command, train_data_version_command
+from uos.commands.train import train_command
 
 
 class UosGroup(click.Group):

@@ -20,8 +20,8 @@ from uos.annotate.tracking import SessionStats
 from uos.errors import ConfigError
 from uos.holes.quality import in_physical_range
 from uos.holes.record import Hole
+from uos.labels import KEYPOINTS
 from uos.labels import annotations as human
-from uos.labels.detect import KEYPOINTS
 
 FILTERS = ("review", "all", "rejected")
 FINISHED = ("done", "rejected")  # a hole in either state needs nobody any more
@@ -461,7 +461,7 @@ def open_session(
     when `answers_file` exists (the model's out-of-fold answers, build/model/plots/out_of_fold.csv),
     the status of the model's answer for each."""
     from uos.dataset.layout import load_holes
-    from uos.labels.label import read_labels
+    from uos.labels.table import read_labels
 
     columns = ["depth_mm", "torque_a", "thrust_a", "step"]
     # (A hole with no finite depth at all has nothing to show or to annotate.)

@@ -47,8 +47,9 @@ def synth_command(out_dir, holes, seed, overwrite, params_path):
     import dataclasses
 
     from uos.params import load_params
-    from uos.synth.generate import TRUTH_FILE, synthesize
+    from uos.synth.generate import synthesize
     from uos.synth.params import SynthParams
+    from uos.synth.truth import TRUTH_FILE
 
     params = load_params(SynthParams, "synth", params_path)
     if holes is not None:

@@ -1,4 +1,4 @@
-"""`uos train` and `uos promote`: the depth model, tracked in MLflow and registered."""
+"""`uos train`: the depth model, cross-validated, tracked in MLflow and registered."""
 
 from __future__ import annotations
 
@@ -120,74 +120,3 @@ def train_command(
         click.echo(
             f"Registered {summary.model_uri} as candidate ({where}); `uos promote` to make it the champion.", err=True
         )
-
-
-@click.command("promote")
-@click.option("--force", is_flag=True, help="Promote even when the model's cross-validated error is worse.")
-@click.option(
-    "--version",
-    default=None,
-    help="The uos-depth version to promote (e.g. a DVC experiment's) instead of the candidate.",
-)
-def promote_command(force, version):
-    """Make the candidate model (or --version N) the champion, unless its cross-validated error regresses.
-
-    \b
-    Compares its cross-validated MAE per keypoint and thickness, and its share of gross errors
-    among confident answers, with the current champion's and says why it did or did not move
-    the alias. Exit code 1 when it regresses (and is not promoted).
-
-    \b
-    Examples:
-      uos promote
-      uos promote --version 7
-    """
-    import sys
-
-    from uos.training import tracking
-
-    tracking.configure()
-    result = tracking.promote(force, version)
-    click.echo(result.reason, err=True)
-    if result.regressed:
-        sys.exit(1)
-
-
-@click.command("train-data-version")
-@click.argument("rev")
-@click.option("--experiment", required=True, help="MLflow experiment to train into (created when missing).")
-@click.option(
-    "-S",
-    "--set-param",
-    "settings",
-    multiple=True,
-    help="A params.toml value for this run, e.g. -S train.epochs=60 (as `dvc exp run -S`); repeatable.",
-)
-def train_data_version_command(rev, experiment, settings):
-    """Train on the data of a git tag or commit (its data.dvc) into a named MLflow experiment.
-
-    \b
-    Takes data.dvc from REV, checks its data out (from the DVC cache, else `dvc pull`), runs the
-    whole pipeline on it as a DVC experiment in a temporary copy (`dvc exp run --temp --force`),
-    then puts the workspace's data.dvc and data/ back as they were. The run records REV as its
-    data_version; its model version is registered without moving candidate (a DVC experiment).
-    Prints the run as one JSON line.
-
-    \b
-    Examples:
-      uos train-data-version v1.0 --experiment drilling_v0.3
-      uos train-data-version 3f2a9c1 --experiment drilling_v0.3 -S train.epochs=60
-    """
-    import dataclasses
-    import json
-
-    from uos.training.data_version import train_data_version
-
-    overrides = [s if ":" in s.split("=", 1)[0] else f"params.toml:{s}" for s in settings]
-    run = train_data_version(rev, experiment, overrides, say=lambda message: click.echo(message, err=True))
-    click.echo(
-        f"Trained the data of {rev} into MLflow experiment {experiment}: run {run.run_id}, "
-        f"model version {run.model_version} (candidate unchanged)",
-        err=True,
-    )
-    click.echo(json.dumps(dataclasses.asdict(run)))

@@ -9,8 +9,6 @@ the dataset is then assembled from the cache.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import glob
 import hashlib
 import json
 import os
@@ -30,6 +28,7 @@ from uos.dataset.layout import (
     REPORT_FILE,
     SIGNALS_DIR,
     SUMMARY_FILE,
+    InputOutcome,
     recover_dataset,
     replace_dataset,
     staging_dir,
@@ -39,39 +38,22 @@ from uos.dataset.layout import (
     writing_dataset,
 )
 from uos.errors import InputError, UosError
+from uos.holes.discover import content_digest, discover, display_name
+from uos.holes.files import printable
 from uos.holes.quality import QualityRules, check_hole, counters_vs_name, status_of
-from uos.holes.read import printable
 from uos.holes.record import Issue
 from uos.jsonfile import write_json
 
-SETITEC_SUFFIXES = (".xls",)
-
 
 @dataclass(frozen=True)
-class ParseParams:
-    """`[parse]` in params.toml."""
+class ParseParams(QualityRules):
+    """`[parse]` in params.toml: the gate's thresholds (`QualityRules`), and how to run."""
 
-    min_samples: int = 50
-    few_samples: int = 150
-    air_cut_torque_a: float = 0.5
-    air_cut_contact_mm: float = 2.5
-    min_span_mm: float = 3.0
     workers: int = 0  # 0: one per core
     allow_errors: bool = False  # exit 0 even when some inputs failed (they are still reported)
 
     def rules(self) -> QualityRules:
         return QualityRules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(QualityRules)})
-
-
-@dataclass
-class InputOutcome:
-    """One line of the quality report: what became of one input."""
-
-    source: str
-    sha256: str | None = None
-    hole_id: str | None = None
-    status: str = "error"  # ok | warning | error
-    reasons: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -96,154 +78,6 @@ class ParseSummary:
     @property
     def failed(self) -> list[InputOutcome]:
         return [o for o in self.outcomes if o.status == "error"]
-
-
-# --- finding inputs ---------------------------------------------------------------------------
-
-
-def _display(path: Path, cwd: str) -> str:
-    """Paths relative to the working directory when inside it, so datasets do not depend on
-    where the project is checked out."""
-    absolute = os.path.abspath(path)
-    if absolute.startswith(cwd + os.sep):
-        absolute = absolute[len(cwd) + 1 :]
-    return printable(Path(absolute).as_posix())
-
-
-class _Finder:
-    """What `discover` found: regular files (symbolic links resolved) and capture folders, each
-    folder visited once whatever the links that lead to it, and a reason for anything else."""
-
-    def __init__(self) -> None:
-        self.found: dict[str, Path] = {}
-        self.problems: dict[str, InputOutcome] = {}
-        self.cwd = os.getcwd()
-        self._seen: set[tuple[int, int]] = set()
-        self._links: list[Path] = []  # linked folders, walked after the real ones
-
-    def problem(self, name: str, reason: str) -> None:
-        source = printable(name)
-        self.problems.setdefault(source, InputOutcome(source, reasons=[reason]))
-
-    def add(self, path: Path) -> None:
-        from uos.holes.read import regular_file_problem
-
-        if reason := regular_file_problem(path):
-            self.problem(_display(path, self.cwd), reason)
-        else:
-            self.found.setdefault(_display(path, self.cwd), path)
-
-    def walk(self, folder: Path) -> None:
-        from uos.holes.mqtt import is_capture_folder
-
-        try:
-            info = folder.stat()
-            key = (info.st_dev, info.st_ino)
-            if key in self._seen:
-                return
-            self._seen.add(key)
-            if is_capture_folder(folder):
-                self.found.setdefault(_display(folder, self.cwd), folder)
-                return
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            self.problem(_display(folder, self.cwd), f"cannot read folder: {exc.strerror}")
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if _is_dir(entry):
-                (self._links.append if entry.is_symlink() else self.walk)(Path(entry.path))
-            elif entry.name.lower().endswith(SETITEC_SUFFIXES):
-                self.add(Path(entry.path))
-
-    def finish(self) -> None:
-        while self._links:
-            self.walk(self._links.pop(0))
-
-
-def _is_dir(path: Path | os.DirEntry) -> bool:
-    """A folder to walk? A link loop, a name too long or a place we may not look is not one
-    (as a file, it then gets that reason from `add`)."""
-    try:
-        return path.is_dir()
-    except OSError:
-        return False
-
-
-def _folders_below(folder: Path) -> list[Path]:
-    """`folder` and every folder under it (what `**` matches), each once."""
-    out, seen, stack = [], set(), [folder]
-    while stack:
-        current = stack.pop()
-        try:
-            info = current.stat()
-            if (info.st_dev, info.st_ino) in seen:
-                continue
-            seen.add((info.st_dev, info.st_ino))
-            entries = sorted(os.scandir(current), key=lambda e: e.name, reverse=True)
-        except OSError:
-            continue
-        out.append(current)
-        stack.extend(Path(e.path) for e in entries if not e.name.startswith(".") and _is_dir(e))
-    return out
-
-
-def _expand(pattern: str) -> list[Path]:
-    """A glob pattern's matches, like `glob.glob(recursive=True)` but visiting each folder once:
-    a symbolic link loop under `**` would otherwise grow the walk exponentially."""
-    parts = Path(pattern).parts
-    roots = [Path(parts[0])] if os.path.isabs(pattern) else [Path()]
-    for part in parts[1:] if os.path.isabs(pattern) else parts:
-        matches: list[Path] = []
-        for root in roots:
-            if part == "**":
-                matches.extend(_folders_below(root))
-            elif glob.has_magic(part):
-                try:
-                    names = sorted(os.listdir(root))
-                except OSError:
-                    continue
-                hidden = part.startswith(".")
-                matches.extend(root / n for n in names if fnmatch.fnmatchcase(n, part) and (hidden or n[0] != "."))
-            else:
-                matches.append(root / part)
-        roots = list(dict.fromkeys(matches))
-    return [path for path in roots if os.path.lexists(path)]
-
-
-def discover(inputs: Iterable[str]) -> tuple[list[Path], list[InputOutcome]]:
-    """Files, folders (recursively: Setitec `.xls` files and MQTT capture folders) and globs.
-    Only regular files are inputs: a FIFO, a device or a broken link gets its reason."""
-    finder = _Finder()
-    for item in inputs:
-        path = Path(item)
-        if _is_dir(path):
-            finder.walk(path)
-        elif glob.has_magic(item) and not os.path.lexists(path):
-            matches = _expand(item)
-            if not matches:
-                finder.problem(item, "no file matches this pattern")
-            for match in matches:
-                (finder.walk if _is_dir(match) else finder.add)(match)
-        else:
-            finder.add(path)  # a file, or the reason it is not one (no such file, name too long...)
-    finder.finish()
-    found = finder.found
-    return [found[k] for k in sorted(found)], list(finder.problems.values())
-
-
-def content_digest(path: Path) -> str:
-    """sha256 of a file's bytes (read in blocks: a big file is not held) or of a capture folder.
-    Raises InputError when the file cannot be read (gone, or no longer a regular file)."""
-    from uos.holes.read import open_regular
-
-    if path.is_dir():
-        from uos.holes.mqtt import capture_digest
-
-        return capture_digest(path)  # (it refuses a message file that is a FIFO or a device)
-    with open_regular(path) as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 # --- parsing in worker processes --------------------------------------------------------------
@@ -293,7 +127,8 @@ def _parse_one(path: Path, source: str, rules: QualityRules) -> tuple[str, Any]:
     InputError when the input cannot be read or changed while it was read."""
     import pyarrow as pa
 
-    from uos.holes.read import read_bytes, read_regular, read_source
+    from uos.holes.files import read_regular
+    from uos.holes.read import read_bytes, read_source
 
     if path.is_dir():
         # A capture is several files read one by one: hashed before and after, to be sure.
@@ -436,7 +271,8 @@ def _parse_into(
     started: float,
 ) -> ParseSummary:
     rules = params.rules()
-    paths, problems = discover(inputs)
+    paths, unreadable = discover(inputs)
+    problems = [InputOutcome(p.source, reasons=[p.reason]) for p in unreadable]
     if strict and problems:
         raise UosError(f"{problems[0].source}: {problems[0].reasons[0]}")
     # Import what parsing and writing need while the inputs are hashed (hashing and file reads
@@ -488,7 +324,7 @@ def _hash_all(paths: list[Path], problems: list[InputOutcome]) -> list[tuple[str
     cwd = os.getcwd()
     sources = []
     for path in paths:
-        source = _display(path, cwd)
+        source = display_name(path, cwd)
         try:
             sources.append((source, path, content_digest(path)))
         except InputError as exc:

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,18 @@ from uos.holes.record import (
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+@dataclass
+class InputOutcome:
+    """One line of the quality report: what became of one input."""
+
+    source: str
+    sha256: str | None = None
+    hole_id: str | None = None
+    status: str = "error"  # ok | warning | error
+    reasons: list[str] = field(default_factory=list)
+
 
 HOLES_FILE = "holes.parquet"
 SIGNALS_DIR = "signals"
@@ -374,8 +387,6 @@ def write_report(path: Path, outcomes: list[Any]) -> None:
 
 
 def read_report(path: Path) -> list[Any]:
-    from uos.dataset.build import InputOutcome
-
     with path.open(newline="") as handle:
         return [
             InputOutcome(

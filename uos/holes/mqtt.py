@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from uos.errors import InputError
+from uos.holes.files import read_regular
 from uos.holes.record import STEP_RESULT_FIELDS, Hole, head_identity, make_hole_id
 from uos.holes.setitec import finish_signals, to_bool, to_date, to_int, to_number
 
@@ -418,8 +419,6 @@ def is_capture_folder(path: Path) -> bool:
 def capture_digest(folder: Path, source: str | None = None) -> str:
     """sha256 over the folder's message files (name and bytes), the content key of a capture.
     Raises InputError for a message file that is not a regular file (a FIFO would never end)."""
-    from uos.holes.read import read_regular  # (read.py reads captures through this module)
-
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*.json")):
         try:

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from uos.errors import UosError
+from uos.labels import KEYPOINTS
 
-KEYPOINTS = ("entry", "transition", "exit")
 TOLERANCE_MM = 0.001  # saved depths are rounded to a micrometre
 
 

@@ -29,11 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import maximum_filter1d, median_filter, minimum_filter1d
 
+from uos.holes.profile import Profile
 from uos.holes.quality import AIR_MM
-from uos.labels.profile import Profile
 from uos.numeric import median
 
-KEYPOINTS = ("entry", "transition", "exit")
 BEFORE_MM = 1.0  # the level before a point: median over this much travel ...
 BEFORE_GAP_MM = 0.05  # ... ending this far before it (a step change's short dip does not move a median)
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from uos.holes.profile import GRID_MM, Profile
 from uos.holes.quality import AIR_MM
-from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState
+from uos.labels import KEYPOINTS
+from uos.labels.cutting import CuttingRule, CuttingState
 from uos.labels.edges import Edge, fit_ramp, window_levels
-from uos.labels.profile import GRID_MM, Profile
 
 SUSTAINED_MM = 0.3  # cutting for at least this long: the drill is in the material, not a blip
 CANDIDATES = 3  # edges tried, best first, before a keypoint is given up as unknown

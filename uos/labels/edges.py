@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uos.labels.profile import Profile
+from uos.holes.profile import Profile
 
 
 @dataclass(frozen=True)

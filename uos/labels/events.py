@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from uos.holes import stopcodes
+from uos.holes.profile import Profile
 from uos.holes.record import Hole
 from uos.labels.detect import Keypoint, signal_confidence, thrust_witness
 from uos.labels.edges import Edge, fit_ramp
-from uos.labels.profile import Profile
 
 CONTACT_THRESHOLD_A = 0.6  # a torque-max step below this is contact detection: an entry event
 

@@ -112,12 +112,12 @@ def prepare(
 
     ResultIds count up from `first_result_id` on each tool (default: from the clock, so that a
     second replay is not taken for re-sent duplicates by a running `uos serve`)."""
-    from uos.dataset.build import discover
     from uos.holes import read_source
+    from uos.holes.discover import discover
     from uos.holes.mqtt import is_capture_folder
 
     paths, problems = discover(inputs)
-    failed = [(p.source, p.reasons[0]) for p in problems]
+    failed = [(p.source, p.reason) for p in problems]
     base = int(time.time() * 1000) % 2_000_000_000 if first_result_id is None else first_result_id
     items: list[Item] = []
     counter = 0

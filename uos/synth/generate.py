@@ -8,7 +8,6 @@ point), the layers' materials and thicknesses, and what kind of hole it is. Same
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -23,26 +22,7 @@ from uos.synth.cycle import Program, simulate
 from uos.synth.params import SynthParams
 from uos.synth.plan import PlannedHole, plan_fleet
 from uos.synth.setitec_file import render
-
-TRUTH_FILE = "truth.csv"
-TRUTH_COLUMNS = [
-    "file",
-    "hole_id",
-    "unit",
-    "program",
-    "kind",
-    "entry_mm",
-    "transition_mm",
-    "exit_mm",
-    "thickness_mm",
-    "top_material",
-    "top_thickness_mm",
-    "bottom_material",
-    "bottom_thickness_mm",
-    "tool_age",
-    "pecking",
-    "max_depth_mm",
-]
+from uos.synth.truth import TRUTH_FILE, write_truth
 
 
 @dataclass
@@ -202,20 +182,3 @@ def synthesize(
     for truth in truths:
         kinds[truth["kind"]] = kinds.get(truth["kind"], 0) + 1
     return SynthSummary(out, len(truths), kinds)
-
-
-def write_truth(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TRUTH_COLUMNS)
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: r["file"]):
-            writer.writerow({k: "" if row[k] is None else row[k] for k in TRUTH_COLUMNS})
-    os.replace(tmp, path)
-
-
-def read_truth(path: str | Path):
-    """The ground-truth table as a DataFrame (empty cells as NaN / None)."""
-    import pandas as pd
-
-    return pd.read_csv(path, dtype={"file": str, "hole_id": str})

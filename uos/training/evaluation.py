@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from uos.labels.cutting import KEYPOINTS
+from uos.labels import KEYPOINTS
 
 GROSS_MM = 1.0
 STATUSES = ("ok", "review", "error")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from uos.labels.profile import Profile
+from uos.holes.profile import Profile
 
 GRID_MM = 0.1  # the network localises on this grid; soft-argmax and the ramp fit go finer
 MAX_DEPTH_MM = 40.0

@@ -101,7 +101,7 @@ def split_dataset(
     from sklearn.model_selection import StratifiedGroupKFold
 
     from uos.dataset.layout import read_holes
-    from uos.labels.label import read_labels
+    from uos.labels.table import read_labels
 
     params = params or SplitParams()
     if params.k < 2:

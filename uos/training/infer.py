@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from uos.holes.profile import Profile, build_profile
 from uos.holes.quality import QualityRules, unanswerable
-from uos.labels.cutting import KEYPOINTS, CuttingRule, CuttingState, air_baseline
-from uos.labels.profile import Profile, build_profile
+from uos.labels import KEYPOINTS
+from uos.labels.cutting import CuttingRule, CuttingState, air_baseline
 from uos.training.features import GRID_MM, MAX_DEPTH_MM, N_BINS, profile_features, recorded_bins
 
 RULE_SLACK_MM = 0.3  # the network may put a keypoint this far from where the cutting rule allows
@@ -106,6 +107,19 @@ class Prepared:
     features: np.ndarray  # (channels, bins)
     allowed: np.ndarray  # (3, bins): where each keypoint may lie
     summary: dict[str, float]
+
+
+OUTPUT_COLUMNS = (  # the numbers of an answer (`Answer.record`)
+    "entry_mm",
+    "transition_mm",
+    "exit_mm",
+    "top_layer_mm",
+    "bottom_layer_mm",
+    "thickness_mm",
+    "entry_confidence",
+    "transition_confidence",
+    "exit_confidence",
+)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from importlib import metadata as dist
 from pathlib import Path
 from typing import Any
 
+from uos.training.infer import OUTPUT_COLUMNS
 from uos.training.runtimes import ONNX_ARTIFACT
 
 ONNX_FILE = "depth.onnx"  # under artifacts/ in a logged model
@@ -55,8 +56,6 @@ def requirements() -> list[str]:
 def signature(refine: bool):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
-
-    from uos.training.run import OUTPUT_COLUMNS
 
     return ModelSignature(
         inputs=Schema(

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from uos.labels.cutting import KEYPOINTS
+from uos.labels import KEYPOINTS
 from uos.training.features import CHANNELS
 
 

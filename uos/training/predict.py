@@ -40,9 +40,9 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
     """One record per hole: the answer (keypoints, confidence, status), or the reason there is
     none (an input that does not exist or cannot be read, a hole the gate refuses), in the order
     of the inputs (a folder's files in name order), each problem in its place."""
-    from uos.dataset.build import discover
     from uos.holes import read_source
-    from uos.holes.read import printable
+    from uos.holes.discover import discover
+    from uos.holes.files import printable
     from uos.training.infer import context_of
 
     pending: list[tuple[str, Any]] = []
@@ -59,7 +59,7 @@ def predict_paths(inputs: list[str], model, batch: int = 32, refine: bool | None
     for path in _in_input_order(inputs, discover):
         if not isinstance(path, Path):  # an input that is not there or not a file: its reason
             yield from flush()
-            yield _record(path.source, None, error=path.reasons[0])
+            yield _record(path.source, None, error=path.reason)
             continue
         source = printable(str(path))  # a Latin-1 byte in a name must not break the JSON line
         try:

@@ -7,7 +7,7 @@ import shutil
 from typing import Any
 
 from uos.errors import UosError
-from uos.labels.cutting import KEYPOINTS
+from uos.labels import KEYPOINTS
 from uos.training import tracking
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from uos.holes.quality import QualityRules
 from uos.jsonfile import write_json
-from uos.labels.cutting import KEYPOINTS, CuttingRule
+from uos.labels import KEYPOINTS
+from uos.labels.cutting import CuttingRule
 from uos.training import evaluation
 from uos.training.infer import ModelConfig
 from uos.training.train import (
@@ -35,17 +36,6 @@ PLOTS_DIR = "plots"  # under --out: every held-out hole's answer (ANSWER_FILES)
 PLOT_FILES = ("predictions.csv", "error_histogram.csv", "learning_curve_mean.csv")  # `plots:` in dvc.yaml
 ANSWER_FILES = ("out_of_fold.csv", "out_of_fold_without_refine.csv")  # as `uos predict`, as `uos serve`
 ANSWER_KEYS = ("answers", "answers_without_refine")  # out of fold: as `uos predict`, as `uos serve` answers
-OUTPUT_COLUMNS = (  # the numbers of an answer (`infer.Answer.record`)
-    "entry_mm",
-    "transition_mm",
-    "exit_mm",
-    "top_layer_mm",
-    "bottom_layer_mm",
-    "thickness_mm",
-    "entry_confidence",
-    "transition_confidence",
-    "exit_confidence",
-)
 INDEPENDENT_SOURCES = ("event", "human")  # labels not made by the signal-only detector itself
 
 
@@ -280,10 +270,9 @@ def load_training_set(
     truth_path=None,
     say: Callable[[str], None] = print,
 ) -> TrainingSet:
-    import pandas as pd
-
     from uos.dataset.layout import load_holes
-    from uos.labels.label import read_labels
+    from uos.labels.table import read_labels
+    from uos.synth.truth import read_truth
     from uos.training.folds import read_folds
 
     folds_frame = read_folds(folds_dir)
@@ -300,7 +289,7 @@ def load_training_set(
     folder_of = {h.hole_id: Path(str(h.meta.get("source") or "?")).parent.name for h in holes}
     truth = None
     if truth_path is not None and Path(truth_path).exists():
-        truth = pd.read_csv(truth_path, dtype={"hole_id": str}).set_index("hole_id")
+        truth = read_truth(truth_path, by_hole=True)
     trained = set(examples.hole_ids)
     shortest = min((h for h in holes if h.hole_id in trained), key=lambda h: h.n_samples, default=None)
     return TrainingSet(

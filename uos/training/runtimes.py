@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from uos.errors import UosError
-from uos.labels.cutting import KEYPOINTS
+from uos.labels import KEYPOINTS
 from uos.training.features import CHANNELS, N_BINS
 
 RUNTIMES = ("torch", "onnx")

@@ -17,11 +17,12 @@ import numpy as np
 
 from uos.errors import ConfigError
 from uos.holes.quality import QualityRules
+from uos.labels import KEYPOINTS
 from uos.labels.cutting import CuttingRule
 from uos.params import from_table
 from uos.training.features import CHANNELS, GRID_MM, N_BINS
 from uos.training.infer import Answer, Context, Known, ModelConfig, Prepared, answer_prepared, context_of, prepare
-from uos.training.model import KEYPOINTS, NetConfig
+from uos.training.model import NetConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,31 @@
+"""The labels table (`labels.parquet`): one row per hole, what `uos label` writes and the
+stages after it read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from uos.errors import UosError
+
+LABELS_FILE = "labels.parquet"
+
+
+def write_labels(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).sort_values("hole_id")
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def read_labels(directory: str | Path):
+    """The labels table as a DataFrame."""
+    import pandas as pd
+
+    path = Path(directory) / LABELS_FILE
+    if not path.exists():
+        raise UosError(f"{path} not found: run `uos label` first (or `dvc repro`)")
+    return pd.read_parquet(path)
