@@ -113,3 +113,14 @@ def test_the_closure_follows_imports_inside_functions():
     """`uos split` reads the labels table through an import inside split_dataset."""
     assert "uos.labels.table" in closure("uos.training.folds")
     assert uncovered({"uos.labels.table"}, ["uos/training"]) == ["uos/labels/table.py"]
+
+
+def test_the_parse_cache_key_covers_the_code_that_reads_a_hole():
+    """A cached hole is stale when any code that made it changed: the parse cache's key digests
+    every module the readers and checks import (outputs.py only writes the pack: not part of it)."""
+    from uos.dataset.cache import PARSER_CODE
+
+    modules = closure("uos.holes.read") | closure("uos.holes.quality") | closure("uos.dataset.cache")
+    modules -= {"uos.outputs"}
+    assert not uncovered(modules, [f"uos/{name}" for name in PARSER_CODE])
+    assert all((ROOT / "uos" / name).exists() for name in PARSER_CODE)

@@ -16,13 +16,42 @@ params_option = click.option(
     help="params.toml to read (default: ./params.toml when present).",
 )
 
-runtime_option = click.option(
-    "--runtime",
-    type=click.Choice(["torch", "onnx"]),
-    default="torch",
-    show_default=True,
-    help="What runs the network: PyTorch, or ONNX Runtime (the same keypoints; lighter, no torch loaded).",
-)
+
+# Options that several commands share, each written once (as sqlite-utils bundles its own).
+
+
+def out_option(help: str):
+    return click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help=help)
+
+
+def workers_option(help: str = "Worker processes (default: one per core).", minimum: int = 0, default=None):
+    return click.option(
+        "--workers", type=click.IntRange(min=minimum), default=default, show_default=default is not None, help=help
+    )
+
+
+def truth_option(purpose: str):
+    return click.option(
+        "--truth",
+        "truth_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"Ground truth of synthetic holes (uos synth's truth.csv), {purpose}; skipped when absent.",
+    )
+
+
+def metrics_option(help: str):
+    return click.option(
+        "--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help
+    )
+
+
+def json_option(what: str):
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON on stdout.")
+
+
+def experiment_option(help: str, required: bool = False):
+    return click.option("--experiment", default=None, required=required, help=help)
 
 
 def warn(message: str) -> None:

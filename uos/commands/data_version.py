@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from uos.commands.common import experiment_option
+
 
 @click.command("train-data-version")
 @click.argument("rev")
-@click.option("--experiment", required=True, help="MLflow experiment to train into (created when missing).")
+@experiment_option("MLflow experiment to train into (created when missing).", required=True)
 @click.option(
     "-S",
     "--set-param",

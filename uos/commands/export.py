@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from uos.commands.model_options import model_option
+
 
 @click.command("export")
 @click.option(
@@ -15,7 +17,7 @@ import click
     required=True,
     help="Write the network as ONNX to this file.",
 )
-@click.option("--model", "model_uri", default="models:/uos-depth@champion", show_default=True, help="MLflow model URI.")
+@model_option()
 def export_command(onnx_path, model_uri):
     """Write a registered model's network as ONNX, for ONNX Runtime or any ONNX tool.
 

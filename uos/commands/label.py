@@ -6,18 +6,21 @@ from pathlib import Path
 
 import click
 
-from uos.commands.common import params_option, progress_bar, warn
+from uos.commands.common import (
+    json_option,
+    metrics_option,
+    out_option,
+    params_option,
+    progress_bar,
+    truth_option,
+    warn,
+    workers_option,
+)
 
 
 @click.command("label")
 @click.argument("parsed", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for labels.parquet and metrics.json.",
-)
+@out_option("Folder for labels.parquet and metrics.json.")
 @click.option(
     "--annotations",
     "annotations_dir",
@@ -26,22 +29,10 @@ from uos.commands.common import params_option, progress_bar, warn
     help="Human annotations (data/annotations): they always win, unless they cannot be (keypoints out of "
     "depth order or outside the recording: a warning, and the automatic labels stand).",
 )
-@click.option(
-    "--truth",
-    "truth_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Ground truth of synthetic holes (uos synth's truth.csv), to measure accuracy; skipped when absent.",
-)
-@click.option(
-    "--metrics",
-    "metrics_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the metrics (default: OUT/metrics.json); the DVC stage writes metrics/label.json.",
-)
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes (default: one per core).")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+@truth_option("to measure accuracy")
+@metrics_option("Where to write the metrics (default: OUT/metrics.json); the DVC stage writes metrics/label.json.")
+@workers_option()
+@json_option("the metrics")
 @params_option
 def label_command(parsed, out_dir, annotations_dir, truth_path, metrics_path, workers, as_json, params_path):
     """Label entry, transition and exit of every hole of a parsed dataset.
@@ -91,7 +82,13 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, metrics_path, wo
         )
     for problem in summary.problems:
         warn(problem)
-    metrics = summary.metrics
+    _report(summary.metrics, out_dir)
+    if as_json:
+        click.echo(json.dumps(summary.metrics, indent=2))
+
+
+def _report(metrics: dict, out_dir: Path) -> None:
+    """What was labelled, the cutting rule's verdict per folder and the accuracy, on stderr."""
     counts = ", ".join(
         f"{name} " + "/".join(f"{n} {source}" for source, n in metrics["by_source"][name].items())
         for name in ("entry", "transition", "exit")
@@ -116,5 +113,3 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, metrics_path, wo
     if synthetic:
         maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.3f}" for k in ("entry", "transition", "exit"))
         click.echo(f"Against the synthetic ground truth ({synthetic['holes']} holes), MAE mm: {maes}", err=True)
-    if as_json:
-        click.echo(json.dumps(metrics, indent=2))

@@ -6,12 +6,18 @@ import click
 
 
 def connection_options(function=None, *, client_id_env: str | None = None):
-    """The broker options; `client_id_env` only for `uos serve` (replay taking serve's id would
-    take over its session)."""
+    """The broker and topic options; `client_id_env` only for `uos serve` (replay taking serve's
+    id would take over its session)."""
     if function is None:
         return lambda f: connection_options(f, client_id_env=client_id_env)
+    for option in reversed([*_broker_options(client_id_env), *TOPIC_OPTIONS]):
+        function = option(function)
+    return function
+
+
+def _broker_options(client_id_env: str | None) -> list:
     env_help = f" [{client_id_env}]" if client_id_env else ""
-    options = [
+    return [
         click.option(
             "--host",
             envvar="UOS_MQTT_HOST",
@@ -58,17 +64,16 @@ def connection_options(function=None, *, client_id_env: str | None = None):
             show_default=True,
             help="MQTT protocol version [UOS_MQTT_VERSION].",
         ),
-        click.option("--root", default="OPCPUBSUB", show_default=True, help="Topic root the units publish under."),
-        click.option(
-            "--result-topic", default="uos/keypoints/{toolbox}/{tool}", show_default=True, help="Where answers go."
-        ),
-        click.option(
-            "--error-topic", default="uos/errors/{toolbox}/{tool}", show_default=True, help="Where errors go."
-        ),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+
+
+TOPIC_OPTIONS = [
+    click.option("--root", default="OPCPUBSUB", show_default=True, help="Topic root the units publish under."),
+    click.option(
+        "--result-topic", default="uos/keypoints/{toolbox}/{tool}", show_default=True, help="Where answers go."
+    ),
+    click.option("--error-topic", default="uos/errors/{toolbox}/{tool}", show_default=True, help="Where errors go."),
+]
 
 
 def build_connection(values: dict, **extra):

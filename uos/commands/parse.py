@@ -7,18 +7,21 @@ from pathlib import Path
 
 import click
 
-from uos.commands.common import error_line, params_option, progress_bar, warn
+from uos.commands.common import (
+    error_line,
+    json_option,
+    metrics_option,
+    out_option,
+    params_option,
+    progress_bar,
+    warn,
+    workers_option,
+)
 
 
 @click.command("parse")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Dataset folder to write.",
-)
+@out_option("Dataset folder to write.")
 @click.option("--strict", is_flag=True, help="Stop at the first input that fails, writing nothing.")
 @click.option(
     "--allow-errors",
@@ -26,12 +29,7 @@ from uos.commands.common import error_line, params_option, progress_bar, warn
     default=None,
     help="Exit 0 even when some inputs fail (they are still reported).",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Worker processes (default: one per core).",
-)
+@workers_option()
 @click.option(
     "--cache",
     "cache_dir",
@@ -39,15 +37,9 @@ from uos.commands.common import error_line, params_option, progress_bar, warn
     default=None,
     help="Parse cache (default: $UOS_CACHE_DIR or ~/.cache/uos).",
 )
-@click.option(
-    "--metrics",
-    "metrics_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the counts of summary.json here (the DVC stage: metrics/parse.json).",
-)
+@metrics_option("Also write the counts of summary.json here (the DVC stage: metrics/parse.json).")
 @click.option("-v", "--verbose", is_flag=True, help="List every warning, not only their count.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@json_option("the summary")
 @params_option
 def parse_command(
     inputs, out_dir, strict, allow_errors, workers, cache_dir, metrics_path, verbose, as_json, params_path
@@ -73,7 +65,7 @@ def parse_command(
     import json
 
     from uos.dataset.build import ParseParams, parse_dataset
-    from uos.jsonfile import write_json
+    from uos.outputs import write_json
     from uos.params import load_params
 
     params = load_params(ParseParams, "parse", params_path)
@@ -87,6 +79,17 @@ def parse_command(
 
     if metrics_path is not None:
         write_json(metrics_path, summary.figures())
+    _report(summary, out_dir, verbose)
+    if as_json:
+        figures = {"holes": summary.n_holes, "samples": summary.n_samples}
+        figures |= {status: summary.count(status) for status in ("ok", "warning", "error")}
+        click.echo(json.dumps({**figures, "parsed": summary.n_parsed, "seconds": round(summary.seconds, 3)}))
+    if summary.count("error") and not params.allow_errors:
+        sys.exit(1)
+
+
+def _report(summary, out_dir: Path, verbose: bool) -> None:
+    """Each input that failed (and with -v each warning), then the counts, on stderr."""
     for note in summary.notes:
         warn(note)
     for outcome in summary.outcomes:
@@ -108,14 +111,3 @@ def parse_command(
     )
     if warned and not verbose:
         click.echo(f"Warnings are listed in {out_dir / 'report.csv'} (or run with -v).", err=True)
-    if as_json:
-        figures = {
-            "holes": summary.n_holes,
-            "samples": summary.n_samples,
-            "ok": ok,
-            "warning": warned,
-            "error": failed,
-        }
-        click.echo(json.dumps({**figures, "parsed": summary.n_parsed, "seconds": round(summary.seconds, 3)}))
-    if failed and not params.allow_errors:
-        sys.exit(1)

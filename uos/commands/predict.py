@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from uos.commands.common import runtime_option
+from uos.commands.model_options import model_option, runtime_option
 
 
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--model", "model_uri", default="models:/uos-depth@champion", show_default=True, help="MLflow model URI.")
+@model_option()
 @click.option(
     "--refine/--no-refine",
     default=None,

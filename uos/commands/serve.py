@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from uos.commands.common import runtime_option
+from uos.commands.common import workers_option
+from uos.commands.model_options import model_option, runtime_option
 from uos.commands.mqtt_options import build_connection, connection_options
 
 
@@ -19,7 +20,7 @@ from uos.commands.mqtt_options import build_connection, connection_options
     default=None,
     help="MQTT shared-subscription group: several `uos serve` with the same group share the holes.",
 )
-@click.option("--model", "model_uri", default="models:/uos-depth@champion", show_default=True, help="MLflow model URI.")
+@model_option()
 @click.option(
     "--refine/--no-refine",
     default=False,
@@ -27,7 +28,7 @@ from uos.commands.mqtt_options import build_connection, connection_options
     help="Ramp-fit refinement (~80 ms per hole) instead of the network's own positions (~2 ms).",
 )
 @runtime_option
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Inference threads.")
+@workers_option("Inference threads.", minimum=1, default=2)
 @click.option(
     "--pair-timeout",
     type=float,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from uos.commands.common import params_option
+from uos.commands.common import json_option, params_option
 
 DEFAULT_DATASET = Path("build/parsed")
 
@@ -21,7 +21,7 @@ DEFAULT_DATASET = Path("build/parsed")
     show_default=True,
     help="Parsed dataset in which to look up a hole id.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON on stdout (no plot).")
+@json_option("the metadata (no plot)")
 @click.option("--no-plot", is_flag=True, help="Only the summary.")
 @click.option(
     "--width",

@@ -6,19 +6,13 @@ from pathlib import Path
 
 import click
 
-from uos.commands.common import params_option
+from uos.commands.common import out_option, params_option
 
 
 @click.command("split")
 @click.argument("parsed", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("labels", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for folds.parquet.",
-)
+@out_option("Folder for folds.parquet.")
 @params_option
 def split_command(parsed, labels, out_dir, params_path):
     """Assign every usable hole to one of K cross-validation folds ([split] in params.toml).

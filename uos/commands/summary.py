@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from uos.commands.common import json_option
+
 
 @click.command("summary")
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
+@json_option("the figures")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),

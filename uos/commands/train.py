@@ -6,42 +6,20 @@ from pathlib import Path
 
 import click
 
-from uos.commands.common import params_option
+from uos.commands.common import experiment_option, metrics_option, out_option, params_option, truth_option
 
 
 @click.command("train")
 @click.argument("parsed", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("labels", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("folds", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the weights, metrics and plots.",
-)
+@out_option("Folder for the weights, metrics and plots.")
 @click.option(
     "--profile", default=None, help="A [train.profiles.NAME] table overriding [train] (e.g. ci: a quick run)."
 )
-@click.option(
-    "--truth",
-    "truth_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Ground truth of synthetic holes (truth.csv), for exact accuracy; skipped when absent.",
-)
-@click.option(
-    "--experiment",
-    default=None,
-    help="MLflow experiment for the run (default: $MLFLOW_EXPERIMENT_NAME, else uos-depth).",
-)
-@click.option(
-    "--metrics",
-    "metrics_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the headline metrics (default: OUT/metrics.json); the DVC stage: metrics/train.json.",
-)
+@truth_option("for exact accuracy")
+@experiment_option("MLflow experiment for the run (default: $MLFLOW_EXPERIMENT_NAME, else uos-depth).")
+@metrics_option("Where to write the headline metrics (default: OUT/metrics.json); the DVC stage: metrics/train.json.")
 @click.option(
     "--plots",
     "plots_dir",
@@ -75,9 +53,7 @@ def train_command(
     from uos.dataset.build import ParseParams
     from uos.labels.label import LabelParams
     from uos.params import load_params
-    from uos.training import evaluation
     from uos.training.run import run_training
-    from uos.training.tracking import shown_uri
     from uos.training.train import TrainParams
 
     params = load_params(TrainParams, "train", params_path).with_profile(profile)
@@ -98,6 +74,14 @@ def train_command(
         plots_dir=plots_dir,
         experiment=experiment,
     )
+    _report(summary, params.refine)
+
+
+def _report(summary, refine: bool) -> None:
+    """The cross-validated errors, the answers by status, and where the run and model are, on stderr."""
+    from uos.training import evaluation
+    from uos.training.tracking import shown_uri
+
     cv = summary.metrics["cv"]
     figures = ", ".join(
         f"{k} {cv[k]['mae_mm']:.3f} ± {cv[k]['sd_mm']:.3f}"
@@ -105,7 +89,7 @@ def train_command(
         if cv[k]["mae_mm"] is not None
     )
     click.echo(f"Cross-validated MAE mm (all answers, against the labels): {figures}", err=True)
-    tables = {("refined" if params.refine else "not refined") + " (predict)": summary.metrics["answers"]["all"]}
+    tables = {("refined" if refine else "not refined") + " (predict)": summary.metrics["answers"]["all"]}
     if "answers_without_refine" in summary.metrics:
         tables["network only (serve)"] = summary.metrics["answers_without_refine"]["all"]
     click.echo(evaluation.format_table(tables, "Out-of-fold answers by status (gross: > 1 mm off):"), err=True)

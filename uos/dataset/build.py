@@ -42,7 +42,7 @@ from uos.holes.discover import content_digest, discover, display_name
 from uos.holes.files import printable
 from uos.holes.quality import QualityRules, check_hole, counters_vs_name, status_of
 from uos.holes.record import Issue
-from uos.jsonfile import write_json
+from uos.outputs import write_json
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,6 @@ class ParseSummary:
         """The counts of summary.json (a DVC metric): inputs, holes, samples, ok, warning, error."""
         counts = {status: self.count(status) for status in ("ok", "warning", "error")}
         return {"inputs": len(self.outcomes), "holes": self.n_holes, "samples": self.n_samples, **counts}
-
-    @property
-    def failed(self) -> list[InputOutcome]:
-        return [o for o in self.outcomes if o.status == "error"]
 
 
 # --- parsing in worker processes --------------------------------------------------------------

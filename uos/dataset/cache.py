@@ -29,14 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from uos.holes.quality import QualityRules
 from uos.holes.record import Hole, Issue
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is a declared dependency
-    orjson = None
+from uos.outputs import write_atomic
 
 _PACK_MAGIC = b"UOSPACK2"
 _HEAD = len(_PACK_MAGIC) + 16  # magic, index length, the two CRC-32s
@@ -49,17 +46,20 @@ def default_cache_root() -> Path:
     return Path(base) / "uos"
 
 
+# The code whose change makes a cached hole stale: the readers and checks (uos/holes and the small
+# modules they import: tests/test_parse_cache.py checks the list against their imports), this
+# module, and layout.py, which decides what can be stored (see write_pack).
+PARSER_CODE = ("holes", "arrays.py", "errors.py", "numeric.py", "dataset/cache.py", "dataset/layout.py")
+
+
 @cache
 def _code_digest() -> str:
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent
-    # layout.py decides what can be stored (see write_pack).
-    for path in [
-        *sorted((package / "holes").glob("*.py")),
-        Path(__file__).resolve(),
-        package / "dataset" / "layout.py",
-    ]:
-        digest.update(path.name.encode() + path.read_bytes())
+    for name in PARSER_CODE:
+        paths = sorted((package / name).glob("*.py")) if (package / name).is_dir() else [package / name]
+        for path in paths:
+            digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -74,13 +74,11 @@ def parser_digest(rules: QualityRules) -> str:
 
 
 def _dumps(data: Any) -> bytes:
-    if orjson is not None:
-        return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
-    return json.dumps(data, allow_nan=True).encode()
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _loads(data: bytes) -> Any:
-    return orjson.loads(data) if orjson is not None else json.loads(data)
+    return orjson.loads(data)
 
 
 def encode_record(hole: Hole, issues: list[Issue]) -> dict[str, Any]:
@@ -141,13 +139,11 @@ def write_pack(directory: Path, results: dict[str, tuple[Hole, list[Issue]] | st
         signals_crc = zlib.crc32(memoryview(blob).cast("B"), signals_crc)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{uuid.uuid4().hex}.pack"
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as handle:
+    with write_atomic(path) as tmp, tmp.open("wb") as handle:  # a reader never sees half a pack
         handle.write(_PACK_MAGIC + len(index).to_bytes(8, "little"))
         handle.write(zlib.crc32(index).to_bytes(4, "little") + signals_crc.to_bytes(4, "little") + index)
         for blob in blobs:
             handle.write(memoryview(blob).cast("B"))
-    os.replace(tmp, path)  # atomic: a reader never sees half a pack
     return path
 
 

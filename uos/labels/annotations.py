@@ -35,6 +35,7 @@ from typing import Any
 
 from uos.errors import UosError
 from uos.labels import KEYPOINTS
+from uos.outputs import write_atomic
 
 TOLERANCE_MM = 0.001  # saved depths are rounded to a micrometre
 
@@ -150,27 +151,10 @@ def save(directory: Path, annotation: Annotation) -> Path:
     if annotation.empty:
         path.unlink(missing_ok=True)
     else:
-        tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-        with tmp.open("w") as handle:
-            handle.write(annotation.to_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _sync(directory)
+        with write_atomic(path, durable=True) as tmp:
+            tmp.write_text(annotation.to_json())
     _drop_legacy(directory, annotation.hole_id, path)
     return path
-
-
-def _sync(directory: Path) -> None:
-    """Make a rename in `directory` durable."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    except OSError:
-        pass
 
 
 def _drop_legacy(directory: Path, hole_id: str, path: Path) -> None:

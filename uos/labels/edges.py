@@ -2,9 +2,9 @@
 
 Around a keypoint the torque ramps (up at entry and transition, down at exit) over the drill
 point's length, linearly in depth, from the level before to the level after. The keypoint is
-where that ramp starts: the early part of the ramp is fitted with a line, which is extended back
-to the level before. Fitting the early part only keeps away from what happens later in a ramp
-(a step change of spindle speed, a retract) and from the rounding where it meets the plateau.
+where that ramp starts: `fit_ramp` fits a level, a linear ramp and another level by least squares
+over every ramp start and length in a window, and takes the best ramp's start. `window_levels`
+gives the torque levels before and after each point, which say where edges may be.
 """
 
 from __future__ import annotations
@@ -24,72 +24,11 @@ class Edge:
     before_a: float  # torque level before the edge
     after_a: float  # level after it
     residual_a: float  # rms misfit of the ramp line
-    points: int  # profile points the line was fitted on
+    points: int  # the ramp's length in profile points
 
     @property
     def contrast_a(self) -> float:
         return abs(self.after_a - self.before_a)
-
-
-def ramp_extent(profile: Profile, anchor: int, rising: bool, contrast_a: float, max_mm: float = 4.0) -> tuple[int, int]:
-    """The run of profile points around `anchor` over which the torque keeps rising (falling).
-
-    Slopes are taken over 0.2 mm, and a point belongs to the ramp while its slope exceeds a small
-    share of what a ramp of `contrast_a` over the longest drill point would need: a jump (a step
-    change of speed inside the ramp) does not make the rest of the ramp look flat."""
-    torque = profile.torque if rising else -profile.torque
-    step = profile.depth[1] - profile.depth[0]
-    k = max(int(0.1 / step), 1)
-    padded = np.pad(torque, k, mode="edge")
-    slope = (padded[2 * k :] - padded[: -2 * k]) / (2 * k * step)
-    threshold = max(0.05 * abs(contrast_a) / 1.0, 3 * profile.noise / (2 * k * step))
-    limit = int(max_mm / step)
-    start = anchor
-    while start > 0 and anchor - start < limit and slope[start - 1] > threshold:
-        start -= 1
-    end = anchor
-    while end < len(slope) - 1 and end - anchor < limit and slope[end + 1] > threshold:
-        end += 1
-    return start, end
-
-
-def fit_edge(profile: Profile, start: int, end: int, level_mm: float = 0.25, early: float = 0.4) -> Edge | None:
-    """Fit the early part of the ramp on profile points [start, end]; the keypoint is where the
-    line meets the level just before the ramp (the median over `level_mm` before it: close, as a
-    layer's level may drift, and a speed change may have moved it, just before the edge)."""
-    depth, torque = profile.depth, profile.torque
-    step = depth[1] - depth[0]
-    lo = max(start - int(level_mm / step), 0)
-    before = float(np.median(torque[lo : max(start, lo + 1)]))
-    hi = min(end + 1 + int(0.6 / step), len(torque))
-    after = float(np.median(torque[min(end + 1, hi - 1) : hi]))
-    rise = after - before
-    if abs(rise) < 1e-6:
-        return None
-    # The early part of the ramp: past the noise, up to `early` of the way to the level after.
-    fraction = (torque[start : end + 1] - before) / rise
-    lower = min(0.05 + 3 * profile.noise / abs(rise), 0.2)
-    inside = (fraction >= lower) & (fraction <= early)
-    if inside.sum() < 3:
-        inside = (fraction >= lower / 2) & (fraction <= 0.6)
-    indices = np.flatnonzero(inside)
-    if len(indices) < 2:
-        return None
-    # The first contiguous run only: later runs belong to another part of the ramp.
-    breaks = np.flatnonzero(np.diff(indices) > 2)
-    run = indices[: breaks[0] + 1] if len(breaks) else indices
-    if len(run) < 2:
-        run = indices
-    x = depth[start + run]
-    y = torque[start + run]
-    slope, intercept = np.polyfit(x, y, 1)
-    if slope * rise <= 0:
-        return None
-    keypoint = (before - intercept) / slope
-    residual = float(np.sqrt(np.mean((slope * x + intercept - y) ** 2)))
-    # Never before the ramp's own start by more than a little (a shallow fit extrapolates far).
-    keypoint = float(np.clip(keypoint, depth[start] - 0.5, depth[start + run[0]]))
-    return Edge(keypoint, before, after, residual, len(run))
 
 
 def window_levels(profile: Profile, window_mm: float = 1.0, skip_mm: float = 0.2) -> tuple[np.ndarray, np.ndarray]:

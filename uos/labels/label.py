@@ -20,7 +20,6 @@ import numpy as np
 from uos.holes.profile import build_profile
 from uos.holes.quality import QualityRules, unanswerable
 from uos.holes.record import Hole
-from uos.jsonfile import write_json
 from uos.labels import KEYPOINTS
 from uos.labels import annotations as human
 from uos.labels.cutting import CuttingRule, CuttingState
@@ -28,6 +27,7 @@ from uos.labels.detect import Keypoint, SignalDetection, detect, null
 from uos.labels.events import refine, step_events
 from uos.labels.metrics import label_metrics
 from uos.labels.table import LABELS_FILE, write_labels
+from uos.outputs import write_json
 
 METRICS_FILE = "metrics.json"
 SIGNAL_COLUMNS = ["depth_mm", "torque_a", "thrust_a", "step", "stop_code"]

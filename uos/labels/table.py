@@ -3,11 +3,11 @@ stages after it read."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from uos.errors import UosError
+from uos.outputs import write_atomic
 
 LABELS_FILE = "labels.parquet"
 
@@ -16,9 +16,8 @@ def write_labels(path: Path, rows: list[dict[str, Any]]) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(rows).sort_values("hole_id")
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with write_atomic(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def read_labels(directory: str | Path):

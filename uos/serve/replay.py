@@ -244,10 +244,6 @@ class Replayer:
                 self._acked.wait(min(0.2, max(deadline - time.monotonic(), 0.01)))
             return max(self._unacked, 0)
 
-    def outstanding(self) -> int:
-        with self._lock:
-            return len(self._pending)
-
     def publish(
         self, items: list[Item], rate: float = 0.0, window: int = 0, progress: Callable[[int], None] | None = None
     ) -> None:

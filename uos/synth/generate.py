@@ -18,6 +18,7 @@ from typing import Any
 
 from uos.errors import UosError
 from uos.holes.record import PROGRAM_FIELDS, Hole
+from uos.outputs import write_atomic
 from uos.synth.cycle import Program, simulate
 from uos.synth.params import SynthParams
 from uos.synth.plan import PlannedHole, plan_fleet
@@ -135,10 +136,8 @@ def _write_one(job: tuple[PlannedHole, SynthParams, Path]) -> dict[str, Any]:
     planned, params, out = job
     hole, truth = build_hole(planned, params)
     version = params.machines[planned.spec.program.machine].format_version
-    path = out / planned.file_name
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(render(hole, version))
-    os.replace(tmp, path)
+    with write_atomic(out / planned.file_name) as tmp:
+        tmp.write_bytes(render(hole, version))
     return truth
 
 

@@ -4,9 +4,10 @@ accuracy is measured against it (`uos label --truth`, `uos train --truth`, the b
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
+
+from uos.outputs import write_atomic
 
 TRUTH_FILE = "truth.csv"
 TRUTH_COLUMNS = [
@@ -30,13 +31,11 @@ TRUTH_COLUMNS = [
 
 
 def write_truth(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with write_atomic(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=TRUTH_COLUMNS)
         writer.writeheader()
         for row in sorted(rows, key=lambda r: r["file"]):
             writer.writerow({k: "" if row[k] is None else row[k] for k in TRUTH_COLUMNS})
-    os.replace(tmp, path)
 
 
 def read_truth(path: str | Path, by_hole: bool = False):

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from uos.holes.quality import QualityRules
-from uos.jsonfile import write_json
 from uos.labels import KEYPOINTS
 from uos.labels.cutting import CuttingRule
+from uos.outputs import write_json
 from uos.training import evaluation
 from uos.training.infer import ModelConfig
 from uos.training.train import (
