@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +278,18 @@ def hole_from_messages(
         raise
 
 
+@dataclass(frozen=True)
+class _Payloads:
+    """The values of one hole's messages, keyed by the tails of their node ids (see `payload`)."""
+
+    result: dict[str, Any]
+    trace: dict[str, Any]
+    heads: dict[str, Any]  # empty without a Heads message
+    tools: dict[str, Any]  # empty without a CuttingTools message
+    device: str | None  # the device the Result message names
+    trace_device: str | None
+
+
 def _hole_from_messages(
     result_message: dict[str, Any],
     trace_message: dict[str, Any],
@@ -289,15 +302,42 @@ def _hole_from_messages(
     trace, trace_device = payload(trace_message)
     heads = payload(heads_message)[0] if heads_message else {}
     tools = payload(cutting_tools_message)[0] if cutting_tools_message else {}
+    values = _Payloads(result, trace, heads, tools, device, trace_device)
 
-    result_id = to_int(str(_find(result, "ResultMetaData.ResultId")))
-    trace_id = to_int(str(_find(trace, "PositionTrace.StepResultId")))
-    if result_id is not None and trace_id is not None and result_id != trace_id:
-        raise InputError(f"Trace is for ResultId {trace_id} but the Result is ResultId {result_id}", source)
-
+    result_id = _result_id(values, source)
     arrays = _trace_arrays(trace, result, source)
     step_results, note = _step_results(result)
+    signals = _signals(arrays, step_results)
+    hole = Hole(
+        meta=_meta(values, result_id, tool, sorted(signals)),
+        signals=finish_signals(signals),
+        step_results=step_results,
+        raw_metadata={
+            "result": _plain(result),
+            "heads": _plain(heads),
+            "cutting_tools": _plain(tools),
+        },
+    )
+    if note:
+        hole.warn(note)
+    if "step" not in signals:
+        hole.warn("no step trace: step boundaries unknown")
+    return hole
 
+
+def _result_id(values: _Payloads, source: str) -> int | None:
+    """The Result's ResultId; an InputError when the Trace names another (not the same hole)."""
+    result_id = to_int(str(_find(values.result, "ResultMetaData.ResultId")))
+    trace_id = to_int(str(_find(values.trace, "PositionTrace.StepResultId")))
+    if result_id is not None and trace_id is not None and result_id != trace_id:
+        raise InputError(f"Trace is for ResultId {trace_id} but the Result is ResultId {result_id}", source)
+    return result_id
+
+
+def _signals(arrays: dict[str, np.ndarray], step_results: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The trace arrays as signals, in the order a Setitec file gives them: position, torque,
+    thrust, step, no-load currents, then the rest. A trace without no-load currents gets them from
+    the per-step values (when every sample's step is known). Takes the arrays out of `arrays`."""
     signals: dict[str, np.ndarray] = {"position_mm": arrays.pop("position")}
     signals["torque_a"] = arrays.pop("torque_a")
     signals["thrust_a"] = arrays.pop("thrust_a")
@@ -315,14 +355,21 @@ def _hole_from_messages(
         if name in arrays:
             signals[name] = arrays.pop(name)
     signals.update(arrays)
+    return signals
 
+
+def _meta(values: _Payloads, result_id: int | None, tool: str | None, signal_columns: list[str]) -> dict[str, Any]:
+    """The hole's metadata, in the fields a Setitec file fills (those the messages lack: None)."""
+    result, trace, heads, tools = values.result, values.trace, values.heads, values.tools
     tag = _find(heads, "Identification.SerialNumber")
     head_name = _find(heads, "Identification.DefaultInstanceBrowseName")
     serial = _find(result, "ResultMetaData.SerialNumber")
-    head_id = head_identity(tag and str(tag), head_name and str(head_name), serial and str(serial)) or tool or device
+    head_id = (
+        head_identity(tag and str(tag), head_name and str(head_name), serial and str(serial)) or tool or values.device
+    )
     global_counter = to_int(str(_find(heads, "LifeTimeCycleCounter"))) or result_id
     created = _find(result, "ResultMetaData.CreationTime")
-    meta = {
+    return {
         "hole_id": make_hole_id(head_id, global_counter),
         "format_version": to_int(str(_find(result, "ResultMetaData.Version"))),
         "date": _message_date(created),
@@ -349,24 +396,9 @@ def _hole_from_messages(
         "distance_mm": to_number(str(_find(result, "ResultMetaData.Distance"))),
         "cycle_ok": to_bool(str(_find(result, "ResultMetaData.ResultEvaluation"))),
         "result_id": result_id,
-        "tool": tool or device or trace_device,
-        "signal_columns": sorted(signals),
+        "tool": tool or values.device or values.trace_device,
+        "signal_columns": signal_columns,
     }
-    hole = Hole(
-        meta=meta,
-        signals=finish_signals(signals),
-        step_results=step_results,
-        raw_metadata={
-            "result": _plain(result),
-            "heads": _plain(heads),
-            "cutting_tools": _plain(tools),
-        },
-    )
-    if note:
-        hole.warn(note)
-    if "step" not in signals:
-        hole.warn("no step trace: step boundaries unknown")
-    return hole
 
 
 def _text(value: Any) -> str | None:

@@ -95,6 +95,52 @@ def _least_squares(
     return sse, coefficients
 
 
+@dataclass(frozen=True)
+class _RampWindow:
+    """The profile points a ramp is fitted on, and what a fitted ramp must respect there."""
+
+    z: np.ndarray  # depth
+    y: np.ndarray  # the channel's values
+    after_jump: np.ndarray | None  # 1.0 from the retract the window holds on (its own levels), else None
+    drift_limit: float  # the steepest drift of the level before the ramp, per mm
+    sign: float  # +1.0 for a rising ramp, -1.0 for a falling one
+    low: float  # fitted levels outside [low, high] are an extrapolation, not a level the torque had
+    high: float
+
+    def search(self, starts: np.ndarray, lengths: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+        """The best ramp over these starts and lengths: its sse (inf when none is in the expected
+        direction with plausible levels), start, length and coefficients."""
+        z, after_jump = self.z, self.after_jump
+        sse, coefficients = _least_squares(z, self.y, after_jump, starts, lengths, self.drift_limit)
+        before, after = coefficients[..., 0], coefficients[..., 1]
+        if after_jump is not None:
+            later = (starts >= z[np.argmax(after_jump)])[None, :]
+            before, after = np.where(later, coefficients[..., 2], before), np.where(later, coefficients[..., 3], after)
+        plausible = (np.minimum(before, after) >= self.low) & (np.maximum(before, after) <= self.high)
+        sse = np.where((self.sign * (after - before) > 0) & plausible, sse, np.inf)
+        i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
+        return float(sse[i, j]), float(starts[j]), float(lengths[i]), coefficients[i, j]
+
+
+def _ramp_window(profile: Profile, z: np.ndarray, y: np.ndarray, rising: bool) -> _RampWindow:
+    after_jump = None
+    jumps = profile.reentries[(profile.reentries > z[0] + 0.1) & (profile.reentries < z[-1] - 0.1)]
+    if len(jumps):
+        # The retract where the level changes most, if the window holds several.
+        def change(at: float) -> float:
+            i = int(np.searchsorted(z, at))
+            return abs(float(np.mean(y[i : i + 3]) - np.mean(y[max(i - 3, 0) : i])))
+
+        after_jump = (z >= max(jumps, key=change)).astype(float)
+    # A drift of at most 15 % of the contrast per mm: far gentler than any ramp over a drill point.
+    drift_limit = 0.15 * float(np.ptp(y))
+    sign = 1.0 if rising else -1.0
+    # Levels far outside what the window holds are an extrapolation (a level fitted on a handful
+    # of points beside a retract), not a level the torque ever had.
+    low, high = float(y.min()) - 0.25 * float(np.ptp(y)), float(y.max()) + 0.25 * float(np.ptp(y))
+    return _RampWindow(z, y, after_jump, drift_limit, sign, low, high)
+
+
 def fit_ramp(
     profile: Profile, lo_mm: float, hi_mm: float, rising: bool, max_ramp_mm: float = 4.0, channel: str = "torque"
 ) -> Edge | None:
@@ -111,46 +157,21 @@ def fit_ramp(
     if len(z) < 8:
         return None
     step = z[1] - z[0]
-    after_jump = None
-    jumps = profile.reentries[(profile.reentries > z[0] + 0.1) & (profile.reentries < z[-1] - 0.1)]
-    if len(jumps):
-
-        def change(at: float) -> float:
-            i = int(np.searchsorted(z, at))
-            return abs(float(np.mean(y[i : i + 3]) - np.mean(y[max(i - 3, 0) : i])))
-
-        after_jump = (z >= max(jumps, key=change)).astype(float)
-    # A drift of at most 15 % of the contrast per mm: far gentler than any ramp over a drill point.
-    drift_limit = 0.15 * float(np.ptp(y))
-    sign = 1.0 if rising else -1.0
-
-    # Levels far outside what the window holds are an extrapolation (a level fitted on a handful
-    # of points beside a retract), not a level the torque ever had.
-    low, high = float(y.min()) - 0.25 * float(np.ptp(y)), float(y.max()) + 0.25 * float(np.ptp(y))
-
-    def search(starts: np.ndarray, lengths: np.ndarray) -> tuple[float, float, float, np.ndarray]:
-        sse, coefficients = _least_squares(z, y, after_jump, starts, lengths, drift_limit)
-        before, after = coefficients[..., 0], coefficients[..., 1]
-        if after_jump is not None:
-            later = (starts >= z[np.argmax(after_jump)])[None, :]
-            before, after = np.where(later, coefficients[..., 2], before), np.where(later, coefficients[..., 3], after)
-        plausible = (np.minimum(before, after) >= low) & (np.maximum(before, after) <= high)
-        sse = np.where((sign * (after - before) > 0) & plausible, sse, np.inf)
-        i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
-        return float(sse[i, j]), float(starts[j]), float(lengths[i]), coefficients[i, j]
-
+    ramp = _ramp_window(profile, z, y, rising)
     lengths = np.arange(max(3 * step, 0.1), max_ramp_mm + 1e-9, 0.2)
-    sse, k, length, _ = search(z[:-3:4], lengths)
+    sse, k, length, _ = ramp.search(z[:-3:4], lengths)
     if not np.isfinite(sse):
         return None
     fine_starts = z[(z >= k - 0.1) & (z <= k + 0.1)]
     fine_lengths = np.arange(max(length - 0.2, 3 * step), length + 0.2 + 1e-9, 0.02)
-    sse, k, length, coefficients = search(fine_starts, fine_lengths)
+    sse, k, length, coefficients = ramp.search(fine_starts, fine_lengths)
     if not np.isfinite(sse):
         return None
     residual = float(np.sqrt(max(sse, 0.0) / len(z)))
-    if after_jump is not None:
-        jump_at = float(z[np.argmax(after_jump)])
+    if ramp.after_jump is None:
+        before, after = coefficients[0], coefficients[1]
+    else:
+        jump_at = float(z[np.argmax(ramp.after_jump)])
         if k >= jump_at:
             before, after = coefficients[2], coefficients[3]
         else:
@@ -160,6 +181,4 @@ def fit_ramp(
             rise_before_jump = abs(after - before) * min((jump_at - k) / length, 1.0)
             if rise_before_jump < max(5 * profile.noise, 0.1 * abs(coefficients[3] - coefficients[2])):
                 return fit_ramp(profile, jump_at, hi_mm, rising, max_ramp_mm, channel)
-    else:
-        before, after = coefficients[0], coefficients[1]
     return Edge(k, float(before), float(after), residual, round(length / step))

@@ -280,16 +280,11 @@ def _repeat_last(values: np.ndarray, last: int, repeats: int) -> np.ndarray:
     return np.concatenate([kept, np.repeat(kept[-1:], repeats)])
 
 
-def _simulate_step(
-    step: StepSpec,
-    position: int,
-    reached: float,
-    spec: HoleSpec,
-    machine: MachineParams,
-    params: SynthParams,
-    rng: np.random.Generator,
-) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
-    """One step from encoder `position`: its logged columns, its step result, the trigger that ended it."""
+def _advance(
+    step: StepSpec, position: int, reached: float, machine: MachineParams, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The depth of every sample the step may log, from encoder `position` on (to past the end of
+    travel), and where the drill cuts: `reached` is the deepest depth cut before the step."""
     # Slow feeds lag their programmed value a little more.
     per_sample = (FEED_RATIO if step.feed_mm_s >= 0.5 else 0.974) * step.feed_mm_s / 100.0 / POSITION_Q
     travel = machine.end_of_travel_mm + 0.1 - position * POSITION_Q
@@ -303,13 +298,32 @@ def _simulate_step(
     # Cutting only where the drill is on fresh material (not after a retract, until it is back).
     deepest = np.maximum.accumulate(np.concatenate([[reached], depth]))[:-1]
     cutting = depth >= deepest - 2 * POSITION_Q
+    return depth, cutting
 
+
+def _measured_noload(machine: MachineParams, rpm: float, rng: np.random.Generator) -> tuple[float, float]:
+    """The no-load torque and thrust currents the unit measures for a step at `rpm`, in quanta."""
+    torque_empty, thrust_empty = noload(machine, rpm)
+    torque_empty = round(torque_empty * (1 + rng.normal(0, machine.noload_jitter)) / TORQUE_Q) * TORQUE_Q
+    thrust_empty = max(round(thrust_empty / THRUST_Q + rng.normal(0, 0.7)), 1) * THRUST_Q
+    return torque_empty, thrust_empty
+
+
+def _simulate_step(
+    step: StepSpec,
+    position: int,
+    reached: float,
+    spec: HoleSpec,
+    machine: MachineParams,
+    params: SynthParams,
+    rng: np.random.Generator,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
+    """One step from encoder `position`: its logged columns, its step result, the trigger that ended it."""
+    depth, cutting = _advance(step, position, reached, machine, rng)
     torque, thrust = _currents(depth, cutting, step, spec, machine, params, rng)
     _end_of_travel(depth, machine, torque, thrust)
     torque_q, thrust_q = _measure(torque, thrust, step, machine, rng)
-    torque_empty, thrust_empty = noload(machine, step.rpm)
-    torque_empty = round(torque_empty * (1 + rng.normal(0, machine.noload_jitter)) / TORQUE_Q) * TORQUE_Q
-    thrust_empty = max(round(thrust_empty / THRUST_Q + rng.normal(0, 0.7)), 1) * THRUST_Q
+    torque_empty, thrust_empty = _measured_noload(machine, step.rpm, rng)
 
     last, code, trigger = _stop_index(step, depth, torque_q, cutting, machine, spec.abort_mm, rng)
     repeats = int(rng.integers(2, 4))  # the last row is logged 3-4 times

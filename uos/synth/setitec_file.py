@@ -7,6 +7,8 @@ section in the units' order, and the Datas table last. `uos parse` reads these f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -171,355 +173,317 @@ def _data_rows(columns: list[np.ndarray], decimals: list[int]) -> str:
     return ("\n".join(row % tuple(values) for values in table) + "\n").replace(".", ",")
 
 
+# --- the sections of a file, as a table per format -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Page:
+    """What the cells of a file's sections are drawn from."""
+
+    hole: Hole
+    version: int
+    date: str  # the unit's date text, "" when the hole has none
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.hole.meta
+
+
+# A cell is a constant, or a function of the page (see `_meta`) giving the value.
+Cell = Any
+# A part of a section: its lines, given the page and the section's width in cells.
+Part = Callable[[_Page, int], list[str]]
+
+
+def _cell(value: Cell, page: _Page) -> Any:
+    return value(page) if callable(value) else value
+
+
+def _meta(key: str, *default: Any) -> Callable[[_Page], Any]:
+    """A cell holding the hole's `meta[key]`; with a default, for a key the hole may lack."""
+    if default:
+        return lambda page: page.meta.get(key, default[0])
+    return lambda page: page.meta[key]
+
+
+def _version(page: _Page) -> int:
+    return page.version
+
+
+def _date(page: _Page) -> str:
+    return page.date
+
+
+def _fields(*fields: tuple[str, Cell], padded: bool = True) -> Part:
+    """A row of headers over a row of values, one (header, value) pair per column. The units pad
+    most such rows with TABs to the section's width, but not all (`padded=False`)."""
+    headers = [header for header, _ in fields]
+
+    def lines(page: _Page, width: int) -> list[str]:
+        values = [_cell(value, page) for _, value in fields]
+        if padded:
+            return [_row(headers, width), _row(values, width)]
+        return ["\t".join(headers), "\t".join(values)]
+
+    return lines
+
+
+def _split_fields(*fields: tuple[str, Cell], first: int, gap: int) -> Part:
+    """Unpadded fields whose header format 4 splits over two lines, `gap` empty lines apart: the
+    first `first` headers, then the rest starting again with the last header of the first line."""
+    headers = [header for header, _ in fields]
+
+    def lines(page: _Page, width: int) -> list[str]:
+        values = [_cell(value, page) for _, value in fields]
+        return ["\t".join(headers[:first]), *[""] * gap, "\t".join(headers[first - 1 :]), "\t".join(values)]
+
+    return lines
+
+
+def _blank_line(page: _Page, width: int) -> list[str]:
+    return [_blank(width)]
+
+
+def _program(page: _Page, width: int) -> list[str]:
+    return _program_rows(page.hole.program, page.version)
+
+
+def _step_results(page: _Page, width: int) -> list[str]:
+    return _step_result_rows(page.hole.step_results)
+
+
+@dataclass(frozen=True)
+class _Section:
+    banner: str
+    width: int  # cells the unit pads the section's rows, its banner and the blank line above it to
+    parts: tuple[Part, ...]
+
+
+def _section(banner: str, width: int, *parts: Part) -> _Section:
+    return _Section(banner, width, parts)
+
+
+_CUTTING_TOOL_BREAKAGE = _fields(
+    ("Cutting tool breakage On/Off", "0,000"),
+    ("Cutting tool breakage DEP (mm)", "0,000"),
+    ("Cutting tool breakage Thrust (A)", "0,000"),
+    ("Cutting tool breakage Torque (A)", "0,000"),
+    padded=False,
+)
+
+# Format 9 (production units): each section's banner, the width its rows are padded to and its
+# fields, in the units' order. Values are written as these units write them (comma decimals).
+_FORMAT_9 = (
+    _section(
+        "General Infos",
+        13,
+        _fields(
+            ("Version", _version),
+            ("Date", _date),
+            ("Sample Rate (Hz)", 100),
+            ("Drilling Cycle ID", _meta("cycle_id", "")),
+            ("Decimal Separator separator", "Comma"),
+        ),
+    ),
+    _section(
+        "Control Box Datas",
+        13,
+        _fields(
+            ("BOX Name", _meta("controller_name")),
+            ("BOX Type", "CB V2 - Standard"),
+            ("BOX SN", _meta("controller_sn")),
+            ("BOX STSE", ""),
+            ("BOX Customer Info", ""),
+            ("BOX Release", "0"),
+            ("BOX Firmware Version", _meta("controller_firmware")),
+            ("BOX Production Date", "01/01/2016"),
+            ("BOX Maintenance Date", "01/01/2016"),
+            ("BOX Operation Time", lambda page: str(page.meta.get("controller_hours", 1000))),
+            ("BOX Power Supply Limit", "3000"),
+            ("BOX Lub Pump Coef.", " 1,000"),
+            ("Pset Default Selection", "TRUE"),
+            padded=False,
+        ),
+    ),
+    _section(
+        "Motor Datas",
+        13,
+        _fields(
+            ("Motor Name", _meta("motor_name")),
+            ("Motor Type", _meta("motor_name")),
+            ("Motor STSE", 5000),
+            ("Motor SN", _meta("motor_sn")),
+            ("Motor Operation Time", 140000),
+            ("Motor M2 Ratio", " 21,923"),
+            ("Motor M1 CW Ratio", " 0,792"),
+            ("Motor M1 CCW Ratio", " 2,638"),
+            ("Motor Winch Limit", 2400),
+        ),
+    ),
+    _section(
+        "Head Datas",
+        13,
+        _fields(
+            ("Head Name", _meta("head_name")),
+            ("Head Type", "Concentric Collet"),
+            ("Head TAG UID", _meta("head_tag")),
+            ("Head Global Counter", _meta("global_counter")),
+            ("Head Local Counter 1", _meta("tool_age")),
+            ("Head Local Counter 2", _meta("tool_age")),
+            ("Head M1 Ratio", " 1,000"),
+            ("Head M2 Ratio", " 1,000"),
+            ("Customer Info", _meta("cutting_tool")),
+            ("Micropeck Osc.", _meta("micropeck_osc", 0)),
+            ("Micropeck Amplitude", _meta("micropeck_amplitude", 0)),
+        ),
+    ),
+    _section(
+        "Pset",
+        9,
+        _fields(("Pset Type", "Standard"), ("Pset Nb.", _meta("pset", 0)), ("Version", _version)),
+    ),
+    _section(
+        "Cycle Parameters",
+        9,
+        _fields(
+            ("Max cycles Limit 1", "60"),
+            ("Max cycles Limit 2", "0"),
+            ("CC Pressure", "9"),
+            ("Max Stroke (mm)", "0,000"),
+            ("Vacuum Delay (ms)", "0"),
+            ("Vacuum Flow min (m/s)", "0,000"),
+            ("Retract Rotation Speed (rpm)", "300"),
+            ("Retract Feed (m/s)", "13,000"),
+            ("Disable Abort", "0"),
+            padded=False,
+        ),
+        _blank_line,
+        _fields(("Comment", " " * 100)),
+        _CUTTING_TOOL_BREAKAGE,
+        _fields(
+            ("Lub Preload Time (s)", "2,000"),
+            ("Lub Preload Lub Air", "5,000"),
+            ("Lub Preload Lub Flow", "30,000"),
+            ("Lub Preload Timeout (s)", "0,000"),
+            padded=False,
+        ),
+    ),
+    _section("Program", 22, _program),
+    _section(
+        "Results",
+        10,
+        _fields(
+            ("Cycle Time (s)", lambda page: _comma(page.meta["cycle_time_s"], 6)),
+            ("Distance (mm)", lambda page: _comma(page.meta["distance_mm"])),
+            ("Cycle OK", lambda page: "True" if page.meta.get("cycle_ok") else "False"),
+        ),
+    ),
+    _section("Step Results", 10, _step_results),
+    _section("Datas", 9),  # its table follows the banner (see `render`),
+)
+
+# Format 4 (the lab unit): fewer fields, narrower sections, dot decimals in some metadata.
+_FORMAT_4 = (
+    _section(
+        "General Infos",
+        12,
+        _fields(("Version", _version), ("Date", _date), ("Sample Rate (Hz)", 100)),
+    ),
+    _section(
+        "Control Box Datas",
+        12,
+        _split_fields(
+            ("BOX Name", _meta("controller_name")),
+            ("BOX Type", "CB V2 - Standard"),
+            ("BOX SN", _meta("controller_sn")),
+            ("BOX STSE", ""),
+            ("BOX Customer Info", ""),
+            ("BOX Release", "0"),
+            ("BOX Firmware Version", _meta("controller_firmware")),
+            ("BOX Production Date", "01/01/2016"),
+            ("BOX Maintenance Date", "01/01/2016"),
+            ("BOX Operation Time", lambda page: str(page.meta.get("controller_hours", 300))),
+            ("BOX Power Supply Limit", "3000"),
+            ("BOX Lub Pump Coef.", "1.000"),
+            first=9,
+            gap=45,
+        ),
+    ),
+    _section(
+        "Motor Datas",
+        12,
+        _fields(
+            ("Motor Name", _meta("motor_name")),
+            ("Motor Type", "L_EDU"),
+            ("Motor STSE", 5000),
+            ("Motor SN", _meta("motor_sn")),
+            ("Motor Operation Time", 8000),
+            ("Motor M2 Ratio", "21.923"),
+            ("Motor M1 CW Ratio", "0.947"),
+            ("Motor M1 CCW Ratio", "0.947"),
+            ("Motor Winch Limit", 0),
+        ),
+    ),
+    _section(
+        "Head Datas",
+        12,
+        _fields(
+            ("Head Name", _meta("head_name")),
+            ("Head Type", "Concentic Collet"),  # sic: the units spell it so
+            ("Head TAG UID", _meta("head_tag")),
+            ("Head Global Counter", _meta("global_counter")),
+            ("Head Local Counter", _meta("tool_age")),
+            ("Head M1 Ratio", "1.000"),
+            ("Head M2 Ratio", "1.000"),
+            ("Customer Info", _meta("cutting_tool")),
+        ),
+    ),
+    _section(
+        "Pset",
+        4,
+        _fields(("Pset Type", "Standard"), ("Pset n\N{DEGREE SIGN}", _meta("pset", 0)), ("Version", 6)),
+    ),
+    _section(
+        "Cycle Parameters",
+        4,
+        _fields(
+            ("Max cycles", "300"),
+            ("CC Pressure", "9"),
+            ("Max Stroke (mm)", "0,000000"),
+            ("Vacuum Delay (ms)", "0"),
+            padded=False,
+        ),
+        _CUTTING_TOOL_BREAKAGE,
+    ),
+    _section("Program", 22, _program),
+    _section(
+        "Results",
+        12,
+        _fields(
+            ("Cycle Time (s)", lambda page: _comma(page.meta["cycle_time_s"], 6)),
+            ("Distance (mm)", lambda page: _comma(page.meta["distance_mm"], 6)),
+        ),
+    ),
+    _section("Datas", 12),
+)
+
+_SECTIONS = {9: _FORMAT_9, 4: _FORMAT_4}
+
+
 def render(hole: Hole, version: int = 9) -> bytes:
     """The bytes of a Setitec file for `hole` in the layout of format `version` (4 or 9)."""
     if version not in FORMATS:
         raise ValueError(f"format {version} is not written (choose from {FORMATS})")
-    m = hole.meta
-    date = m["date"].strftime("%Y-%m-%d:%H:%M:%S") if isinstance(m.get("date"), datetime) else ""
+    date = hole.meta.get("date")
+    page = _Page(hole, version, date.strftime("%Y-%m-%d:%H:%M:%S") if isinstance(date, datetime) else "")
     lines: list[str] = []
-    add = lines.append
-    if version >= 7:
-        add(_banner("General Infos", 13))
-        add(
-            _row(
-                [
-                    "Version",
-                    "Date",
-                    "Sample Rate (Hz)",
-                    "Drilling Cycle ID",
-                    "Decimal Separator separator",
-                ],
-                13,
-            )
-        )
-        add(_row([version, date, 100, m.get("cycle_id", ""), "Comma"], 13))
-        add(_blank(13))
-        add(_banner("Control Box Datas", 13))
-        add(
-            "\t".join(
-                [
-                    "BOX Name",
-                    "BOX Type",
-                    "BOX SN",
-                    "BOX STSE",
-                    "BOX Customer Info",
-                    "BOX Release",
-                    "BOX Firmware Version",
-                    "BOX Production Date",
-                    "BOX Maintenance Date",
-                    "BOX Operation Time",
-                    "BOX Power Supply Limit",
-                    "BOX Lub Pump Coef.",
-                    "Pset Default Selection",
-                ]
-            )
-        )
-        add(
-            "\t".join(
-                [
-                    m["controller_name"],
-                    "CB V2 - Standard",
-                    m["controller_sn"],
-                    "",
-                    "",
-                    "0",
-                    m["controller_firmware"],
-                    "01/01/2016",
-                    "01/01/2016",
-                    str(m.get("controller_hours", 1000)),
-                    "3000",
-                    " 1,000",
-                    "TRUE",
-                ]
-            )
-        )
-        add(_blank(13))
-        add(_banner("Motor Datas", 13))
-        add(
-            _row(
-                [
-                    "Motor Name",
-                    "Motor Type",
-                    "Motor STSE",
-                    "Motor SN",
-                    "Motor Operation Time",
-                    "Motor M2 Ratio",
-                    "Motor M1 CW Ratio",
-                    "Motor M1 CCW Ratio",
-                    "Motor Winch Limit",
-                ],
-                13,
-            )
-        )
-        add(
-            _row(
-                [
-                    m["motor_name"],
-                    m["motor_name"],
-                    5000,
-                    m["motor_sn"],
-                    140000,
-                    " 21,923",
-                    " 0,792",
-                    " 2,638",
-                    2400,
-                ],
-                13,
-            )
-        )
-        add(_blank(13))
-        add(_banner("Head Datas", 13))
-        add(
-            _row(
-                [
-                    "Head Name",
-                    "Head Type",
-                    "Head TAG UID",
-                    "Head Global Counter",
-                    "Head Local Counter 1",
-                    "Head Local Counter 2",
-                    "Head M1 Ratio",
-                    "Head M2 Ratio",
-                    "Customer Info",
-                    "Micropeck Osc.",
-                    "Micropeck Amplitude",
-                ],
-                13,
-            )
-        )
-        add(
-            _row(
-                [
-                    m["head_name"],
-                    "Concentric Collet",
-                    m["head_tag"],
-                    m["global_counter"],
-                    m["tool_age"],
-                    m["tool_age"],
-                    " 1,000",
-                    " 1,000",
-                    m["cutting_tool"],
-                    m.get("micropeck_osc", 0),
-                    m.get("micropeck_amplitude", 0),
-                ],
-                13,
-            )
-        )
-        add(_blank(9))
-        add(_banner("Pset", 9))
-        add(_row(["Pset Type", "Pset Nb.", "Version"], 9))
-        add(_row(["Standard", m.get("pset", 0), version], 9))
-        add(_blank(9))
-        add(_banner("Cycle Parameters", 9))
-        add(
-            "\t".join(
-                [
-                    "Max cycles Limit 1",
-                    "Max cycles Limit 2",
-                    "CC Pressure",
-                    "Max Stroke (mm)",
-                    "Vacuum Delay (ms)",
-                    "Vacuum Flow min (m/s)",
-                    "Retract Rotation Speed (rpm)",
-                    "Retract Feed (m/s)",
-                    "Disable Abort",
-                ]
-            )
-        )
-        add("\t".join(["60", "0", "9", "0,000", "0", "0,000", "300", "13,000", "0"]))
-        add(_blank(9))
-        add(_row(["Comment"], 9))
-        add(_row([" " * 100], 9))
-        add(
-            "\t".join(
-                [
-                    "Cutting tool breakage On/Off",
-                    "Cutting tool breakage DEP (mm)",
-                    "Cutting tool breakage Thrust (A)",
-                    "Cutting tool breakage Torque (A)",
-                ]
-            )
-        )
-        add("\t".join(["0,000"] * 4))
-        add(
-            "\t".join(
-                [
-                    "Lub Preload Time (s)",
-                    "Lub Preload Lub Air",
-                    "Lub Preload Lub Flow",
-                    "Lub Preload Timeout (s)",
-                ]
-            )
-        )
-        add("\t".join(["2,000", "5,000", "30,000", "0,000"]))
-        add(_blank(22))
-        add(_banner("Program", 22))
-        lines.extend(_program_rows(hole.program, version))
-        add(_blank(10))
-        add(_banner("Results", 10))
-        add(_row(["Cycle Time (s)", "Distance (mm)", "Cycle OK"], 10))
-        add(
-            _row(
-                [
-                    _comma(m["cycle_time_s"], 6),
-                    _comma(m["distance_mm"]),
-                    "True" if m.get("cycle_ok") else "False",
-                ],
-                10,
-            )
-        )
-        add(_blank(10))
-        add(_banner("Step Results", 10))
-        lines.extend(_step_result_rows(hole.step_results))
-        add(_blank(9))
-        add(_banner("Datas", 9))
-    else:
-        add(_banner("General Infos", 12))
-        add(_row(["Version", "Date", "Sample Rate (Hz)"], 12))
-        add(_row([version, date, 100], 12))
-        add(_blank(12))
-        add(_banner("Control Box Datas", 12))
-        # Format 4 splits this header over two lines, ~45 blank lines apart, repeating a name.
-        add(
-            "\t".join(
-                [
-                    "BOX Name",
-                    "BOX Type",
-                    "BOX SN",
-                    "BOX STSE",
-                    "BOX Customer Info",
-                    "BOX Release",
-                    "BOX Firmware Version",
-                    "BOX Production Date",
-                    "BOX Maintenance Date",
-                ]
-            )
-        )
-        lines.extend([""] * 45)
-        add(
-            "\t".join(
-                [
-                    "BOX Maintenance Date",
-                    "BOX Operation Time",
-                    "BOX Power Supply Limit",
-                    "BOX Lub Pump Coef.",
-                ]
-            )
-        )
-        add(
-            "\t".join(
-                [
-                    m["controller_name"],
-                    "CB V2 - Standard",
-                    m["controller_sn"],
-                    "",
-                    "",
-                    "0",
-                    m["controller_firmware"],
-                    "01/01/2016",
-                    "01/01/2016",
-                    str(m.get("controller_hours", 300)),
-                    "3000",
-                    "1.000",
-                ]
-            )
-        )
-        add(_blank(12))
-        add(_banner("Motor Datas", 12))
-        add(
-            _row(
-                [
-                    "Motor Name",
-                    "Motor Type",
-                    "Motor STSE",
-                    "Motor SN",
-                    "Motor Operation Time",
-                    "Motor M2 Ratio",
-                    "Motor M1 CW Ratio",
-                    "Motor M1 CCW Ratio",
-                    "Motor Winch Limit",
-                ],
-                12,
-            )
-        )
-        add(
-            _row(
-                [
-                    m["motor_name"],
-                    "L_EDU",
-                    5000,
-                    m["motor_sn"],
-                    8000,
-                    "21.923",
-                    "0.947",
-                    "0.947",
-                    0,
-                ],
-                12,
-            )
-        )
-        add(_blank(12))
-        add(_banner("Head Datas", 12))
-        add(
-            _row(
-                [
-                    "Head Name",
-                    "Head Type",
-                    "Head TAG UID",
-                    "Head Global Counter",
-                    "Head Local Counter",
-                    "Head M1 Ratio",
-                    "Head M2 Ratio",
-                    "Customer Info",
-                ],
-                12,
-            )
-        )
-        add(
-            _row(
-                [
-                    m["head_name"],
-                    "Concentic Collet",
-                    m["head_tag"],
-                    m["global_counter"],
-                    m["tool_age"],
-                    "1.000",
-                    "1.000",
-                    m["cutting_tool"],
-                ],
-                12,
-            )
-        )
-        add(_blank(4))
-        add(_banner("Pset", 4))
-        add(_row(["Pset Type", "Pset n\N{DEGREE SIGN}", "Version"], 4))
-        add(_row(["Standard", m.get("pset", 0), 6], 4))
-        add(_blank(4))
-        add(_banner("Cycle Parameters", 4))
-        add("\t".join(["Max cycles", "CC Pressure", "Max Stroke (mm)", "Vacuum Delay (ms)"]))
-        add("\t".join(["300", "9", "0,000000", "0"]))
-        add(
-            "\t".join(
-                [
-                    "Cutting tool breakage On/Off",
-                    "Cutting tool breakage DEP (mm)",
-                    "Cutting tool breakage Thrust (A)",
-                    "Cutting tool breakage Torque (A)",
-                ]
-            )
-        )
-        add("\t".join(["0,000"] * 4))
-        add(_blank(22))
-        add(_banner("Program", 22))
-        lines.extend(_program_rows(hole.program, version))
-        add(_blank(12))
-        add(_banner("Results", 12))
-        add(_row(["Cycle Time (s)", "Distance (mm)"], 12))
-        add(_row([_comma(m["cycle_time_s"], 6), _comma(m["distance_mm"], 6)], 12))
-        add(_blank(12))
-        add(_banner("Datas", 12))
+    for index, section in enumerate(_SECTIONS[version]):
+        if index:  # a blank line, as wide as the section it announces, separates the sections
+            lines.append(_blank(section.width))
+        lines.append(_banner(section.banner, section.width))
+        for part in section.parts:
+            lines.extend(part(page, section.width))
     names, columns, decimals = _data_columns(hole, version)
-    add("\t".join(names))
+    lines.append("\t".join(names))
     text = "\n".join(lines) + "\n" + _data_rows(columns, decimals)
     return text.encode("latin-1")
