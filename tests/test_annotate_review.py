@@ -196,12 +196,29 @@ def test_the_reason_of_the_keypoint_at_the_cursor_is_shown(project, tmp_path):
     _first_screen(project, tmp_path, check)
 
 
-def test_the_hint_line_keeps_help_at_80x24(project, tmp_path):
-    _first_screen(project, tmp_path, lambda app, session: _assert_in("? help", _screen(app)))
+KEY_LINE = (
+    "? help  ←→ move  e/t/x set  E/T/X absent  a accept  A accept+next  r reject  u undo  +/- zoom  n/p hole  "
+    "[ ] keypoint  ⇧←→ fast"
+)
 
 
-def _assert_in(part: str, whole: str) -> None:
-    assert part in whole
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (40, "? help  ←→ move  e/t/x set"),
+        (80, "? help  ←→ move  e/t/x set  E/T/X absent  a accept  A accept+next  r reject"),
+        (200, KEY_LINE),
+    ],
+)
+def test_the_key_line_shows_the_most_needed_keys_that_fit(project, tmp_path, columns, expected):
+    """The line under the plot, most needed first: at 80 columns the tail is left out, never `? help`."""
+    app = make_app(_session(project, tmp_path / "notes"))
+
+    async def script(pilot):
+        assert str(app.query_one("#keys").render()) == expected
+        assert expected in _screen(app)
+
+    _run(app, script, size=(columns, 24))
 
 
 def test_the_head_filter_matches_the_name_on_screen_and_the_rfid(project, tmp_path):
