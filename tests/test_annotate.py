@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import labelled_project
-from uos.annotate.app import make_app
+from uos.annotate.app import HolePlot, make_app
 from uos.annotate.session import AnnotationSession, open_session
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations as human
@@ -127,6 +127,23 @@ def test_cursor_zoom_and_keypoint_jumps(project, tmp_path):
         assert session.cursor_mm in points or session.cursor_mm == start
 
     _run(make_app(session), (100, 30), script)
+
+
+def test_a_click_on_the_plot_moves_the_cursor_to_the_depth_under_it(project, tmp_path):
+    """Between the axes' labels (7 columns on the left, 8 on the right) the columns span the view."""
+    session = _session(project, tmp_path / "annotations")
+    lo, hi = session.view
+    app = make_app(session)
+
+    async def script(pilot):
+        usable = app.query_one(HolePlot).size.width - 7 - 8
+        for column in (7 + usable // 4, 7 + usable // 2):
+            await pilot.click(HolePlot, offset=(column, 5))
+            await pilot.pause()
+            assert session.cursor_mm == pytest.approx(lo + (column - 7) / usable * (hi - lo), abs=1e-9)
+            assert f"cursor {session.cursor_mm:.2f} mm" in str(app.query_one("#points").render())
+
+    _run(app, (100, 30), script)
 
 
 def test_reopening_resumes_where_the_user_stopped(project, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 from rich.color import Color
 
 from conftest import labelled_project
-from uos.annotate.app import HolePlot, make_app
+from uos.annotate.app import AnnotateApp, HolePlot, help_lines, make_app
 from uos.annotate.session import AnnotationSession, open_session
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations as human
@@ -219,6 +219,27 @@ def test_the_key_line_shows_the_most_needed_keys_that_fit(project, tmp_path, col
         assert expected in _screen(app)
 
     _run(app, script, size=(columns, 24))
+
+
+def test_the_help_has_a_line_for_every_action_the_keys_do(project, tmp_path):
+    """The help is made from the app's bindings: every action is on it, with its keys; only the
+    second keys (= for +, j and k for n and p) are on no line."""
+    bindings = AnnotateApp.BINDINGS
+    lines = help_lines(bindings)
+    unlisted = [b.key for b in bindings if b.group is None and not b.tooltip]
+    assert unlisted == ["equals_sign", "j", "k"]
+    assert {b.action for b in bindings if b.key not in unlisted} == {b.action for b in bindings}
+    assert ("n  p  (or PgDn PgUp)", "next / previous hole") in lines and len(lines) == 15
+    app = make_app(_session(project, tmp_path / "notes"))
+
+    async def script(pilot):
+        await pilot.press("question_mark")
+        await pilot.pause()
+        screen = _screen(app)
+        for keys, what in [*lines, ("click", "move the cursor where you click")]:
+            assert re.search(re.escape(keys) + " +" + re.escape(what), screen), (keys, what)
+
+    _run(app, script)
 
 
 def test_the_head_filter_matches_the_name_on_screen_and_the_rfid(project, tmp_path):
