@@ -355,3 +355,31 @@ def test_an_unknown_filter_is_one_error_line(project, tmp_path, monkeypatch):
     assert result.stderr == ("Error: unknown filter 'bogus': review, all, rejected, head:TEXT or folder:TEXT\n"), (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"hole_id,answer\nh1,ok\n", "no column review_reasons, status"),
+        (
+            b'hole_id,status,review_reasons\n"h1,ok\n',
+            "Error tokenizing data. C error: EOF inside string starting at row 1",
+        ),
+        (b"", "No columns to parse from file"),
+    ],
+)
+def test_answers_that_cannot_be_read_are_one_error_line(project, tmp_path, monkeypatch, content, reason):
+    """--answers names the model's out-of-fold answers (uos train writes them): a file that is not
+    those is said in one line, not a pandas traceback."""
+    from click.testing import CliRunner
+
+    from uos.cli import main
+
+    monkeypatch.chdir(tmp_path)  # (the resume state goes to ./.uos)
+    (tmp_path / "answers.csv").write_bytes(content)
+    data = ["--data", str(project / "parsed"), "--labels", str(project / "labels")]
+    result = CliRunner().invoke(main, ["annotate", *data, "--answers", "answers.csv"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: answers.csv is not the model's answers (uos train's out_of_fold.csv): {reason}\n"
+    ), result.stderr

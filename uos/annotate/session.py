@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from uos.annotate.tracking import SessionStats
-from uos.errors import ConfigError
+from uos.errors import ConfigError, UosError
 from uos.holes.quality import in_physical_range
 from uos.holes.record import Hole
 from uos.labels import KEYPOINTS
@@ -471,12 +471,7 @@ def open_session(
         if h.signals and in_physical_range(h.signals["depth_mm"], "depth_mm").any()
     }
     labels = {row["hole_id"]: row for row in read_labels(labels_dir).to_dict("records")}
-    answers = {}
-    if answers_file is not None and Path(answers_file).exists():
-        import pandas as pd
-
-        table = pd.read_csv(answers_file, dtype={"hole_id": str}, usecols=["hole_id", "status", "review_reasons"])
-        answers = {row["hole_id"]: row for row in table.fillna("").to_dict("records")}
+    answers = read_answers(answers_file) if answers_file is not None and Path(answers_file).exists() else {}
     session = AnnotationSession(
         holes,
         labels,
@@ -488,3 +483,20 @@ def open_session(
     if filter is not None:
         session.set_filter(filter)
     return session
+
+
+def read_answers(path: Path) -> dict[str, dict[str, Any]]:
+    """The model's answer for each hole (status, review_reasons) from its out-of-fold answers."""
+    import pandas as pd
+
+    wanted = ["hole_id", "status", "review_reasons"]
+    try:
+        table = pd.read_csv(path, dtype={"hole_id": str})
+    except (OSError, ValueError) as exc:  # (pandas' parser and empty-file errors are ValueErrors)
+        raise UosError(f"{path} is not the model's answers (uos train's out_of_fold.csv): {exc}") from None
+    missing = sorted(set(wanted) - set(table.columns))
+    if missing:
+        raise UosError(
+            f"{path} is not the model's answers (uos train's out_of_fold.csv): no column {', '.join(missing)}"
+        )
+    return {row["hole_id"]: row for row in table[wanted].fillna("").to_dict("records")}
