@@ -490,13 +490,12 @@ def read_answers(path: Path) -> dict[str, dict[str, Any]]:
     import pandas as pd
 
     wanted = ["hole_id", "status", "review_reasons"]
+    not_answers = f"{path} is not the model's answers (uos train's out_of_fold.csv)"
     try:
         table = pd.read_csv(path, dtype={"hole_id": str})
     except (OSError, ValueError) as exc:  # (pandas' parser and empty-file errors are ValueErrors)
-        raise UosError(f"{path} is not the model's answers (uos train's out_of_fold.csv): {exc}") from None
+        raise UosError(f"{not_answers}: {(str(exc).strip() or type(exc).__name__).splitlines()[0]}") from None
     missing = sorted(set(wanted) - set(table.columns))
     if missing:
-        raise UosError(
-            f"{path} is not the model's answers (uos train's out_of_fold.csv): no column {', '.join(missing)}"
-        )
+        raise UosError(f"{not_answers}: no column {', '.join(missing)}")
     return {row["hole_id"]: row for row in table[wanted].fillna("").to_dict("records")}
