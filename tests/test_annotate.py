@@ -160,6 +160,15 @@ def test_reopening_resumes_where_the_user_stopped(project, tmp_path):
     assert again.hole_id == stopped_at
 
 
+@pytest.mark.parametrize("saved", ["[1, 2]", '"review"', "null", "{not json", '{"filter": 3, "hole_id": [1]}'])
+def test_a_resume_state_that_is_not_ours_is_ignored(project, tmp_path, saved):
+    """Resuming is a convenience: a state file that is no state opens the session at its start."""
+    state = tmp_path / "state.json"
+    state.write_text(saved)
+    session = _session(project, tmp_path / "annotations", state)
+    assert (session.filter, session.position) == ("review", 0)
+
+
 def test_filters(project, tmp_path):
     notes = tmp_path / "annotations"
     session = _session(project, notes)

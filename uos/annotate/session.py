@@ -377,9 +377,10 @@ class AnnotationSession:
         if self.state_file is None or not self.state_file.exists():
             return {}
         try:
-            return json.loads(self.state_file.read_text())
+            saved = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return {}
+        return saved if isinstance(saved, dict) else {}  # (not a state: resuming is a convenience)
 
     def _write_state(self) -> None:
         if self.state_file is None:
