@@ -148,6 +148,41 @@ def test_a_hole_is_done_when_its_three_keypoints_are_decided_and_accept_goes_on(
     assert saved["exit_mm"] is None and saved["entry_mm"] is not None and saved["transition_mm"] is not None
 
 
+def test_a_change_that_cannot_be_saved_is_refused_on_screen(project, tmp_path):
+    """The annotations folder cannot be made (a file is in the way): the change is not made, the
+    screen says why in a line, and the app goes on."""
+    (tmp_path / "in_the_way").write_text("a file\n")
+    notes = tmp_path / "in_the_way" / "annotations"
+    session = _session(project, notes)
+    app = make_app(session)
+
+    async def script(pilot):
+        await pilot.press("X")
+        await pilot.pause()
+        assert session.refused == f"not saved: Not a directory: {notes}"
+        assert "not saved: Not a directory" in _screen(app)  # (the path too, where the screen is wide enough)
+        assert session.points()["exit"].human is False and not session.undo_stack and not session.annotated
+        await pilot.press("n")
+        await pilot.pause()
+        assert session.position == 1 and "not saved" not in _screen(app)
+
+    _run(app, script)
+
+
+def test_an_undo_that_cannot_be_saved_is_not_undone(project, tmp_path):
+    notes = tmp_path / "notes"
+    session = _session(project, notes)
+    session.clear_point("exit")
+    shutil.rmtree(notes)
+    notes.write_text("a file where the annotations were\n")
+    session.undo()
+    assert session.refused == f"not saved: File exists: {notes}" and session.message == "exit marked absent"
+    assert len(session.undo_stack) == 1 and session.points()["exit"].human and not session.redo_stack
+    notes.unlink()
+    session.undo()  # the folder back: undone
+    assert not session.undo_stack and session.points()["exit"].human is False and session.message == "undone"
+
+
 def _first_screen(project, tmp_path, check) -> None:
     """Open the app at 80x24 on the first hole and run `check(app, session)` on it."""
     session = _session(project, tmp_path / "notes")

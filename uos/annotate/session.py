@@ -254,20 +254,31 @@ class AnnotationSession:
             return False
         after.annotator = self.annotator
         after.time = human.now()
-        self._store(hole_id, after)
+        if not self._saved(hole_id, after):
+            return False
         self.undo_stack.append(_Change(hole_id, before, after))
         self.redo_stack.clear()
         self.annotated.add(hole_id)
         self.message, self.refused = what, None
         return True
 
+    def _saved(self, hole_id: str, annotation: human.Annotation | None) -> bool:
+        """Store the annotation; False, saying why in `refused`, when it cannot be written (the
+        folder cannot be made, the disk is full): the change is not made."""
+        try:
+            self._store(hole_id, annotation)
+        except OSError as exc:
+            self.refused = f"not saved: {exc.strerror}: {exc.filename}" if exc.strerror else f"not saved: {exc}"
+            return False
+        return True
+
     def _store(self, hole_id: str, annotation: human.Annotation | None) -> None:
+        # (Saved first: what the session holds is what is on disk, when the disk refuses too.)
+        human.save(self.directory, annotation or human.Annotation(hole_id))
         if annotation is None or annotation.empty:
             self.notes.pop(hole_id, None)
-            human.save(self.directory, annotation or human.Annotation(hole_id))
         else:
             self.notes[hole_id] = annotation
-            human.save(self.directory, annotation)
 
     def set_point(self, name: str) -> None:
         depth = round(self.cursor_mm, 3)
@@ -302,9 +313,10 @@ class AnnotationSession:
         if not self.undo_stack:
             self.message = "nothing to undo"
             return
-        change = self.undo_stack.pop()
-        self._store(change.hole_id, change.before)
-        self.redo_stack.append(change)
+        change = self.undo_stack[-1]
+        if not self._saved(change.hole_id, change.before):
+            return
+        self.redo_stack.append(self.undo_stack.pop())
         self._show(change.hole_id)
         self.message = "undone"
 
@@ -312,9 +324,10 @@ class AnnotationSession:
         if not self.redo_stack:
             self.message = "nothing to redo"
             return
-        change = self.redo_stack.pop()
-        self._store(change.hole_id, change.after)
-        self.undo_stack.append(change)
+        change = self.redo_stack[-1]
+        if not self._saved(change.hole_id, change.after):
+            return
+        self.undo_stack.append(self.redo_stack.pop())
         self._show(change.hole_id)
         self.message = "redone"
 
