@@ -207,19 +207,54 @@ def test_holes_the_model_is_unsure_of_come_first_with_the_reason(project, tmp_pa
     _run(app, (80, 24), script)
 
 
+def _updating_snapshots() -> bool:
+    """UOS_UPDATE_SNAPSHOTS=1: write the screens as they are (to look at, then commit), except in
+    CI (.ci/run sets UOS_REQUIRE_SHARED, CI services set CI), where snapshots are only compared."""
+    if os.environ.get("UOS_UPDATE_SNAPSHOTS") != "1":
+        return False
+    if os.environ.get("CI") or os.environ.get("UOS_REQUIRE_SHARED"):
+        pytest.fail("UOS_UPDATE_SNAPSHOTS=1 in CI: snapshots are compared there, never written")
+    return True
+
+
 def _snapshot(app, name: str, size=(80, 24), keys: tuple[str, ...] = ()) -> None:
+    """The screen against tests/snapshots/NAME.svg: a missing snapshot fails, as a changed one does."""
+    path = SNAPSHOTS / f"{name}.svg"
+    update = _updating_snapshots()
+    shots = []
+
     async def script(pilot):
         if keys:
             await pilot.press(*keys)
             await pilot.pause()
-        svg = app.export_screenshot()
-        path = SNAPSHOTS / f"{name}.svg"
-        if os.environ.get("UOS_UPDATE_SNAPSHOTS") or not path.exists():
-            path.write_text(svg)
-            return
-        assert svg == path.read_text(), f"{name} changed: look at it, then UOS_UPDATE_SNAPSHOTS=1 to accept"
+        shots.append(app.export_screenshot())
 
     _run(app, size, script)
+    (svg,) = shots
+    if update:
+        path.write_text(svg)
+        return
+    if not path.exists():
+        pytest.fail(f"{path} missing: UOS_UPDATE_SNAPSHOTS=1 writes it; look at it, then commit it")
+    assert svg == path.read_text(), f"{name} changed: look at it, then UOS_UPDATE_SNAPSHOTS=1 to accept"
+
+
+def test_a_missing_snapshot_fails_and_is_written_only_when_asked(project, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "SNAPSHOTS", tmp_path)
+    for name in ("CI", "UOS_REQUIRE_SHARED", "UOS_UPDATE_SNAPSHOTS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(pytest.fail.Exception, match=r"new_80x24\.svg missing"):
+        _snapshot(make_app(_session(project, tmp_path / "a")), "new_80x24")
+    assert not (tmp_path / "new_80x24.svg").exists()
+    monkeypatch.setenv("UOS_UPDATE_SNAPSHOTS", "1")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="compared there, never written"):
+        _snapshot(make_app(_session(project, tmp_path / "a")), "new_80x24")
+    monkeypatch.delenv("CI")
+    _snapshot(make_app(_session(project, tmp_path / "a")), "new_80x24")
+    assert (tmp_path / "new_80x24.svg").read_text().startswith("<svg")
+    monkeypatch.delenv("UOS_UPDATE_SNAPSHOTS")
+    _snapshot(make_app(_session(project, tmp_path / "a")), "new_80x24")  # the same screen: passes
 
 
 def test_snapshot_main_screen_80x24(project, tmp_path):
