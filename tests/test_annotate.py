@@ -63,6 +63,10 @@ def test_keys_set_clear_accept_and_reject_are_saved(project, tmp_path):
     notes = tmp_path / "annotations"
     session = _session(project, notes)
     first = session.hole_id
+    (lo, hi), start = session.view, session.cursor_mm
+    # Two fine steps (0.5% of the view each) and a coarse one (5%): 6% of the view deeper.
+    moved = start + 0.06 * (hi - lo)
+    assert moved < hi  # (not stopped at the bottom of the recording)
 
     async def script(pilot):
         await pilot.press("right", "right", "shift+right", "e")  # entry at the cursor
@@ -73,8 +77,7 @@ def test_keys_set_clear_accept_and_reject_are_saved(project, tmp_path):
 
     _run(make_app(session), (100, 30), script)
     first_note = _read(notes, first)
-    assert first_note["entry_mm"] == pytest.approx(session.holes[first].signals["depth_mm"].min(), abs=100)  # a number
-    assert isinstance(first_note["entry_mm"], float)
+    assert first_note["entry_mm"] == pytest.approx(moved, abs=1e-3)  # (saved to a micrometre)
     assert first_note["exit_mm"] is None
     assert "transition_mm" not in first_note  # not decided: stays automatic
     assert first_note["annotator"] == "tester"
@@ -111,20 +114,32 @@ def test_undo_and_redo(project, tmp_path):
 
 def test_cursor_zoom_and_keypoint_jumps(project, tmp_path):
     session = _session(project, tmp_path / "annotations")
-    width = session.view[1] - session.view[0]
-    start = session.cursor_mm
+    full = session.view
+    width = full[1] - full[0]
+    entry, transition, exit_ = (session.points()[k].depth_mm for k in ("entry", "transition", "exit"))
+    assert full[0] < entry < transition < exit_
+    session.set_cursor(full[0])  # the top of the recording: above every keypoint
 
     async def script(pilot):
-        await pilot.press("plus", "plus")
+        await pilot.press("right_square_bracket", "right_square_bracket")
         await pilot.pause()
-        assert session.view[1] - session.view[0] == pytest.approx(width / 4)
-        await pilot.press("0")
-        await pilot.pause()
-        assert session.view[1] - session.view[0] == pytest.approx(width)
+        assert session.cursor_mm == transition
         await pilot.press("left_square_bracket")
         await pilot.pause()
-        points = sorted(p.depth_mm for p in session.points().values() if p.depth_mm is not None)
-        assert session.cursor_mm in points or session.cursor_mm == start
+        assert session.cursor_mm == entry
+        await pilot.press("plus", "plus")  # 4x, around the cursor
+        await pilot.pause()
+        lo, hi = session.view
+        assert hi - lo == pytest.approx(width / 4) and lo < entry < hi
+        assert not lo <= exit_ <= hi
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await pilot.pause()
+        lo, hi = session.view
+        assert session.cursor_mm == exit_ and lo <= exit_ <= hi  # the view follows the cursor
+        assert hi - lo == pytest.approx(width / 4)
+        await pilot.press("0")
+        await pilot.pause()
+        assert session.view == full
 
     _run(make_app(session), (100, 30), script)
 
