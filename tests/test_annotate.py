@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import labelled_project
-from uos.annotate.app import make_app
+from uos.annotate.app import HolePlot, make_app
 from uos.annotate.session import AnnotationSession, open_session
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations as human
@@ -63,6 +63,10 @@ def test_keys_set_clear_accept_and_reject_are_saved(project, tmp_path):
     notes = tmp_path / "annotations"
     session = _session(project, notes)
     first = session.hole_id
+    (lo, hi), start = session.view, session.cursor_mm
+    # Two fine steps (0.5% of the view each) and a coarse one (5%): 6% of the view deeper.
+    moved = start + 0.06 * (hi - lo)
+    assert moved < hi  # (not stopped at the bottom of the recording)
 
     async def script(pilot):
         await pilot.press("right", "right", "shift+right", "e")  # entry at the cursor
@@ -73,8 +77,7 @@ def test_keys_set_clear_accept_and_reject_are_saved(project, tmp_path):
 
     _run(make_app(session), (100, 30), script)
     first_note = _read(notes, first)
-    assert first_note["entry_mm"] == pytest.approx(session.holes[first].signals["depth_mm"].min(), abs=100)  # a number
-    assert isinstance(first_note["entry_mm"], float)
+    assert first_note["entry_mm"] == pytest.approx(moved, abs=1e-3)  # (saved to a micrometre)
     assert first_note["exit_mm"] is None
     assert "transition_mm" not in first_note  # not decided: stays automatic
     assert first_note["annotator"] == "tester"
@@ -111,22 +114,51 @@ def test_undo_and_redo(project, tmp_path):
 
 def test_cursor_zoom_and_keypoint_jumps(project, tmp_path):
     session = _session(project, tmp_path / "annotations")
-    width = session.view[1] - session.view[0]
-    start = session.cursor_mm
+    full = session.view
+    width = full[1] - full[0]
+    entry, transition, exit_ = (session.points()[k].depth_mm for k in ("entry", "transition", "exit"))
+    assert full[0] < entry < transition < exit_
+    session.set_cursor(full[0])  # the top of the recording: above every keypoint
 
     async def script(pilot):
-        await pilot.press("plus", "plus")
+        await pilot.press("right_square_bracket", "right_square_bracket")
         await pilot.pause()
-        assert session.view[1] - session.view[0] == pytest.approx(width / 4)
-        await pilot.press("0")
-        await pilot.pause()
-        assert session.view[1] - session.view[0] == pytest.approx(width)
+        assert session.cursor_mm == transition
         await pilot.press("left_square_bracket")
         await pilot.pause()
-        points = sorted(p.depth_mm for p in session.points().values() if p.depth_mm is not None)
-        assert session.cursor_mm in points or session.cursor_mm == start
+        assert session.cursor_mm == entry
+        await pilot.press("plus", "plus")  # 4x, around the cursor
+        await pilot.pause()
+        lo, hi = session.view
+        assert hi - lo == pytest.approx(width / 4) and lo < entry < hi
+        assert not lo <= exit_ <= hi
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await pilot.pause()
+        lo, hi = session.view
+        assert session.cursor_mm == exit_ and lo <= exit_ <= hi  # the view follows the cursor
+        assert hi - lo == pytest.approx(width / 4)
+        await pilot.press("0")
+        await pilot.pause()
+        assert session.view == full
 
     _run(make_app(session), (100, 30), script)
+
+
+def test_a_click_on_the_plot_moves_the_cursor_to_the_depth_under_it(project, tmp_path):
+    """Between the axes' labels (7 columns on the left, 8 on the right) the columns span the view."""
+    session = _session(project, tmp_path / "annotations")
+    lo, hi = session.view
+    app = make_app(session)
+
+    async def script(pilot):
+        usable = app.query_one(HolePlot).size.width - 7 - 8
+        for column in (7 + usable // 4, 7 + usable // 2):
+            await pilot.click(HolePlot, offset=(column, 5))
+            await pilot.pause()
+            assert session.cursor_mm == pytest.approx(lo + (column - 7) / usable * (hi - lo), abs=1e-9)
+            assert f"cursor {session.cursor_mm:.2f} mm" in str(app.query_one("#points").render())
+
+    _run(app, (100, 30), script)
 
 
 def test_reopening_resumes_where_the_user_stopped(project, tmp_path):
@@ -138,9 +170,19 @@ def test_reopening_resumes_where_the_user_stopped(project, tmp_path):
         await pilot.pause()
 
     _run(make_app(session), (100, 30), script)
-    stopped_at = session.hole_id
+    assert session.position == 3
     again = _session(project, notes, state)
-    assert again.hole_id == stopped_at
+    assert (again.position, again.hole_id) == (3, session.queue[3])
+    assert _session(project, notes).position == 0  # (without the state: from the start)
+
+
+@pytest.mark.parametrize("saved", ["[1, 2]", '"review"', "null", "{not json", '{"filter": 3, "hole_id": [1]}'])
+def test_a_resume_state_that_is_not_ours_is_ignored(project, tmp_path, saved):
+    """Resuming is a convenience: a state file that is no state opens the session at its start."""
+    state = tmp_path / "state.json"
+    state.write_text(saved)
+    session = _session(project, tmp_path / "annotations", state)
+    assert (session.filter, session.position) == ("review", 0)
 
 
 def test_filters(project, tmp_path):
@@ -154,7 +196,8 @@ def test_filters(project, tmp_path):
     assert len(session.queue) == total - 1  # the rejected one has been reviewed
     head = next(iter(session.holes.values())).meta["head_id"]
     session.set_filter(f"head:{head}")
-    assert session.queue and all(session.holes[h].meta["head_id"] == head for h in session.queue)
+    assert sorted(session.queue) == sorted(h for h, hole in session.holes.items() if hole.meta["head_id"] == head)
+    assert 0 < len(session.queue) < total  # (two heads)
 
 
 def test_holes_the_model_is_unsure_of_come_first_with_the_reason(project, tmp_path):
@@ -181,19 +224,54 @@ def test_holes_the_model_is_unsure_of_come_first_with_the_reason(project, tmp_pa
     _run(app, (80, 24), script)
 
 
+def _updating_snapshots() -> bool:
+    """UOS_UPDATE_SNAPSHOTS=1: write the screens as they are (to look at, then commit), except in
+    CI (.ci/run sets UOS_REQUIRE_SHARED, CI services set CI), where snapshots are only compared."""
+    if os.environ.get("UOS_UPDATE_SNAPSHOTS") != "1":
+        return False
+    if os.environ.get("CI") or os.environ.get("UOS_REQUIRE_SHARED"):
+        pytest.fail("UOS_UPDATE_SNAPSHOTS=1 in CI: snapshots are compared there, never written")
+    return True
+
+
 def _snapshot(app, name: str, size=(80, 24), keys: tuple[str, ...] = ()) -> None:
+    """The screen against tests/snapshots/NAME.svg: a missing snapshot fails, as a changed one does."""
+    path = SNAPSHOTS / f"{name}.svg"
+    update = _updating_snapshots()
+    shots = []
+
     async def script(pilot):
         if keys:
             await pilot.press(*keys)
             await pilot.pause()
-        svg = app.export_screenshot()
-        path = SNAPSHOTS / f"{name}.svg"
-        if os.environ.get("UOS_UPDATE_SNAPSHOTS") or not path.exists():
-            path.write_text(svg)
-            return
-        assert svg == path.read_text(), f"{name} changed: look at it, then UOS_UPDATE_SNAPSHOTS=1 to accept"
+        shots.append(app.export_screenshot())
 
     _run(app, size, script)
+    (svg,) = shots
+    if update:
+        path.write_text(svg)
+        return
+    if not path.exists():
+        pytest.fail(f"{path} missing: UOS_UPDATE_SNAPSHOTS=1 writes it; look at it, then commit it")
+    assert svg == path.read_text(), f"{name} changed: look at it, then UOS_UPDATE_SNAPSHOTS=1 to accept"
+
+
+def test_a_missing_snapshot_fails_and_is_written_only_when_asked(project, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "SNAPSHOTS", tmp_path)
+    for name in ("CI", "UOS_REQUIRE_SHARED", "UOS_UPDATE_SNAPSHOTS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(pytest.fail.Exception, match=r"new_80x24\.svg missing"):
+        _snapshot(make_app(_session(project, tmp_path / "a")), "new_80x24")
+    assert not (tmp_path / "new_80x24.svg").exists()
+    monkeypatch.setenv("UOS_UPDATE_SNAPSHOTS", "1")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="compared there, never written"):
+        _snapshot(make_app(_session(project, tmp_path / "a")), "new_80x24")
+    monkeypatch.delenv("CI")
+    _snapshot(make_app(_session(project, tmp_path / "a")), "new_80x24")
+    assert (tmp_path / "new_80x24.svg").read_text().startswith("<svg")
+    monkeypatch.delenv("UOS_UPDATE_SNAPSHOTS")
+    _snapshot(make_app(_session(project, tmp_path / "a")), "new_80x24")  # the same screen: passes
 
 
 def test_snapshot_main_screen_80x24(project, tmp_path):
@@ -246,8 +324,8 @@ while True:
 
 
 def test_annotation_files_stay_valid_when_the_process_is_killed(tmp_path):
-    notes = tmp_path / "annotations"
     for attempt in range(5):
+        notes = tmp_path / f"annotations-{attempt}"  # (what this writer left, none of an earlier one)
         process = subprocess.Popen([sys.executable, "-c", WRITER, str(notes)])
         time.sleep(0.3 + 0.07 * attempt)
         process.send_signal(signal.SIGKILL)

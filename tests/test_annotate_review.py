@@ -16,7 +16,7 @@ import pytest
 from rich.color import Color
 
 from conftest import labelled_project
-from uos.annotate.app import HolePlot, make_app
+from uos.annotate.app import AnnotateApp, HolePlot, help_lines, make_app
 from uos.annotate.session import AnnotationSession, open_session
 from uos.dataset.build import parse_dataset
 from uos.labels import annotations as human
@@ -148,6 +148,41 @@ def test_a_hole_is_done_when_its_three_keypoints_are_decided_and_accept_goes_on(
     assert saved["exit_mm"] is None and saved["entry_mm"] is not None and saved["transition_mm"] is not None
 
 
+def test_a_change_that_cannot_be_saved_is_refused_on_screen(project, tmp_path):
+    """The annotations folder cannot be made (a file is in the way): the change is not made, the
+    screen says why in a line, and the app goes on."""
+    (tmp_path / "in_the_way").write_text("a file\n")
+    notes = tmp_path / "in_the_way" / "annotations"
+    session = _session(project, notes)
+    app = make_app(session)
+
+    async def script(pilot):
+        await pilot.press("X")
+        await pilot.pause()
+        assert session.refused == f"not saved: Not a directory: {notes}"
+        assert "not saved: Not a directory" in _screen(app)  # (the path too, where the screen is wide enough)
+        assert session.points()["exit"].human is False and not session.undo_stack and not session.annotated
+        await pilot.press("n")
+        await pilot.pause()
+        assert session.position == 1 and "not saved" not in _screen(app)
+
+    _run(app, script)
+
+
+def test_an_undo_that_cannot_be_saved_is_not_undone(project, tmp_path):
+    notes = tmp_path / "notes"
+    session = _session(project, notes)
+    session.clear_point("exit")
+    shutil.rmtree(notes)
+    notes.write_text("a file where the annotations were\n")
+    session.undo()
+    assert session.refused == f"not saved: File exists: {notes}" and session.message == "exit marked absent"
+    assert len(session.undo_stack) == 1 and session.points()["exit"].human and not session.redo_stack
+    notes.unlink()
+    session.undo()  # the folder back: undone
+    assert not session.undo_stack and session.points()["exit"].human is False and session.message == "undone"
+
+
 def _first_screen(project, tmp_path, check) -> None:
     """Open the app at 80x24 on the first hole and run `check(app, session)` on it."""
     session = _session(project, tmp_path / "notes")
@@ -191,17 +226,56 @@ def test_the_reason_of_the_keypoint_at_the_cursor_is_shown(project, tmp_path):
     def check(app, session):
         row = session.labels[session.hole_id]
         nearest = min(("entry", "transition", "exit"), key=lambda k: abs(row[f"{k}_mm"] - session.cursor_mm))
-        assert row[f"{nearest}_reason"][:60] in _screen(app)  # why the keypoint is there (labels.parquet)
+        reason = row[f"{nearest}_reason"]
+        assert len(reason) > 20 and reason[:60] in _screen(app)  # why the keypoint is there (labels.parquet)
 
     _first_screen(project, tmp_path, check)
 
 
-def test_the_hint_line_keeps_help_at_80x24(project, tmp_path):
-    _first_screen(project, tmp_path, lambda app, session: _assert_in("? help", _screen(app)))
+KEY_LINE = (
+    "? help  ←→ move  e/t/x set  E/T/X absent  a accept  A accept+next  r reject  u undo  +/- zoom  n/p hole  "
+    "[ ] keypoint  ⇧←→ fast"
+)
 
 
-def _assert_in(part: str, whole: str) -> None:
-    assert part in whole
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (40, "? help  ←→ move  e/t/x set"),
+        (80, "? help  ←→ move  e/t/x set  E/T/X absent  a accept  A accept+next  r reject"),
+        (200, KEY_LINE),
+    ],
+)
+def test_the_key_line_shows_the_most_needed_keys_that_fit(project, tmp_path, columns, expected):
+    """The line under the plot, most needed first: at 80 columns the tail is left out, never `? help`."""
+    app = make_app(_session(project, tmp_path / "notes"))
+
+    async def script(pilot):
+        assert str(app.query_one("#keys").render()) == expected
+        assert expected in _screen(app)
+
+    _run(app, script, size=(columns, 24))
+
+
+def test_the_help_has_a_line_for_every_action_the_keys_do(project, tmp_path):
+    """The help is made from the app's bindings: every action is on it, with its keys; only the
+    second keys (= for +, j and k for n and p) are on no line."""
+    bindings = AnnotateApp.BINDINGS
+    lines = help_lines(bindings)
+    unlisted = [b.key for b in bindings if b.group is None and not b.tooltip]
+    assert unlisted == ["equals_sign", "j", "k"]
+    assert {b.action for b in bindings if b.key not in unlisted} == {b.action for b in bindings}
+    assert ("n  p  (or PgDn PgUp)", "next / previous hole") in lines and len(lines) == 15
+    app = make_app(_session(project, tmp_path / "notes"))
+
+    async def script(pilot):
+        await pilot.press("question_mark")
+        await pilot.pause()
+        screen = _screen(app)
+        for keys, what in [*lines, ("click", "move the cursor where you click")]:
+            assert re.search(re.escape(keys) + " +" + re.escape(what), screen), (keys, what)
+
+    _run(app, script)
 
 
 def test_the_head_filter_matches_the_name_on_screen_and_the_rfid(project, tmp_path):
@@ -298,7 +372,7 @@ def test_odd_holes_open_and_take_keys(project, tmp_path):
             await pilot.press("plus", "plus", "right", "e", "L", "x", "minus", "0", "A")
             await pilot.pause()
             seen.append(session.position)
-            assert "hole" in _screen(app)
+            assert f"hole {session.position + 1}/5" in _screen(app)
 
     _run(app, script)
     assert seen == [1, 2, 3, 4, 4]
@@ -317,3 +391,31 @@ def test_an_unknown_filter_is_one_error_line(project, tmp_path, monkeypatch):
     assert result.stderr == ("Error: unknown filter 'bogus': review, all, rejected, head:TEXT or folder:TEXT\n"), (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"hole_id,answer\nh1,ok\n", "no column review_reasons, status"),
+        (
+            b'hole_id,status,review_reasons\n"h1,ok\n',
+            "Error tokenizing data. C error: EOF inside string starting at row 1",
+        ),
+        (b"", "No columns to parse from file"),
+    ],
+)
+def test_answers_that_cannot_be_read_are_one_error_line(project, tmp_path, monkeypatch, content, reason):
+    """--answers names the model's out-of-fold answers (uos train writes them): a file that is not
+    those is said in one line, not a pandas traceback."""
+    from click.testing import CliRunner
+
+    from uos.cli import main
+
+    monkeypatch.chdir(tmp_path)  # (the resume state goes to ./.uos)
+    (tmp_path / "answers.csv").write_bytes(content)
+    data = ["--data", str(project / "parsed"), "--labels", str(project / "labels")]
+    result = CliRunner().invoke(main, ["annotate", *data, "--answers", "answers.csv"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: answers.csv is not the model's answers (uos train's out_of_fold.csv): {reason}\n"
+    ), result.stderr

@@ -18,6 +18,8 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.keys import format_key
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 from textual_plotext import PlotextPlot
@@ -39,40 +41,77 @@ COLOURS = {
     "step": "gray",
     "cursor": "blue",
 }
-# The key line, most needed first: at 80 columns the tail is left out, never `? help`.
-HINTS = [
-    "? help",
-    "←→ move",
-    "e/t/x set",
-    "E/T/X absent",
-    "a accept",
-    "A accept+next",
-    "r reject",
-    "u undo",
-    "+/- zoom",
-    "n/p hole",
-    "[ ] keypoint",
-    "⇧←→ fast",
-]
+# How a key is written where Textual's name for it is not what is on the keycap.
+KEY_NAMES = {"pagedown": "PgDn", "pageup": "PgUp"}
+# The line under the plot, most needed first: at 80 columns the tail is left out, never `? help`.
+# Its hints are the bindings shown there (show=True), by description; their keys come from the bindings.
+KEY_LINE = (
+    "help",
+    "move",
+    "set",
+    "absent",
+    "accept",
+    "accept+next",
+    "reject",
+    "undo",
+    "zoom",
+    "hole",
+    "keypoint",
+    "fast",
+)
+# Lines of the help shared by several bindings: what their keys do.
+FINE_MOVES = Binding.Group("move the cursor (fine)")
+COARSE_MOVES = Binding.Group("move the cursor (coarse)")
+JUMPS = Binding.Group("jump to the previous / next keypoint")
+SETS = Binding.Group("set entry / transition / exit at the cursor")
+ABSENT = Binding.Group("mark entry / transition / exit absent")
+ACCEPTS = Binding.Group("accept the keypoints shown / accept, then next hole")
+REJECTS = Binding.Group("reject the hole (with a reason) / un-reject")
+ZOOMS = Binding.Group("zoom in / out around the cursor / whole hole")
+HOLES = Binding.Group("next / previous hole")
+# The mouse has no binding: its line of the help.
+CLICK = ("click", "move the cursor where you click")
 
-KEYS = [
-    ("← →  or  h l", "move the cursor (fine)"),
-    ("⇧← ⇧→  or  H L", "move the cursor (coarse)"),
-    ("[  ]", "jump to the previous / next keypoint"),
-    ("e  t  x", "set entry / transition / exit at the cursor"),
-    ("E  T  X", "mark entry / transition / exit absent"),
-    ("a  A", "accept the keypoints shown / accept, then next hole"),
-    ("r  R", "reject the hole (with a reason) / un-reject"),
-    ("u  ctrl+z", "undo"),
-    ("U  ctrl+y", "redo"),
-    ("+  -  0", "zoom in / out around the cursor / whole hole"),
-    ("n  p  (or PgDn PgUp)", "next / previous hole"),
-    ("f", "filter: needs review, all, rejected"),
-    ("/", "filter: head:TEXT or folder:TEXT"),
-    ("click", "move the cursor where you click"),
-    ("?", "this help"),
-    ("q", "quit (everything is already saved)"),
-]
+
+def key_name(key: str) -> str:
+    """A key as the help and the key line write it: ←, ⇧←, [, PgDn, ctrl+z."""
+    if key.startswith("shift+"):
+        return "⇧" + key_name(key.removeprefix("shift+"))
+    return KEY_NAMES.get(key) or format_key(key)
+
+
+def _keys(binding: Binding) -> list[str]:
+    return [key.strip() for key in binding.key.split(",")]
+
+
+def help_lines(bindings: list[Binding]) -> list[tuple[str, str]]:
+    """(keys, what they do) for each line of the help: one per group of bindings (its description)
+    and one per binding with a tooltip; a binding with neither (a second key) is on no line. Each
+    binding's first key is written first, its other keys after: `←  →  (or h l)`."""
+    lines: dict[Binding | Binding.Group, list[Binding]] = {}
+    for binding in bindings:
+        if binding.group is not None or binding.tooltip:
+            lines.setdefault(binding.group or binding, []).append(binding)
+    out = []
+    for line, members in lines.items():
+        first = [key_name(_keys(b)[0]) for b in members]
+        others = [key_name(key) for b in members for key in _keys(b)[1:]]
+        keys = "  ".join(first) + (f"  (or {' '.join(others)})" if others else "")
+        out.append((keys, line.description if isinstance(line, Binding.Group) else line.tooltip))
+    return out
+
+
+def key_hints(bindings: list[Binding]) -> list[str]:
+    """The key line's hints in KEY_LINE's order: the bindings shown there, those of one
+    description together (`e/t/x set`), written as their key_display when they have one (`←→`)."""
+    keys: dict[str, list[str]] = {}
+    for binding in bindings:
+        if binding.show:
+            shown = keys.setdefault(binding.description, [])
+            text = binding.key_display or key_name(_keys(binding)[0])
+            if text not in shown:
+                shown.append(text)
+    return [f"{'/'.join(keys[label])} {label}" for label in sorted(keys, key=KEY_LINE.index)]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -82,19 +121,12 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen > Static { width: 78; height: auto; border: round $accent; padding: 0 1; background: $surface; }
     """
 
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
     def compose(self) -> ComposeResult:
-        width = max(len(k) for k, _ in KEYS) + 2
-        paint = self.app.paint  # type: ignore[attr-defined]
-        lines = [
-            "[b]Keys[/b]  (every change is saved at once; Esc closes)",
-            "",
-            f"Plot: {paint('automatic', 'automatic')} keypoints, {paint('yours', 'yours')}, "
-            f"{paint('stale', 'stale')} (other signals), {paint('cursor', 'cursor')}, {paint('steps', 'step')};",
-            "E T X tag them. A hole is done when all three are decided, or rejected.",
-            "",
-        ]
-        lines += [f"[b]{key.ljust(width)}[/b]{what}" for key, what in KEYS]
-        yield Static("\n".join(lines))
+        yield Static(self.text)
 
 
 class PromptScreen(ModalScreen[str | None]):
@@ -142,12 +174,18 @@ class HolePlot(PlotextPlot):
             self._cached = (key, super().render())
         return self._cached[1]
 
+    class Clicked(Message):
+        """The plot was clicked at `depth_mm` (the depth under the mouse)."""
+
+        def __init__(self, depth_mm: float) -> None:
+            super().__init__()
+            self.depth_mm = depth_mm
+
     def on_click(self, event: events.Click) -> None:
         left, right = 7, 8  # room taken by the axes' tick labels
         usable = max(self.size.width - left - right, 1)
         lo, hi = self.session.view
-        self.session.set_cursor(lo + (event.x - left) / usable * (hi - lo))
-        self.app.refresh_view()  # type: ignore[attr-defined]
+        self.post_message(self.Clicked(lo + (event.x - left) / usable * (hi - lo)))
 
     def draw(self) -> None:
         session, plt = self.session, self.plt
@@ -234,34 +272,39 @@ class AnnotateApp(App[None]):
     #keys { color: $text-muted; }
     HolePlot { height: 1fr; min-height: 10; }
     """
+    # The keys, once: the help (help_lines) and the key line (key_hints) are made from them.
     BINDINGS = [
-        Binding("left,h", "move(-1)", "left", show=False),
-        Binding("right,l", "move(1)", "right", show=False),
-        Binding("shift+left,H", "move(-10)", "fast left", show=False),
-        Binding("shift+right,L", "move(10)", "fast right", show=False),
-        Binding("left_square_bracket", "jump(-1)", "previous keypoint", show=False),
-        Binding("right_square_bracket", "jump(1)", "next keypoint", show=False),
-        Binding("e", "set('entry')", "entry", show=False),
-        Binding("t", "set('transition')", "transition", show=False),
-        Binding("x", "set('exit')", "exit", show=False),
-        Binding("E", "clear('entry')", "no entry", show=False),
-        Binding("T", "clear('transition')", "no transition", show=False),
-        Binding("X", "clear('exit')", "no exit", show=False),
-        Binding("a", "accept", "accept", show=False),
-        Binding("A", "accept_and_next", "accept and next", show=False),
-        Binding("r", "reject", "reject", show=False),
-        Binding("R", "unreject", "unreject", show=False),
-        Binding("u,ctrl+z", "undo", "undo", show=False),
-        Binding("U,ctrl+y", "redo", "redo", show=False),
-        Binding("plus,equals_sign", "zoom(0.5)", "zoom in", show=False),
-        Binding("minus", "zoom(2.0)", "zoom out", show=False),
-        Binding("0", "reset_zoom", "whole hole", show=False),
-        Binding("n,pagedown,j", "next", "next hole", show=False),
-        Binding("p,pageup,k", "previous", "previous hole", show=False),
-        Binding("f", "cycle_filter", "filter", show=False),
-        Binding("slash", "filter_text", "filter by text", show=False),
-        Binding("question_mark", "help", "help", show=False),
-        Binding("q", "quit", "quit", show=False),
+        Binding("left,h", "move(-1)", "move", key_display="←→", group=FINE_MOVES),
+        Binding("right,l", "move(1)", "move", key_display="←→", group=FINE_MOVES),
+        Binding("shift+left,H", "move(-10)", "fast", key_display="⇧←→", group=COARSE_MOVES),
+        Binding("shift+right,L", "move(10)", "fast", key_display="⇧←→", group=COARSE_MOVES),
+        Binding("left_square_bracket", "jump(-1)", "keypoint", key_display="[ ]", group=JUMPS),
+        Binding("right_square_bracket", "jump(1)", "keypoint", key_display="[ ]", group=JUMPS),
+        Binding("e", "set('entry')", "set", group=SETS),
+        Binding("t", "set('transition')", "set", group=SETS),
+        Binding("x", "set('exit')", "set", group=SETS),
+        Binding("E", "clear('entry')", "absent", group=ABSENT),
+        Binding("T", "clear('transition')", "absent", group=ABSENT),
+        Binding("X", "clear('exit')", "absent", group=ABSENT),
+        Binding("a", "accept", "accept", group=ACCEPTS),
+        Binding("A", "accept_and_next", "accept+next", group=ACCEPTS),
+        Binding("r", "reject", "reject", group=REJECTS),
+        Binding("R", "unreject", "un-reject", show=False, group=REJECTS),
+        Binding("u,ctrl+z", "undo", "undo", tooltip="undo"),
+        Binding("U,ctrl+y", "redo", "redo", show=False, tooltip="redo"),
+        Binding("plus", "zoom(0.5)", "zoom", group=ZOOMS),
+        Binding("minus", "zoom(2.0)", "zoom", group=ZOOMS),
+        Binding("0", "reset_zoom", "whole hole", show=False, group=ZOOMS),
+        Binding("n,pagedown", "next", "hole", group=HOLES),
+        Binding("p,pageup", "previous", "hole", group=HOLES),
+        Binding("f", "cycle_filter", "filter", show=False, tooltip="filter: needs review, all, rejected"),
+        Binding("slash", "filter_text", "filter by text", show=False, tooltip="filter: head:TEXT or folder:TEXT"),
+        Binding("question_mark", "help", "help", tooltip="this help"),
+        Binding("q", "quit", "quit", show=False, tooltip="quit (everything is already saved)"),
+        # Second keys, on no line of the help: = is + unshifted; j and k as in a pager.
+        Binding("equals_sign", "zoom(0.5)", "zoom in", show=False),
+        Binding("j", "next", "next hole", show=False),
+        Binding("k", "previous", "previous hole", show=False),
     ]
 
     def __init__(self, session: AnnotationSession):
@@ -281,6 +324,10 @@ class AnnotateApp(App[None]):
         self.refresh_view()
 
     def on_resize(self, _: events.Resize) -> None:
+        self.refresh_view()
+
+    def on_hole_plot_clicked(self, message: HolePlot.Clicked) -> None:
+        self.session.set_cursor(message.depth_mm)
         self.refresh_view()
 
     def paint(self, text: str, role: str) -> str:
@@ -306,8 +353,9 @@ class AnnotateApp(App[None]):
         )
         self._show_hole()
         width = max(self.size.width - 2, 10)
-        keys = HINTS[0]
-        for hint in HINTS[1:]:
+        hints = key_hints(self.BINDINGS)
+        keys = hints[0]
+        for hint in hints[1:]:
             if cell_len(f"{keys}  {hint}") > width:
                 break
             keys = f"{keys}  {hint}"
@@ -445,7 +493,23 @@ class AnnotateApp(App[None]):
         )
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.help_text()))
+
+    def help_text(self) -> str:
+        """The help screen's text: the colours of the plot, then a line per key (help_lines)."""
+        lines = help_lines(self.BINDINGS)
+        lines.insert(len(lines) - 2, CLICK)  # (before the app's own keys, ? and q)
+        width = max(len(keys) for keys, _ in lines) + 2
+        paint = self.paint
+        text = [
+            "[b]Keys[/b]  (every change is saved at once; Esc closes)",
+            "",
+            f"Plot: {paint('automatic', 'automatic')} keypoints, {paint('yours', 'yours')}, "
+            f"{paint('stale', 'stale')} (other signals), {paint('cursor', 'cursor')}, {paint('steps', 'step')};",
+            "E T X tag them. A hole is done when all three are decided, or rejected.",
+            "",
+        ]
+        return "\n".join(text + [f"[b]{escape(keys.ljust(width))}[/b]{escape(what)}" for keys, what in lines])
 
 
 def terminal_colour(name: str, app: App) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from uos.annotate.tracking import SessionStats
-from uos.errors import ConfigError
+from uos.errors import ConfigError, UosError
 from uos.holes.quality import in_physical_range
 from uos.holes.record import Hole
 from uos.labels import KEYPOINTS
@@ -254,20 +254,31 @@ class AnnotationSession:
             return False
         after.annotator = self.annotator
         after.time = human.now()
-        self._store(hole_id, after)
+        if not self._saved(hole_id, after):
+            return False
         self.undo_stack.append(_Change(hole_id, before, after))
         self.redo_stack.clear()
         self.annotated.add(hole_id)
         self.message, self.refused = what, None
         return True
 
+    def _saved(self, hole_id: str, annotation: human.Annotation | None) -> bool:
+        """Store the annotation; False, saying why in `refused`, when it cannot be written (the
+        folder cannot be made, the disk is full): the change is not made."""
+        try:
+            self._store(hole_id, annotation)
+        except OSError as exc:
+            self.refused = f"not saved: {exc.strerror}: {exc.filename}" if exc.strerror else f"not saved: {exc}"
+            return False
+        return True
+
     def _store(self, hole_id: str, annotation: human.Annotation | None) -> None:
+        # (Saved first: what the session holds is what is on disk, when the disk refuses too.)
+        human.save(self.directory, annotation or human.Annotation(hole_id))
         if annotation is None or annotation.empty:
             self.notes.pop(hole_id, None)
-            human.save(self.directory, annotation or human.Annotation(hole_id))
         else:
             self.notes[hole_id] = annotation
-            human.save(self.directory, annotation)
 
     def set_point(self, name: str) -> None:
         depth = round(self.cursor_mm, 3)
@@ -302,9 +313,10 @@ class AnnotationSession:
         if not self.undo_stack:
             self.message = "nothing to undo"
             return
-        change = self.undo_stack.pop()
-        self._store(change.hole_id, change.before)
-        self.redo_stack.append(change)
+        change = self.undo_stack[-1]
+        if not self._saved(change.hole_id, change.before):
+            return
+        self.redo_stack.append(self.undo_stack.pop())
         self._show(change.hole_id)
         self.message = "undone"
 
@@ -312,9 +324,10 @@ class AnnotationSession:
         if not self.redo_stack:
             self.message = "nothing to redo"
             return
-        change = self.redo_stack.pop()
-        self._store(change.hole_id, change.after)
-        self.undo_stack.append(change)
+        change = self.redo_stack[-1]
+        if not self._saved(change.hole_id, change.after):
+            return
+        self.undo_stack.append(self.redo_stack.pop())
         self._show(change.hole_id)
         self.message = "redone"
 
@@ -377,9 +390,10 @@ class AnnotationSession:
         if self.state_file is None or not self.state_file.exists():
             return {}
         try:
-            return json.loads(self.state_file.read_text())
+            saved = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return {}
+        return saved if isinstance(saved, dict) else {}  # (not a state: resuming is a convenience)
 
     def _write_state(self) -> None:
         if self.state_file is None:
@@ -471,12 +485,7 @@ def open_session(
         if h.signals and in_physical_range(h.signals["depth_mm"], "depth_mm").any()
     }
     labels = {row["hole_id"]: row for row in read_labels(labels_dir).to_dict("records")}
-    answers = {}
-    if answers_file is not None and Path(answers_file).exists():
-        import pandas as pd
-
-        table = pd.read_csv(answers_file, dtype={"hole_id": str}, usecols=["hole_id", "status", "review_reasons"])
-        answers = {row["hole_id"]: row for row in table.fillna("").to_dict("records")}
+    answers = read_answers(answers_file) if answers_file is not None and Path(answers_file).exists() else {}
     session = AnnotationSession(
         holes,
         labels,
@@ -488,3 +497,19 @@ def open_session(
     if filter is not None:
         session.set_filter(filter)
     return session
+
+
+def read_answers(path: Path) -> dict[str, dict[str, Any]]:
+    """The model's answer for each hole (status, review_reasons) from its out-of-fold answers."""
+    import pandas as pd
+
+    wanted = ["hole_id", "status", "review_reasons"]
+    not_answers = f"{path} is not the model's answers (uos train's out_of_fold.csv)"
+    try:
+        table = pd.read_csv(path, dtype={"hole_id": str})
+    except (OSError, ValueError) as exc:  # (pandas' parser and empty-file errors are ValueErrors)
+        raise UosError(f"{not_answers}: {(str(exc).strip() or type(exc).__name__).splitlines()[0]}") from None
+    missing = sorted(set(wanted) - set(table.columns))
+    if missing:
+        raise UosError(f"{not_answers}: no column {', '.join(missing)}")
+    return {row["hole_id"]: row for row in table[wanted].fillna("").to_dict("records")}
