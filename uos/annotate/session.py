@@ -22,6 +22,7 @@ from uos.holes.quality import in_physical_range
 from uos.holes.record import Hole
 from uos.labels import KEYPOINTS
 from uos.labels import annotations as human
+from uos.outputs import write_atomic
 
 FILTERS = ("review", "all", "rejected")
 FINISHED = ("done", "rejected")  # a hole in either state needs nobody any more
@@ -400,9 +401,8 @@ class AnnotationSession:
             return
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-            tmp.write_text(json.dumps({"filter": self.filter, "hole_id": self.hole_id}))
-            tmp.replace(self.state_file)
+            with write_atomic(self.state_file) as tmp:
+                tmp.write_text(json.dumps({"filter": self.filter, "hole_id": self.hole_id}))
         except OSError:
             pass  # resuming is a convenience; never fail an annotation over it
 
