@@ -99,20 +99,28 @@ print(model.predict(pd.DataFrame(rows)).to_json(orient="records"))
 """
 
 
-def test_without_uos_installed_mlflow_loads_the_model_and_it_answers_as_uos_predict(
-    model_folder, setitec_dir, tmp_path
-):
-    """In an environment of only MLflow and what the model declares (every one a PyPI release;
-    no uos), `mlflow.pyfunc.load_model` gives the numbers `uos predict` gives on real files."""
+@pytest.fixture(scope="module")
+def outside(model_folder, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """An environment of only MLflow and what the model declares (every one a PyPI release; no
+    uos): its python, and a bare environment to run it in."""
     declared = (model_folder / "requirements.txt").read_text().split()
     names = {line.split("==")[0] for line in declared}
-    assert names == {"mlflow", "torch", "numpy", "pandas", "scipy", "onnxruntime"}, declared
+    assert names == {"mlflow", "torch", "numpy", "pandas", "scipy", "onnxruntime", "orjson"}, declared
     assert all("==" in line and "+" not in line for line in declared), declared  # pinned, no local build
-    python = envs.venv_with(tmp_path / "env", declared)
-    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    # (run from tmp_path: `python -c` puts the current folder, the project's, on sys.path)
-    assert subprocess.run([python, "-c", "import uos"], env=bare, cwd=tmp_path, capture_output=True).returncode != 0
+    folder = tmp_path_factory.mktemp("outside")
+    python = envs.venv_with(folder / "env", declared)
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(folder)}
+    # (run from a folder of its own: `python -c` puts the current folder, the project's, on sys.path)
+    assert subprocess.run([python, "-c", "import uos"], env=bare, cwd=folder, capture_output=True).returncode != 0
+    return python, bare
 
+
+def test_without_uos_installed_mlflow_loads_the_model_and_it_answers_as_uos_predict(
+    model_folder, outside, setitec_dir, tmp_path
+):
+    """In an environment without uos, `mlflow.pyfunc.load_model` gives the numbers `uos predict`
+    gives on real files."""
+    python, bare = outside
     paths = [setitec_dir / name for name in REAL]
     (tmp_path / "rows.json").write_text(json.dumps(_rows(paths)))
     model = shutil.copytree(model_folder, tmp_path / "model")  # (its code gets byte-code caches when run)
@@ -131,6 +139,80 @@ def test_without_uos_installed_mlflow_loads_the_model_and_it_answers_as_uos_pred
     assert {"review", "error"} <= {r["status"] for r in expected}  # (a model of synthetic holes: no ok needed)
     for got, want in zip(outside, expected, strict=True):
         assert {key: got[key] for key in ANSWER} == {key: want[key] for key in ANSWER}, (got, want)
+
+
+TWO_MODELS = """
+import sys
+import mlflow
+first = mlflow.pyfunc.load_model(sys.argv[1])
+try:
+    mlflow.pyfunc.load_model(sys.argv[2])
+except Exception as exc:
+    print("refused:", exc)
+else:
+    print("loaded")
+"""
+
+
+def test_a_second_model_with_other_code_is_refused_in_the_same_process(model_folder, outside, tmp_path):
+    """Both models' code is the package `uos`: a second model whose code differs would run the
+    first one's code. It is refused (load it in a process of its own); the same code is fine."""
+    python, bare = outside
+    first = shutil.copytree(model_folder, tmp_path / "first")
+    same = shutil.copytree(model_folder, tmp_path / "same")
+    other = shutil.copytree(model_folder, tmp_path / "other")
+    with (other / "code" / "uos" / "training" / "infer.py").open("a") as code:
+        code.write("\n# another version of uos\n")
+
+    def load_both(a: Path, b: Path) -> str:
+        ran = subprocess.run(
+            [python, "-c", TWO_MODELS, str(a), str(b)],
+            env=bare,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        return ran.stdout.splitlines()[-1]
+
+    assert load_both(first, same) == "loaded"
+    refused = load_both(first, other)
+    assert refused.startswith("refused:") and "process of its own" in refused, refused
+
+
+def test_a_batch_with_a_hole_that_cannot_be_answered_keeps_nulls_and_integers(model_folder, setitec_dir):
+    """One answer's error (or one without a grip code) must not turn the batch's numbers into NaN
+    (invalid JSON over HTTP) nor grip codes into floats."""
+    import mlflow
+
+    rows = _rows([setitec_dir / REAL[0]])
+    rows.append({"depth_mm": [1.0], "torque_a": [1.0], "thrust_a": [1.0], "program_family": None, "unit": None})
+    import pandas as pd
+
+    answers = mlflow.pyfunc.load_model(str(model_folder)).predict(pd.DataFrame(rows)).to_dict("records")
+    good, bad = answers
+    assert bad["status"] == "error" and bad["error"]
+    assert all(bad[key] is None for key in ANSWER[:10]), bad
+    assert good["error"] is None and good["entry_mm"] is not None, good
+    assert good["grip_code"] is None or type(good["grip_code"]) is int, good
+
+
+def test_the_model_carries_its_package_code_and_nothing_else(tmp_path):
+    """A secret, an editor's swap file or a scratch array left in the working tree's uos/ does not
+    travel with every registered model."""
+    from uos.training.logged_model import _package_copy
+
+    source = shutil.copytree(Path(__file__).resolve().parent.parent / "uos", tmp_path / "tree" / "uos")
+    (source / ".env").write_text("UOS_MQTT_PASSWORD=hunter2\n")
+    (source / ".notes.txt.swp").write_bytes(b"swap")
+    (source / ".mypy_cache").mkdir(exist_ok=True)
+    (source / ".mypy_cache" / "x.json").write_text("{}")
+    (source / "training" / "scratch_dump.npy").write_bytes(b"\0" * 1000)
+    copied = _package_copy(tmp_path / "copy", source)
+    files = sorted(p.relative_to(copied).as_posix() for p in copied.rglob("*") if p.is_file())
+    expected = sorted(p.relative_to(source).as_posix() for p in source.rglob("*.py") if "__pycache__" not in p.parts)
+    assert files == expected
 
 
 def test_the_model_carries_an_input_example_and_the_meaning_of_its_fields(model_folder):
@@ -185,7 +267,11 @@ def _post(url: str, payload: dict) -> list[dict]:
     )
     with urllib.request.urlopen(request, timeout=120) as answer:
         assert answer.status == 200
-        return json.loads(answer.read())["predictions"]
+        return json.loads(answer.read(), parse_constant=_not_json)["predictions"]
+
+
+def _not_json(token: str):
+    raise AssertionError(f"{token} in the answer: not JSON (null is)")
 
 
 def test_mlflow_models_serve_answers_the_logged_example_and_real_holes(http_model, model_folder, setitec_dir):
@@ -195,6 +281,10 @@ def test_mlflow_models_serve_answers_the_logged_example_and_real_holes(http_mode
     answers = _post(http_model, {"dataframe_records": _rows(paths)})
     for got, want in zip(answers, _predicted(paths), strict=True):
         assert {key: got[key] for key in ANSWER} == {key: want[key] for key in ANSWER}, (got, want)
+    one_sample = {"depth_mm": [1.0], "torque_a": [1.0], "thrust_a": [1.0]}
+    mixed = _post(http_model, {"dataframe_records": [*_rows(paths[:1]), one_sample], "params": {"refine": False}})
+    assert mixed[1]["status"] == "error" and all(mixed[1][key] is None for key in ANSWER[:10]), mixed[1]
+    assert mixed[0]["error"] is None and mixed[0]["entry_mm"] is not None, mixed[0]
 
 
 # --- ONNX --------------------------------------------------------------------------------------
@@ -290,6 +380,40 @@ def test_serve_with_the_onnx_runtime_answers_as_predict_does(registry, tmp_path)
             service.process.send_signal(signal.SIGKILL)
         broker.process.kill()
     assert os.environ["MLFLOW_TRACKING_URI"] == registry["uri"]
+
+
+def _damaged_copy(model_folder: Path, tmp_path: Path) -> Path:
+    """A copy of the model with no ONNX file and weights that are not a state dict."""
+    copy = shutil.copytree(model_folder, tmp_path / "damaged")
+    (copy / "artifacts" / "depth.onnx").unlink()
+    (copy / "artifacts" / "weights.pt").write_text("junk\n")
+    return copy
+
+
+def test_a_model_that_cannot_be_loaded_is_one_error_line(model_folder, setitec_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from uos.cli import main
+
+    damaged = _damaged_copy(model_folder, tmp_path)
+    for args in (
+        ["export", "--onnx", str(tmp_path / "out.onnx"), "--model", str(damaged)],
+        ["export", "--onnx", str(tmp_path / "out.onnx"), "--model", str(tmp_path)],  # no model there
+        ["predict", str(setitec_dir / REAL[0]), "--model", str(damaged)],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: cannot "), (args, result.stderr)
+        assert "cannot write" not in lines[0], lines[0]
+
+
+def test_the_onnx_network_answers_for_no_holes():
+    from uos.training.predict import load_model
+
+    heatmaps, presence = load_model(MODEL, "onnx").network.run(np.zeros((0, 6, 400), np.float32))
+    assert heatmaps.shape == (0, 3, 400) and presence.shape == (0, 3)
 
 
 def test_a_version_registered_before_onnx_refuses_the_onnx_runtime_rather_than_run_torch():

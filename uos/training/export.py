@@ -28,12 +28,18 @@ def export_onnx_file(model_uri: str, out: str | Path) -> Path:
         except MlflowException as exc:
             raise UosError(f"cannot load model {model_uri}: {str(exc).splitlines()[0]}") from None
         logged = local / "artifacts" / ONNX_FILE
+        if not logged.exists():  # registered before uos logged its network: exported from the weights
+            try:
+                net = final_net(local / "artifacts")
+            except Exception as exc:  # no uos model there, or damaged: torch and json each raise their own
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise UosError(f"cannot load model {model_uri}: not a uos model, or damaged ({first})") from None
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             if logged.exists():
                 shutil.copyfile(logged, out)
             else:
-                export_onnx(final_net(local / "artifacts"), out)
+                export_onnx(net, out)
         except OSError as exc:
             raise UosError(f"cannot write {out}: {exc.strerror}") from None
     return out

@@ -22,7 +22,7 @@ from uos.training.runtimes import ONNX_ARTIFACT
 ONNX_FILE = "depth.onnx"  # under artifacts/ in a logged model
 
 # What the model's code imports (`pyfunc.py` and the inference path of `uos`), pinned at logging.
-REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "onnxruntime")
+REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "onnxruntime", "orjson")
 INPUT_FIELDS = {
     "depth_mm": "the hole's depths, mm (= -Position of the unit), one per sample (100 Hz), as recorded",
     "torque_a": "spindle current above no-load (I Torque), A, one per sample",
@@ -80,10 +80,21 @@ def signature(refine: bool):
     )
 
 
-def _package_copy(into: Path) -> Path:
-    """The `uos` package without its byte-code caches, for `code_paths`."""
-    package = Path(__file__).resolve().parent.parent
-    return Path(shutil.copytree(package, into / "uos", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")))
+def _package_copy(into: Path, package: Path | None = None) -> Path:
+    """The `uos` package's modules, for `code_paths`: its `.py` files and nothing else (a secret,
+    an editor's swap file or a scratch array in the working tree must not travel with a model)."""
+    package = package or Path(__file__).resolve().parent.parent
+
+    def not_code(folder: str, names: list[str]) -> list[str]:
+        return [
+            name
+            for name in names
+            if name.startswith(".")
+            or name == "__pycache__"
+            or (Path(folder, name).is_file() and not name.endswith(".py"))
+        ]
+
+    return Path(shutil.copytree(package, into / "uos", ignore=not_code))
 
 
 def log_model(out: Path, refine: bool, example: dict[str, list[float]] | None) -> Any:

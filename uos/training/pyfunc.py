@@ -14,7 +14,6 @@ on load.
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ class DepthModel(PythonModel):
         `{"runtime": "onnx"}`; PyTorch by default): ONNX Runtime needs no torch at all."""
         from uos.training.infer import ModelConfig
 
+        _check_own_code(Path(context.artifacts["config"]).resolve().parents[1])
         try:
             data = json.loads(Path(context.artifacts["config"]).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -73,7 +73,36 @@ class DepthModel(PythonModel):
         contexts = [Context(_text(f), _text(u)) for f, u in zip(families, units, strict=True)]
         refine = (params or {}).get("refine")
         answers = self.answer(signals, contexts, None if refine is None else bool(refine))
-        return pd.DataFrame([a.record() for a in answers])
+        # Objects, not numbers: one answer's null would make the batch's floats NaN (invalid
+        # JSON over HTTP) and its grip codes floats.
+        return pd.DataFrame([a.record() for a in answers], dtype=object)
+
+
+def _check_own_code(model_dir: Path) -> None:
+    """Every model's code is the package `uos`, and a process imports it once: a second model
+    whose code differs from the first one's would quietly run the first one's. Refused (a process
+    of its own runs it). The uos installed where the model runs (`uos predict`, `uos serve`, a
+    notebook with uos) answers for any version whose config it reads: that is its contract."""
+    import uos
+
+    loaded = Path(uos.__file__).resolve().parent
+    own = model_dir / "code" / "uos"
+    if not own.is_dir() or loaded == own or not (loaded.parent.parent / "MLmodel").is_file():
+        return
+    if _code_digest(loaded) != _code_digest(own):
+        raise ValueError(
+            f"this process already runs the uos code of the model in {loaded.parent.parent}, which differs "
+            "from this model's: load this model in a process of its own"
+        )
+
+
+def _code_digest(package: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _torch_network(artifacts: dict[str, str], config):
@@ -86,9 +115,9 @@ def _torch_network(artifacts: dict[str, str], config):
         net = DepthNet(NetConfig(**config.net))
     except TypeError as exc:
         raise ValueError(f"the model's config.json is not a uos model's ({_first_sentence(exc)})") from None
-    try:  # a damaged file or another network's weights: RuntimeError or UnpicklingError from torch
+    try:
         net.load_state_dict(torch.load(artifacts["weights"], weights_only=True, map_location="cpu"))
-    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+    except Exception as exc:  # a damaged file or another network's: torch raises a different type for each
         raise ValueError(f"the model's weights.pt cannot be loaded ({_first_sentence(exc)})") from None
     return TorchNetwork(net)
 

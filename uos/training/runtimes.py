@@ -70,6 +70,8 @@ class OnnxNetwork:
             raise ValueError(f"the model's ONNX file cannot be loaded ({str(exc).splitlines()[0][:200]})") from None
 
     def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(features):  # (the exported graph's reshapes cannot take an empty batch)
+            return np.zeros((0, len(KEYPOINTS), N_BINS), np.float32), np.zeros((0, len(KEYPOINTS)), np.float32)
         heatmaps, presence = self.session.run(list(OUTPUTS), {INPUT: np.ascontiguousarray(features, np.float32)})
         return heatmaps, presence
 
