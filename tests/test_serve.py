@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uos.labels.cutting import KEYPOINTS
+from uos.labels import KEYPOINTS
 from uos.serve import broker as brokers
 from uos.serve.connection import Connection
 from uos.serve.messages import Topics, unit_topic
