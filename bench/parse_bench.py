@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,49 +93,61 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     return elapsed, peak, out
 
 
-def main() -> None:
+@dataclass
+class Runs:
+    """What the interleaved runs measured: seconds per kind of run (with `_inner`: as the process
+    itself timed it, without interpreter start and imports), the cold parses' peak memory (kB)
+    and the sample count the bare read found (None before any run)."""
+
+    times: dict[str, list[float]] = field(
+        default_factory=lambda: {"baseline": [], "cold": [], "warm": [], "baseline_inner": [], "cold_inner": []}
+    )
+    peaks: list[int] = field(default_factory=list)
+    rows: str | None = None
+
+
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "setitec")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    if not args.data.is_dir():
-        raise SystemExit(f"no data at {args.data}")
+    return parser.parse_args()
 
-    uos = [sys.executable, "-m", "uos", "parse", str(args.data)]
-    times: dict[str, list[float]] = {
-        "baseline": [],
-        "cold": [],
-        "warm": [],
-        "baseline_inner": [],
-        "cold_inner": [],
-    }
-    peaks: list[int] = []
+
+def _run_all(data: Path, repeat: int) -> Runs:
+    """`repeat` times: the bare read, a cold parse, a warm one; each with its own cache and output."""
+    uos = [sys.executable, "-m", "uos", "parse", str(data)]
+    runs = Runs()
+    times = runs.times
     with tempfile.TemporaryDirectory(prefix="uos-bench-") as scratch:
-        for i in range(args.repeat):
+        for i in range(repeat):
             env = dict(os.environ, UOS_CACHE_DIR=f"{scratch}/cache-{i}")
             out = f"{scratch}/out-{i}"
-            elapsed, _, printed = timed([sys.executable, "-c", BARE_READ, str(args.data)], env)
-            rows, inner = printed.split()
+            elapsed, _, printed = timed([sys.executable, "-c", BARE_READ, str(data)], env)
+            runs.rows, inner = printed.split()
             times["baseline"].append(elapsed)
             times["baseline_inner"].append(float(inner))
             elapsed, peak, printed = timed([*uos, "--out", out, "--json"], env)
             times["cold"].append(elapsed)
             times["cold_inner"].append(json.loads(printed)["seconds"])
-            peaks.append(peak)
+            runs.peaks.append(peak)
             elapsed, _, _ = timed([*uos, "--out", out], env)
             times["warm"].append(elapsed)
             shutil.rmtree(out, ignore_errors=True)
             print(
-                f"run {i + 1}/{args.repeat}: baseline {times['baseline'][-1]:.2f} s, cold {times['cold'][-1]:.2f} s, "
+                f"run {i + 1}/{repeat}: baseline {times['baseline'][-1]:.2f} s, cold {times['cold'][-1]:.2f} s, "
                 f"warm {times['warm'][-1]:.2f} s, peak {peak / 1024:.0f} MB",
                 file=sys.stderr,
             )
+    return runs
 
-    median = {k: statistics.median(v) for k, v in times.items()}
-    figures = {
-        "files": sum(1 for _ in args.data.rglob("*.xls")),
-        "samples": int(rows),
+
+def _figures(data: Path, repeat: int, runs: Runs) -> dict:
+    """The medians over runs, their ratios and the highest peak memory."""
+    median = {k: statistics.median(v) for k, v in runs.times.items()}
+    return {
+        "files": sum(1 for _ in data.rglob("*.xls")),
+        "samples": int(runs.rows),
         "baseline_s": round(median["baseline"], 3),
         "cold_s": round(median["cold"], 3),
         "warm_s": round(median["warm"], 3),
@@ -142,13 +155,16 @@ def main() -> None:
         "baseline_inner_s": round(median["baseline_inner"], 3),
         "cold_inner_s": round(median["cold_inner"], 3),
         "cold_over_baseline_inner": round(median["cold_inner"] / median["baseline_inner"], 2),
-        "peak_rss_mb": round(max(peaks) / 1024),
-        "repeat": args.repeat,
+        "peak_rss_mb": round(max(runs.peaks) / 1024),
+        "repeat": repeat,
         "cores": os.cpu_count(),
     }
+
+
+def _print_figures(figures: dict, repeat: int) -> None:
     print(
         f"uos parse over {figures['files']} files ({figures['samples']:,} samples) on {figures['cores']} cores, "
-        f"medians of {args.repeat} interleaved runs, each a fresh process:"
+        f"medians of {repeat} interleaved runs, each a fresh process:"
     )
     print(f"  bare pandas.read_csv of the signal tables   {figures['baseline_s']:.2f} s")
     print(
@@ -161,6 +177,15 @@ def main() -> None:
         f"parse_dataset {figures['cold_inner_s']:.2f} s = {figures['cold_over_baseline_inner']:.2f} x"
     )
     print(f"  peak resident memory of uos parse          {figures['peak_rss_mb']} MB (all processes; target <= 1024)")
+
+
+def main() -> None:
+    args = _parse_args()
+    if not args.data.is_dir():
+        raise SystemExit(f"no data at {args.data}")
+    runs = _run_all(args.data, args.repeat)
+    figures = _figures(args.data, args.repeat, runs)
+    _print_figures(figures, args.repeat)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

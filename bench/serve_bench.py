@@ -121,7 +121,7 @@ def _traffic(items: list, args: argparse.Namespace) -> list:
     return items[: args.holes]
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--holes", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -133,7 +133,74 @@ def main() -> None:
     parser.add_argument("--in-file-order", action="store_true", help="do not shuffle the holes")
     parser.add_argument("--runtimes", default="torch", help="serve's runtimes to measure, e.g. torch,onnx")
     parser.add_argument("--echo", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _commands(port: int, args: argparse.Namespace) -> dict[str, list[str]]:
+    """The answering processes to compare, by name: the echo client, then serve in each runtime."""
+    serve = ["uos", "serve", "--port", str(port), "--model", args.model, "--no-refine", "--status-every", "5"]
+    serve += ["--session-expiry", "0"]  # no session left behind to queue the next runs' traffic
+    commands = {"echo": [sys.executable, __file__, "--echo", str(port)]}
+    for runtime in args.runtimes.split(","):
+        commands["serve" if runtime == "torch" else f"serve-{runtime}"] = [*serve, "--runtime", runtime]
+    return commands
+
+
+def _rounds(
+    commands: dict[str, list[str]], port: int, files: list[str], repeat: int, args: argparse.Namespace, env
+) -> dict[str, list[dict]]:
+    """Every round: each mode, each command in turn (alternating, so that a slower moment of the
+    machine does not favour one); the results by `name mode`, one per round."""
+    from uos.serve.replay import prepare
+
+    results: dict[str, list[dict]] = {}
+    runs = 0
+    for round_index in range(args.rounds):
+        for mode in ("capacity", "latency"):
+            for name, command in commands.items():
+                runs += 1
+                # Fresh result ids each run, so that serve does not take them for re-sent holes.
+                items, _ = prepare(files, tools=args.tools, repeat=repeat, first_result_id=10_000_000 * runs)
+                items = _traffic(items, args)
+                window, rate = (args.window, 0.0) if mode == "capacity" else (0, args.rate)
+                result = run_once(command, port, items, window, rate, env)
+                results.setdefault(f"{name} {mode}", []).append(result)
+                print(
+                    f"  round {round_index + 1} {name:<5} {mode:<8} {result['holes_per_s']:7.1f} holes/s  "
+                    f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  lost {result['lost']}  "
+                    f"errors {result['errors']}  peak RSS {result['peak_rss_mb']:.0f} MB",
+                    file=sys.stderr,
+                )
+    return results
+
+
+def _summary(holes: int, kilobytes: float, args: argparse.Namespace, results: dict[str, list[dict]]) -> dict:
+    """The setting, then per `name mode` the medians over rounds and the holes lost or in error
+    over all rounds, and serve's capacity as a share of echo's."""
+    summary = {
+        "holes": holes,
+        "trace_kb_mean": round(kilobytes, 1),
+        "window": args.window,
+        "rate": args.rate,
+        "tools": args.tools,
+        "rounds": args.rounds,
+        "order": "file order" if args.in_file_order else "shuffled",
+    }
+    for name, runs_of in results.items():
+        summary[name] = {
+            key: round(statistics.median(r[key] for r in runs_of), 1)
+            for key in ("holes_per_s", "p50_ms", "p99_ms", "peak_rss_mb")
+        }
+        summary[name]["lost"] = sum(r["lost"] for r in runs_of)
+        summary[name]["errors"] = sum(r["errors"] for r in runs_of)
+    summary["capacity serve/echo"] = round(
+        summary["serve capacity"]["holes_per_s"] / summary["echo capacity"]["holes_per_s"], 3
+    )
+    return summary
+
+
+def main() -> None:
+    args = _parse_args()
     if args.echo is not None:
         echo(args.echo)
         return
@@ -152,52 +219,12 @@ def main() -> None:
         port = broker.free_port()
         mosquitto = broker.start_mosquitto(port, Path(scratch) / "broker")
         try:
-            serve = ["uos", "serve", "--port", str(port), "--model", args.model, "--no-refine", "--status-every", "5"]
-            serve += ["--session-expiry", "0"]  # no session left behind to queue the next runs' traffic
-            commands = {"echo": [sys.executable, __file__, "--echo", str(port)]}
-            for runtime in args.runtimes.split(","):
-                commands["serve" if runtime == "torch" else f"serve-{runtime}"] = [*serve, "--runtime", runtime]
-            results: dict[str, list[dict]] = {}
-            runs = 0
-            for round_index in range(args.rounds):
-                for mode in ("capacity", "latency"):
-                    for name, command in commands.items():
-                        runs += 1
-                        # Fresh result ids each run, so that serve does not take them for re-sent holes.
-                        items, _ = prepare(files, tools=args.tools, repeat=repeat, first_result_id=10_000_000 * runs)
-                        items = _traffic(items, args)
-                        window, rate = (args.window, 0.0) if mode == "capacity" else (0, args.rate)
-                        result = run_once(command, port, items, window, rate, env)
-                        results.setdefault(f"{name} {mode}", []).append(result)
-                        print(
-                            f"  round {round_index + 1} {name:<5} {mode:<8} {result['holes_per_s']:7.1f} holes/s  "
-                            f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  lost {result['lost']}  "
-                            f"errors {result['errors']}  peak RSS {result['peak_rss_mb']:.0f} MB",
-                            file=sys.stderr,
-                        )
+            results = _rounds(_commands(port, args), port, files, repeat, args, env)
         finally:
             mosquitto.terminate()
             mosquitto.wait(timeout=10)
-    summary = {
-        "holes": len(items),
-        "trace_kb_mean": round(kilobytes, 1),
-        "window": args.window,
-        "rate": args.rate,
-        "tools": args.tools,
-        "rounds": args.rounds,
-        "order": "file order" if args.in_file_order else "shuffled",
-    }
-    for name, runs_of in results.items():
-        summary[name] = {
-            key: round(statistics.median(r[key] for r in runs_of), 1)
-            for key in ("holes_per_s", "p50_ms", "p99_ms", "peak_rss_mb")
-        }
-        summary[name]["lost"] = sum(r["lost"] for r in runs_of)
-        summary[name]["errors"] = sum(r["errors"] for r in runs_of)
-    summary["capacity serve/echo"] = round(
-        summary["serve capacity"]["holes_per_s"] / summary["echo capacity"]["holes_per_s"], 3
-    )
-    print(json.dumps(summary, indent=2))
+    # len(items): the holes each run replays (every run prepares the same files, with fresh ids).
+    print(json.dumps(_summary(len(items), kilobytes, args, results), indent=2))
 
 
 if __name__ == "__main__":

@@ -229,15 +229,13 @@ def _messages(registry, result_id: int, tool_index: int = 1):
     return {kind: json.loads(data) for kind, data in item.payloads.items()}
 
 
-def test_every_malformed_input_gets_an_error_and_serve_stays_up(registry, broker, serve):
-    service = serve()
-    client, received = _collector(broker.port)
-    publisher = _publisher(broker.port, "test-publisher")
+# Tools that each get one malformed input (or, box/twice, one hole sent twice): one answer each.
+MALFORMED_TOOLS = ("box/truncated", "box/lonely", "box/nopositions", "box/lengths", "box/garbage", "box/twice")
 
-    def send(tool: str, kind: str, payload) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        publisher.publish(unit_topic("OPCPUBSUB", tool, kind), data, qos=1).wait_for_publish(5)
 
+def _send_malformed_inputs(registry, send) -> None:
+    """Publish, through `send(tool, kind, payload)`, one of each malformed input on its own tool
+    (MALFORMED_TOOLS), and a good hole twice."""
     # Truncated JSON: the reason, the tool, and the ResultId read from what did arrive.
     good = _messages(registry, 501)
     send("box/truncated", "result", good["result"])
@@ -268,18 +266,10 @@ def test_every_malformed_input_gets_an_error_and_serve_stays_up(registry, broker
         send("box/twice", "result", twice["result"])
         send("box/twice", "trace", twice["trace"])
 
-    def by_tool(tool: str) -> list[dict]:
-        return [r for r in received if r.get("tool") == tool]
 
-    _wait_until(
-        lambda: all(
-            by_tool(t)
-            for t in ("box/truncated", "box/lonely", "box/nopositions", "box/lengths", "box/garbage", "box/twice")
-        ),
-        15,
-        lambda: f"missing answers: {received}\n{''.join(service.lines)}",
-    )
-    time.sleep(1.0)  # a second answer to the duplicate would have come by now
+def _check_malformed_answers(by_tool, received: list[dict]) -> None:
+    """Each malformed input's one error says what was wrong (and its ResultId where it could be
+    read); the hole sent twice has one answer; every error is on the error topic."""
     truncated = by_tool("box/truncated")
     assert len(truncated) == 1 and "not valid JSON" in truncated[0]["error"] and truncated[0]["result_id"] == "501"
     lonely = by_tool("box/lonely")
@@ -290,6 +280,28 @@ def test_every_malformed_input_gets_an_error_and_serve_stays_up(registry, broker
     twice_answers = by_tool("box/twice")
     assert len(twice_answers) == 1 and "error" not in twice_answers[0] and twice_answers[0]["result_id"] == "505"
     assert all(r["mqtt_topic"].startswith("uos/errors/box/") for r in received if "error" in r)
+
+
+def test_every_malformed_input_gets_an_error_and_serve_stays_up(registry, broker, serve):
+    service = serve()
+    client, received = _collector(broker.port)
+    publisher = _publisher(broker.port, "test-publisher")
+
+    def send(tool: str, kind: str, payload) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        publisher.publish(unit_topic("OPCPUBSUB", tool, kind), data, qos=1).wait_for_publish(5)
+
+    def by_tool(tool: str) -> list[dict]:
+        return [r for r in received if r.get("tool") == tool]
+
+    _send_malformed_inputs(registry, send)
+    _wait_until(
+        lambda: all(by_tool(t) for t in MALFORMED_TOOLS),
+        15,
+        lambda: f"missing answers: {received}\n{''.join(service.lines)}",
+    )
+    time.sleep(1.0)  # a second answer to the duplicate would have come by now
+    _check_malformed_answers(by_tool, received)
 
     # Still up: a good hole is answered, and the counters saw it all.
     send("box/after", "result", _messages(registry, 506)["result"])

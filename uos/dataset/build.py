@@ -362,6 +362,18 @@ def _assemble(
     sources: list[tuple[str, Path, str]], records: dict[str, Any]
 ) -> tuple[list[InputOutcome], list[dict[str, Any]]]:
     """Cross-hole checks (duplicates, id collisions) and the dataset rows, in source order."""
+    outcomes, rows = _distinct_rows(sources, records)
+    _rename_shared_ids(rows)
+    outcomes.extend(_checked_outcome(row) for row in rows)
+    return outcomes, rows
+
+
+def _distinct_rows(
+    sources: list[tuple[str, Path, str]], records: dict[str, Any]
+) -> tuple[list[InputOutcome], list[dict[str, Any]]]:
+    """A row for each input whose bytes no earlier input had, in source order, and the outcome of
+    each input that gives no row (not parsed, or a byte-for-byte duplicate). Rows whose signals an
+    earlier row has (a re-export: other bytes, the same recording) get a warning, and stay."""
     outcomes: list[InputOutcome] = []
     rows: list[dict[str, Any]] = []
     first_by_sha: dict[str, str] = {}
@@ -374,15 +386,8 @@ def _assemble(
         meta = dict(record["meta"], source=source)
         issues = list(record["issues"])
         if sha in first_by_sha:
-            outcomes.append(
-                InputOutcome(
-                    source,
-                    sha,
-                    meta["hole_id"],
-                    "warning",
-                    [f"duplicate of {first_by_sha[sha]} (same bytes): not added again"],
-                )
-            )
+            reason = f"duplicate of {first_by_sha[sha]} (same bytes): not added again"
+            outcomes.append(InputOutcome(source, sha, meta["hole_id"], "warning", [reason]))
             continue
         first_by_sha[sha] = source
         signals_key = meta.get("signals_hash")
@@ -393,7 +398,12 @@ def _assemble(
         row = dict(record, meta=meta, sha256=sha, issues=issues)
         row["meta"]["sha256"] = sha
         rows.append(row)
+    return outcomes, rows
 
+
+def _rename_shared_ids(rows: list[dict[str, Any]]) -> None:
+    """A hole id claimed by several rows becomes `id~<first 8 of sha256>` in each, with a warning:
+    ids stay unique in the dataset, and none of the claimants is silently preferred."""
     by_id: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_id.setdefault(row["meta"]["hole_id"], []).append(row)
@@ -409,21 +419,20 @@ def _assemble(
                 )
             )
 
-    for row in rows:
-        # The file name belongs to the input, not to the cached content: checked here.
-        if mismatch := counters_vs_name(row["meta"]):
-            row["issues"].append(Issue("warning", mismatch))
-        row["status"] = status_of(row["issues"])
-        outcomes.append(
-            InputOutcome(
-                row["meta"]["source"],
-                row["sha256"],
-                row["meta"]["hole_id"],
-                row["status"],
-                [i.reason for i in row["issues"]],
-            )
-        )
-    return outcomes, rows
+
+def _checked_outcome(row: dict[str, Any]) -> InputOutcome:
+    """The row's last check and its status (both set on the row), as the input's outcome."""
+    # The file name belongs to the input, not to the cached content: checked here.
+    if mismatch := counters_vs_name(row["meta"]):
+        row["issues"].append(Issue("warning", mismatch))
+    row["status"] = status_of(row["issues"])
+    return InputOutcome(
+        row["meta"]["source"],
+        row["sha256"],
+        row["meta"]["hole_id"],
+        row["status"],
+        [i.reason for i in row["issues"]],
+    )
 
 
 def _up_to_date(out: Path, manifest: dict[str, Any]) -> bool:

@@ -552,6 +552,23 @@ class Service:
             runtime=self.options.runtime,
         )
         self._warm_up_reading()
+        self._announce_model()
+        if self.stopping.is_set():
+            self.log(event="stopped", unacknowledged=0)
+            return 0
+        self._connect()
+        threads = self._start_threads()
+        if not self.stopping.wait(5) and not self.client.is_connected():
+            self.log(
+                event="waiting-for-broker",
+                broker=self.connection.describe(),
+                note="cannot reach it yet; retrying with backoff (is one running? `uos broker` starts one)",
+            )
+        self.stopping.wait()
+        return self._shutdown(threads)
+
+    def _announce_model(self) -> None:
+        """Log the model that answers, then set the collector up for serving: the model is loaded."""
         loaded = self.model.current
         self.log(
             event="model",
@@ -565,9 +582,9 @@ class Service:
         # young generation less often, and leave the long-lived objects (model, modules) out of it.
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        if self.stopping.is_set():
-            self.log(event="stopped", unacknowledged=0)
-            return 0
+
+    def _connect(self) -> None:
+        """The MQTT client with our callbacks, connecting (with backoff) in paho's network thread."""
         # A stable default client id (host, share group): a restarted serve resumes its session.
         share = f"-{self.topics.share}" if self.topics.share else ""
         self.client = self.connection.client(f"uos-serve-{socket.gethostname()}{share}")
@@ -579,6 +596,10 @@ class Service:
         self.client.on_unsubscribe = self._on_unsubscribe
         self.connection.connect(self.client)
         self.client.loop_start()
+
+    def _start_threads(self) -> list[threading.Thread]:
+        """Started: the dispatcher, then the workers (the order _shutdown joins them in), then the
+        status line and the registry check."""
         threads = [threading.Thread(target=self._dispatcher, name="dispatcher", daemon=True)]
         threads += [
             threading.Thread(target=self._worker, name=f"worker-{i}", daemon=True) for i in range(self.options.workers)
@@ -589,14 +610,7 @@ class Service:
         ]
         for thread in threads:
             thread.start()
-        if not self.stopping.wait(5) and not self.client.is_connected():
-            self.log(
-                event="waiting-for-broker",
-                broker=self.connection.describe(),
-                note="cannot reach it yet; retrying with backoff (is one running? `uos broker` starts one)",
-            )
-        self.stopping.wait()
-        return self._shutdown(threads)
+        return threads
 
     def _warm_up_reading(self) -> None:
         """Decode one synthetic hole's messages end to end, so that the first real hole does not

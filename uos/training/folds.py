@@ -94,32 +94,27 @@ class SplitSummary:
     left_out: dict[str, int]
 
 
-def split_dataset(
-    parsed_dir: str | Path, labels_dir: str | Path, out_dir: str | Path, params: SplitParams | None = None
-) -> SplitSummary:
-    import pandas as pd
-    from sklearn.model_selection import StratifiedGroupKFold
+# What the split needs of each hole in holes.parquet.
+_SPLIT_COLUMNS = (
+    "hole_id",
+    "head_id",
+    "global_counter",
+    "tool_age",
+    "signals_hash",
+    "status",
+    "program",
+    "source",
+    "cutting_tool",
+)
 
+
+def _usable_holes(parsed_dir: str | Path, labels_dir: str | Path) -> tuple[Any, dict[str, int]]:
+    """The holes a model can learn from (parsed without error, labelled, neither rejected nor
+    without keypoints), renumbered from 0, and how many were left out for each reason."""
     from uos.dataset.layout import read_holes
     from uos.labels.table import read_labels
 
-    params = params or SplitParams()
-    if params.k < 2:
-        raise UosError(f"[split] k must be at least 2, not {params.k}")
-    holes = read_holes(
-        parsed_dir,
-        [
-            "hole_id",
-            "head_id",
-            "global_counter",
-            "tool_age",
-            "signals_hash",
-            "status",
-            "program",
-            "source",
-            "cutting_tool",
-        ],
-    )
+    holes = read_holes(parsed_dir, list(_SPLIT_COLUMNS))
     labels = read_labels(labels_dir)[["hole_id", "status"]].rename(columns={"status": "label_status"})
     holes = holes.merge(labels, on="hole_id", how="left")
     parse_error = holes["status"] == "error"
@@ -130,7 +125,11 @@ def split_dataset(
         "not labelled": int(holes["label_status"].isna().sum()),
     }
     holes = holes[~parse_error & holes["label_status"].notna() & ~holes["label_status"].isin(["rejected", "error"])]
-    holes = holes.reset_index(drop=True)
+    return holes.reset_index(drop=True), left_out
+
+
+def _groups(holes, params: SplitParams) -> np.ndarray:
+    """Each hole's group (`params.group_by`), groups sharing signals merged into one."""
     if params.group_by == "tool_life":
         groups = tool_lives(holes, params.life_block)
     elif params.group_by == "folder":  # where the files came from: a session, a unit, a campaign
@@ -141,22 +140,26 @@ def split_dataset(
         raise UosError(
             f"[split] group_by: no column {params.group_by!r} (use tool_life, folder or a holes.parquet column)"
         )
-    groups = _merge_same_signals(groups, holes["signals_hash"].to_numpy(dtype=object))
-    families = np.array([program_family(p) for p in holes["program"]], dtype=object)
-    n_groups = len(set(groups))
-    if n_groups < params.k:
-        raise UosError(
-            f"only {n_groups} groups of holes for {params.k} folds: lower [split] k or group by something finer"
-        )
+    return _merge_same_signals(groups, holes["signals_hash"].to_numpy(dtype=object))
+
+
+def _assign_folds(groups: np.ndarray, families: np.ndarray, params: SplitParams) -> np.ndarray:
+    """Each hole's fold: whole groups per fold, program families spread across folds."""
+    import pandas as pd
+    from sklearn.model_selection import StratifiedGroupKFold
+
     splitter = StratifiedGroupKFold(n_splits=params.k, shuffle=True, random_state=params.seed)
-    fold = np.full(len(holes), -1)
+    fold = np.full(len(groups), -1)
     # Stratify on the family (rare families are merged so that every class can be spread).
     counts = pd.Series(families).value_counts()
     strata = np.array([f if counts[f] >= params.k else "other" for f in families], dtype=object)
-    for index, (_, test) in enumerate(splitter.split(np.zeros(len(holes)), strata, groups)):
+    for index, (_, test) in enumerate(splitter.split(np.zeros(len(groups)), strata, groups)):
         fold[test] = index
-    frame = pd.DataFrame({"hole_id": holes["hole_id"], "fold": fold, "group": groups, "family": families})
-    out = Path(out_dir)
+    return fold
+
+
+def _write_split(out: Path, frame, params: SplitParams, n_groups: int, left_out: dict[str, int]) -> None:
+    """FOLDS_FILE (replaced in one step: never half written) and its summary, SUMMARY_FILE."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{FOLDS_FILE}.tmp"
     frame.to_parquet(tmp, index=False)
@@ -170,6 +173,30 @@ def split_dataset(
         "fold_sizes": {str(k): int(v) for k, v in frame["fold"].value_counts().sort_index().items()},
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def split_dataset(
+    parsed_dir: str | Path, labels_dir: str | Path, out_dir: str | Path, params: SplitParams | None = None
+) -> SplitSummary:
+    """Write OUT/folds.parquet (hole_id, fold, group, family) and OUT/folds.json for the usable
+    holes of `parsed_dir` labelled in `labels_dir`."""
+    import pandas as pd
+
+    params = params or SplitParams()
+    if params.k < 2:
+        raise UosError(f"[split] k must be at least 2, not {params.k}")
+    holes, left_out = _usable_holes(parsed_dir, labels_dir)
+    groups = _groups(holes, params)
+    families = np.array([program_family(p) for p in holes["program"]], dtype=object)
+    n_groups = len(set(groups))
+    if n_groups < params.k:
+        raise UosError(
+            f"only {n_groups} groups of holes for {params.k} folds: lower [split] k or group by something finer"
+        )
+    fold = _assign_folds(groups, families, params)
+    frame = pd.DataFrame({"hole_id": holes["hole_id"], "fold": fold, "group": groups, "family": families})
+    out = Path(out_dir)
+    _write_split(out, frame, params, n_groups, left_out)
     return SplitSummary(out, frame, left_out)
 
 

@@ -387,6 +387,90 @@ def _register(out: Path, params: TrainParams, facts: dict[str, Any], profile: st
     return version
 
 
+@dataclass
+class _CrossValidated:
+    """What cross-validation leaves for the later steps: the folds' results, every figure, and
+    the out-of-fold answers as tables (ANSWER_FILES: refined, network only)."""
+
+    cv: CrossValidation
+    metrics: dict[str, Any]
+    frames: tuple[Any, Any]
+
+
+def _split_facts(folds_dir: str | Path) -> dict[str, Any]:
+    """What `uos split` wrote about the split (folds.json), or nothing when it is absent."""
+    summary_path = Path(folds_dir) / "folds.json"
+    return json.loads(summary_path.read_text()) if summary_path.exists() else {}
+
+
+def _track_inputs(
+    data: TrainingSet,
+    params: TrainParams,
+    profile: str | None,
+    facts: dict[str, Any],
+    split_facts: dict[str, Any],
+    labels_dir: str | Path,
+) -> None:
+    """The parent run's params, lineage tags and dataset (the holes with their fold and family)."""
+    import mlflow
+    import pandas as pd
+
+    from uos.training import tracking
+
+    examples = data.examples
+    mlflow.log_params({**params.table(), "profile": profile or "default", "holes": len(examples.hole_ids)})
+    mlflow.log_params({f"split_{k}": v for k, v in split_facts.items() if not isinstance(v, dict)})
+    mlflow.set_tags(tracking.run_tags(facts))
+    digest = facts["labels_md5"] or facts["data_md5"] or "unversioned"
+    dataset_frame = pd.DataFrame({"hole_id": examples.hole_ids, "fold": data.folds, "family": data.families})
+    mlflow.log_input(
+        mlflow.data.from_pandas(
+            dataset_frame, source=str(Path(labels_dir).resolve()), name="uos-holes", digest=str(digest)[:36]
+        ),
+        context="training",
+    )
+
+
+def _cross_validate_and_score(data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> _CrossValidated:
+    """Train and judge each fold (a nested run each), then every figure over the out-of-fold
+    answers. Nothing here writes a file or needs the final model."""
+    cv = _cross_validate_tracked(data, params, config, say)
+    metrics = _metrics(data.examples, data.labels, cv.oof, cv.fold_errors, data.families, data.truth)
+    answers_frame, metrics["answers"] = _evaluate(data, cv.answers)
+    fast_frame, metrics["answers_without_refine"] = _evaluate(data, cv.fast_answers)
+    return _CrossValidated(cv, metrics, (answers_frame, fast_frame))
+
+
+def _track_cv_results(metrics: dict[str, Any]) -> None:
+    import mlflow
+
+    _log_cv_metrics(metrics)
+    for key in ANSWER_KEYS:  # per status, source folder and family
+        mlflow.log_dict(metrics[key], f"{key}.json")
+
+
+def _save(
+    out: Path,
+    plots_dir: str | Path | None,
+    data: TrainingSet,
+    scored: _CrossValidated,
+    params: TrainParams,
+    config: ModelConfig,
+    say,
+) -> None:
+    """The final model into OUT, the plots' data into `plots_dir` (default OUT/plots) and every
+    held-out answer into OUT/plots; MLflow gets the final losses and the same files as artifacts."""
+    _save_final_model(out, data, params, config, say)
+    plots = Path(plots_dir) if plots_dir is not None else out / PLOTS_DIR
+    _write_and_log_plots(out, plots, data, scored.cv, scored.frames)
+
+
+def _write_metrics(out: Path, metrics: dict[str, Any], metrics_path: str | Path | None) -> None:
+    """Every figure (DETAILS_FILE) and the headline ones where the DVC stage declares them."""
+    write_json(out / DETAILS_FILE, metrics)
+    write_json(metrics_path or out / METRICS_FILE, headline(metrics))
+
+
 def run_training(
     parsed_dir: str | Path,
     labels_dir: str | Path,
@@ -412,7 +496,6 @@ def run_training(
     `plots_dir` (default OUT/plots), where the DVC stage declares them. What is written for DVC
     depends on the inputs and the seed only: the run id and registered version stay in MLflow."""
     import mlflow
-    import pandas as pd
 
     from uos.training import tracking
 
@@ -421,43 +504,25 @@ def run_training(
     out = Path(out_dir)
     root = (root or Path.cwd()).resolve()
     config = params.model_config(gate, rule)
+    # Load: the labelled holes with their folds, what they were made from, where runs are tracked.
     data = load_training_set(parsed_dir, labels_dir, folds_dir, params, config, truth_path, say)
-    examples = data.examples
     tracking.configure_runs(root, experiment)
     facts = tracking.lineage(root)
-    summary_path = Path(folds_dir) / "folds.json"
-    split_facts = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    split_facts = _split_facts(folds_dir)
     with mlflow.start_run(run_name=f"train{'-' + profile if profile else ''}") as parent:
-        mlflow.log_params({**params.table(), "profile": profile or "default", "holes": len(examples.hole_ids)})
-        mlflow.log_params({f"split_{k}": v for k, v in split_facts.items() if not isinstance(v, dict)})
-        mlflow.set_tags(tracking.run_tags(facts))
-        digest = facts["labels_md5"] or facts["data_md5"] or "unversioned"
-        dataset_frame = pd.DataFrame({"hole_id": examples.hole_ids, "fold": data.folds, "family": data.families})
-        mlflow.log_input(
-            mlflow.data.from_pandas(
-                dataset_frame, source=str(Path(labels_dir).resolve()), name="uos-holes", digest=str(digest)[:36]
-            ),
-            context="training",
-        )
-
-        cv = _cross_validate_tracked(data, params, config, say)
-        metrics = _metrics(examples, data.labels, cv.oof, cv.fold_errors, data.families, data.truth)
-        answers_frame, metrics["answers"] = _evaluate(data, cv.answers)
-        fast_frame, metrics["answers_without_refine"] = _evaluate(data, cv.fast_answers)
-        _log_cv_metrics(metrics)
-        for key in ANSWER_KEYS:  # per status, source folder and family
-            mlflow.log_dict(metrics[key], f"{key}.json")
-        _save_final_model(out, data, params, config, say)
-        plots = Path(plots_dir) if plots_dir is not None else out / PLOTS_DIR
-        _write_and_log_plots(out, plots, data, cv, (answers_frame, fast_frame))
+        _track_inputs(data, params, profile, facts, split_facts, labels_dir)
+        # Cross-validate: a step of its own (a nested run per fold), so folds can later train apart.
+        scored = _cross_validate_and_score(data, params, config, say)
+        _track_cv_results(scored.metrics)
+        # Save: the final model and the plots' data (metrics.json once the run is closed), as DVC declares.
+        _save(out, plots_dir, data, scored, params, config, say)
+        # Track and register: the final model as a new version of the registered model.
         version = _register(out, params, facts, profile, data.example)
         run_id = parent.info.run_id
-
-    write_json(out / DETAILS_FILE, metrics)
-    write_json(metrics_path or out / METRICS_FILE, headline(metrics))
+    _write_metrics(out, scored.metrics, metrics_path)
     return TrainSummary(
         out,
-        metrics,
+        scored.metrics,
         f"models:/{tracking.MODEL_NAME}/{version.version}",
         version.version,
         run_id,
