@@ -9,8 +9,6 @@ Program families are balanced across folds (sklearn's StratifiedGroupKFold).
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from uos.errors import UosError
+from uos.outputs import write_atomic, write_json
 
 FOLDS_FILE = "folds.parquet"
 SUMMARY_FILE = "folds.json"
@@ -161,9 +160,8 @@ def _assign_folds(groups: np.ndarray, families: np.ndarray, params: SplitParams)
 def _write_split(out: Path, frame, params: SplitParams, n_groups: int, left_out: dict[str, int]) -> None:
     """FOLDS_FILE (replaced in one step: never half written) and its summary, SUMMARY_FILE."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{FOLDS_FILE}.tmp"
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, out / FOLDS_FILE)
+    with write_atomic(out / FOLDS_FILE) as tmp:
+        frame.to_parquet(tmp, index=False)
     summary = {
         "k": params.k,
         "group_by": params.group_by,
@@ -172,7 +170,7 @@ def _write_split(out: Path, frame, params: SplitParams, n_groups: int, left_out:
         "left_out": left_out,
         "fold_sizes": {str(k): int(v) for k, v in frame["fold"].value_counts().sort_index().items()},
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / SUMMARY_FILE, summary)
 
 
 def split_dataset(
