@@ -92,6 +92,13 @@ def uncovered(modules: set[str], deps: list[str]) -> list[str]:
     return sorted(str(module_path(m)) for m in modules if not is_marker(m) and not covered(module_path(m)))
 
 
+def covered_files(deps: list[str]) -> list[str]:
+    """The modules a stage's code deps name (a folder: every module in it)."""
+    paths = [ROOT / d for d in deps]
+    files = [f for p in paths for f in (sorted(p.rglob("*.py")) if p.is_dir() else [p])]
+    return [str(f.relative_to(ROOT)) for f in files]
+
+
 STAGES = ["parse", "label", "split", "train"]
 
 
@@ -101,6 +108,8 @@ def test_a_stage_lists_every_module_its_command_imports(stage):
     assert module_path(module) is not None and len(modules) > 5, (module, modules)
     missing = uncovered(modules, deps)
     assert not missing, f"dvc.yaml stage {stage} ({module}) lacks code deps: {missing}"
+    extra = sorted(set(covered_files(deps)) - {str(module_path(m)) for m in modules})
+    assert not extra, f"dvc.yaml stage {stage} ({module}) depends on code it does not run: {extra}"
     for dep in deps:  # a dep that names nothing (a module moved away) would watch nothing
         assert (ROOT / dep).exists(), f"stage {stage}: {dep} does not exist"
 
@@ -122,5 +131,7 @@ def test_the_parse_cache_key_covers_the_code_that_reads_a_hole():
 
     modules = closure("uos.holes.read") | closure("uos.holes.quality") | closure("uos.dataset.cache")
     modules -= {"uos.outputs"}
-    assert not uncovered(modules, [f"uos/{name}" for name in PARSER_CODE])
-    assert all((ROOT / "uos" / name).exists() for name in PARSER_CODE)
+    code = [f"uos/{name}" for name in PARSER_CODE]
+    assert not uncovered(modules, code)
+    # ... and no more: a change to labelling code (the profile) must not make every input parse again
+    assert set(covered_files(code)) <= {str(module_path(m)) for m in modules}, covered_files(code)

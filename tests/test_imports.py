@@ -114,3 +114,15 @@ def test_every_command_is_in_the_readme_and_its_recipes_in_just_list():
                 assert recipe["doc"] and not recipe["private"], f"recipe {name} runs uos {command} but has no doc"
                 assert re.search(rf"^\s+{re.escape(name)}\b.*# ", listed, flags=re.MULTILINE), name
     assert {"parse", "predict", "serve", "promote", "annotate"} <= set(running), running
+
+
+def test_every_function_in_uos_fits_on_a_screen():
+    """60 lines at most, from `def` to the last line (decorators not counted)."""
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "uos").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not long, long

@@ -295,7 +295,7 @@ def test_promote_refuses_a_regression_unless_forced(trained, dataset, tracking_h
     refused = tracking.promote()
     assert not refused.promoted and refused.regressed and "regresses" in refused.reason
     result = subprocess.run(["uos", "promote"], env=_env(tracking_home), capture_output=True, text=True)
-    assert result.returncode == 1 and "regresses" in result.stderr, result.stderr
+    assert result.returncode == 3 and "regresses" in result.stderr, result.stderr  # a refusal, not an error (1)
     assert tracking.version_for_alias(tracking.CHAMPION).version == trained.version
     forced = subprocess.run(["uos", "promote", "--force"], env=_env(tracking_home), capture_output=True, text=True)
     assert forced.returncode == 0 and "forced" in forced.stderr

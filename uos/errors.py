@@ -16,3 +16,13 @@ class InputError(UosError):
 
 class ConfigError(UosError):
     """Invalid params.toml content or command-line options."""
+
+
+def gist(exc: BaseException, sentence: bool = False, limit: int = 200) -> str:
+    """An exception as the end of a one-line message: its first line (or only its first sentence:
+    torch's and MLflow's run on for several), shortened; its type's name when it says nothing."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0]
+    return (first.split(". ")[0] if sentence else first)[:limit]

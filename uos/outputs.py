@@ -4,6 +4,8 @@ writer."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 from collections.abc import Iterator
@@ -20,27 +22,46 @@ def write_atomic(path: str | Path, durable: bool = False) -> Iterator[Path]:
     `durable`: the file and the rename are also flushed to disk (a power cut keeps the new file),
     for what a person typed (annotations); the rest can be made again."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # (two writers never share one)
+    _remove_stale(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # (two processes never share one)
     try:
         yield tmp
         if durable:
-            _fsync(tmp)
+            _fsync(tmp)  # a disk that cannot keep it: the error goes up, `path` stays as it was
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if durable:
-        _fsync(path.parent)
+    if durable:  # (a folder some file systems cannot sync: the rename is made all the same)
+        with contextlib.suppress(OSError):
+            _fsync(path.parent)
 
 
 def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
     try:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    except OSError:  # a folder some file systems cannot sync: the rename is still atomic
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _remove_stale(path: Path) -> None:
+    """The temporary files of `path` that writers killed before their rename left (their process
+    is gone): a `kill -9` leaves no litter that grows with every crash."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        remove_if_orphaned(leftover)
+
+
+def remove_if_orphaned(leftover: Path) -> None:
+    """Remove a temporary file `.NAME.PID.tmp` whose writer PID no longer runs."""
+    pid = leftover.name.rsplit(".", 2)[-2]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        leftover.unlink(missing_ok=True)
+    except OSError:  # another user's process: alive
         pass
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from uos.errors import UosError
+from uos.errors import UosError, gist
+from uos.labels import KEYPOINTS
 
 # Each stage's figures: where the DVC stage writes them first, then where the command alone does.
 STAGE_FIGURES = {
@@ -20,7 +21,7 @@ STAGE_FIGURES = {
     "label": ("metrics/label.json", "build/labels/metrics.json"),
     "split": ("build/folds/folds.json",),
 }
-KEYPOINT_NAMES = ("entry", "transition", "exit", "thickness")
+KEYPOINT_NAMES = (*KEYPOINTS, "thickness")
 STATUSES = ("ok", "review", "error")
 # The out-of-fold answers a training run logs (`cv_<key>_<status>_holes`, `..._gross`).
 ANSWER_PATHS = {"answers": "refined, as uos predict", "answers_without_refine": "network only, as uos serve"}
@@ -89,7 +90,7 @@ def registry_summary(root: Path = Path(".")) -> dict[str, Any]:
             if alias in aliases
         }
     except MlflowException as exc:
-        return {**model, "missing": f"cannot read the registry at {model['registry']}: {str(exc).splitlines()[0]}"}
+        return {**model, "missing": f"cannot read the registry at {model['registry']}: {gist(exc)}"}
     return model
 
 
@@ -168,7 +169,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     labels = summary.get("label")
     if labels:
         sources = {}
-        for name in ("entry", "transition", "exit"):
+        for name in KEYPOINTS:
             for source, n in labels["by_source"][name].items():
                 if "absent" not in source:
                     sources[source] = sources.get(source, 0) + n
@@ -180,7 +181,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         )
         synthetic = labels.get("synthetic")
         if synthetic:
-            maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.2f}" for k in ("entry", "transition", "exit"))
+            maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.2f}" for k in KEYPOINTS)
             lines.append(f"           against the synthetic ground truth, MAE mm: {maes}")
     split = summary.get("split")
     if split:

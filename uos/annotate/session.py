@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from uos.annotate.tracking import SessionStats
-from uos.errors import ConfigError, UosError
+from uos.errors import ConfigError, UosError, gist
 from uos.holes.quality import in_physical_range
 from uos.holes.record import Hole
 from uos.labels import KEYPOINTS
@@ -508,7 +508,7 @@ def read_answers(path: Path) -> dict[str, dict[str, Any]]:
     try:
         table = pd.read_csv(path, dtype={"hole_id": str})
     except (OSError, ValueError) as exc:  # (pandas' parser and empty-file errors are ValueErrors)
-        raise UosError(f"{not_answers}: {(str(exc).strip() or type(exc).__name__).splitlines()[0]}") from None
+        raise UosError(f"{not_answers}: {gist(exc)}") from None
     missing = sorted(set(wanted) - set(table.columns))
     if missing:
         raise UosError(f"{not_answers}: no column {', '.join(missing)}")

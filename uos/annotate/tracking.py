@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from uos.errors import gist
+
 EXPERIMENT = "uos-annotation"
 # A tracking server out of reach: give up in seconds, not after MLflow's minutes of retries.
 QUICK_HTTP = {
@@ -237,5 +239,4 @@ def _reason(exc: BaseException) -> str:
     """The root of an error, in a line: a connection refused, not the URL of each layer around it."""
     while (inner := exc.__cause__ or exc.__context__) is not None and str(inner).strip():
         exc = inner
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return gist(exc)

@@ -16,6 +16,7 @@ from uos.commands.common import (
     warn,
     workers_option,
 )
+from uos.labels import KEYPOINTS
 
 
 @click.command("label")
@@ -90,8 +91,7 @@ def label_command(parsed, out_dir, annotations_dir, truth_path, metrics_path, wo
 def _report(metrics: dict, out_dir: Path) -> None:
     """What was labelled, the cutting rule's verdict per folder and the accuracy, on stderr."""
     counts = ", ".join(
-        f"{name} " + "/".join(f"{n} {source}" for source, n in metrics["by_source"][name].items())
-        for name in ("entry", "transition", "exit")
+        f"{name} " + "/".join(f"{n} {source}" for source, n in metrics["by_source"][name].items()) for name in KEYPOINTS
     )
     click.echo(
         f"{metrics['holes']} holes labelled in {out_dir} "
@@ -111,5 +111,5 @@ def _report(metrics: dict, out_dir: Path) -> None:
         click.echo(f"Machine events set aside (no change of cutting state there), per folder: {listed}", err=True)
     synthetic = metrics.get("synthetic")
     if synthetic:
-        maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.3f}" for k in ("entry", "transition", "exit"))
+        maes = ", ".join(f"{k} {synthetic[k]['mae_mm']:.3f}" for k in KEYPOINTS)
         click.echo(f"Against the synthetic ground truth ({synthetic['holes']} holes), MAE mm: {maes}", err=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+NOT_PROMOTED = 3  # the exit code of a refusal (it regresses), apart from errors' 1
+
 
 @click.command("promote")
 @click.option("--force", is_flag=True, help="Promote even when the model's cross-validated error is worse.")
@@ -18,7 +20,8 @@ def promote_command(force, version):
     \b
     Compares its cross-validated MAE per keypoint and thickness, and its share of gross errors
     among confident answers, with the current champion's and says why it did or did not move
-    the alias. Exit code 1 when it regresses (and is not promoted).
+    the alias. Exit code 3 when it regresses (and is not promoted), 1 for an error (no registry,
+    no such version), so that a script tells a refusal from a failure.
 
     \b
     Examples:
@@ -33,4 +36,4 @@ def promote_command(force, version):
     result = tracking.promote(force, version)
     click.echo(result.reason, err=True)
     if result.regressed:
-        sys.exit(1)
+        sys.exit(NOT_PROMOTED)

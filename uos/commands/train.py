@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from uos.commands.common import experiment_option, metrics_option, out_option, params_option, truth_option
+from uos.labels import KEYPOINTS
 
 
 @click.command("train")
@@ -47,7 +48,7 @@ def train_command(
     \b
     Examples:
       uos train build/parsed build/labels build/folds --out build/model
-      uos train build/parsed build/labels build/folds --out build/model --metrics m.json --plots p/
+        (the DVC stage adds --metrics metrics/train.json --plots metrics/plots)
       uos train build/parsed build/labels build/folds --out /tmp/m --profile ci --experiment trials
     """
     from uos.dataset.build import ParseParams
@@ -85,7 +86,7 @@ def _report(summary, refine: bool) -> None:
     cv = summary.metrics["cv"]
     figures = ", ".join(
         f"{k} {cv[k]['mae_mm']:.3f} ± {cv[k]['sd_mm']:.3f}"
-        for k in ("entry", "transition", "exit", "thickness")
+        for k in (*KEYPOINTS, "thickness")
         if cv[k]["mae_mm"] is not None
     )
     click.echo(f"Cross-validated MAE mm (all answers, against the labels): {figures}", err=True)

@@ -33,7 +33,7 @@ import orjson
 
 from uos.holes.quality import QualityRules
 from uos.holes.record import Hole, Issue
-from uos.outputs import write_atomic
+from uos.outputs import remove_if_orphaned, write_atomic
 
 _PACK_MAGIC = b"UOSPACK2"
 _HEAD = len(_PACK_MAGIC) + 16  # magic, index length, the two CRC-32s
@@ -47,9 +47,12 @@ def default_cache_root() -> Path:
 
 
 # The code whose change makes a cached hole stale: the readers and checks (uos/holes and the small
-# modules they import: tests/test_parse_cache.py checks the list against their imports), this
+# modules they import: tests/test_dvc_deps.py checks the list against their imports), this
 # module, and layout.py, which decides what can be stored (see write_pack).
-PARSER_CODE = ("holes", "arrays.py", "errors.py", "numeric.py", "dataset/cache.py", "dataset/layout.py")
+PARSER_CODE = (
+    *(f"holes/{name}.py" for name in ("__init__", "excel", "files", "mqtt", "quality", "read", "record", "setitec")),
+    *("arrays.py", "errors.py", "numeric.py", "dataset/cache.py", "dataset/layout.py"),
+)
 
 
 @cache
@@ -57,9 +60,7 @@ def _code_digest() -> str:
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent
     for name in PARSER_CODE:
-        paths = sorted((package / name).glob("*.py")) if (package / name).is_dir() else [package / name]
-        for path in paths:
-            digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
+        digest.update(name.encode() + (package / name).read_bytes())
     return digest.hexdigest()
 
 
@@ -215,6 +216,8 @@ class ParseCache:
         """Every cached input, by sha256 (packs are read once per run)."""
         if self._entries is None:
             self._entries = {}
+            for leftover in self.dir.glob(".*.pack.*.tmp") if self.dir.exists() else []:
+                remove_if_orphaned(leftover)  # half a pack, from a worker killed while writing it
             for pack in sorted(self.dir.glob("*.pack")) if self.dir.exists() else []:
                 if not pack.is_file():  # not one of ours (a folder made there): nothing to read or remove
                     continue

@@ -33,7 +33,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from uos.errors import UosError
+from uos.errors import InputError, UosError
 from uos.labels import KEYPOINTS
 from uos.outputs import write_atomic
 
@@ -62,13 +62,13 @@ class Annotation:
     def from_json(cls, text: str) -> Annotation:
         data = json.loads(text)
         if not isinstance(data, dict) or not isinstance(data.get("hole_id"), str):
-            raise ValueError("not an annotation (no hole_id)")
+            raise InputError("not an annotation (no hole_id)")
         points = {}
         for name in KEYPOINTS:
             if f"{name}_mm" in data:
                 value = data[f"{name}_mm"]
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                    raise ValueError(f"{name}_mm must be a number or null")
+                    raise InputError(f"{name}_mm must be a number or null")
                 points[name] = None if value is None else float(value)
         return cls(
             hole_id=data["hole_id"],
@@ -167,7 +167,7 @@ def _drop_legacy(directory: Path, hole_id: str, path: Path) -> None:
     try:
         if Annotation.from_json(legacy.read_text()).hole_id == hole_id:
             legacy.unlink()
-    except (OSError, ValueError):
+    except (OSError, ValueError, InputError):
         pass  # not a readable annotation of this hole: not ours to remove
 
 
@@ -186,7 +186,7 @@ def load(directory: str | Path, problems: list[str] | None = None) -> dict[str, 
     for path in iter_files(Path(directory)):
         try:
             annotation = Annotation.from_json(path.read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, InputError) as exc:
             message = f"{path}: not a valid annotation ({exc})"
             if problems is None:
                 raise UosError(message) from None

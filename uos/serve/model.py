@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from uos.errors import UosError
+from uos.errors import UosError, gist
 from uos.holes.record import Hole
 
 
@@ -44,7 +44,7 @@ def resolve_version(uri: str) -> tuple[str, str]:
     try:
         version = tracking.client().get_model_version_by_alias(*target)
     except MlflowException as exc:
-        raise UosError(f"cannot load model {uri}: {_first_line(exc)}") from None
+        raise UosError(f"cannot load model {uri}: {gist(exc, sentence=True, limit=300)}") from None
     return target[0], str(version.version)
 
 
@@ -73,18 +73,12 @@ def load(uri: str, runtime: str = "torch") -> Loaded:
         ImportError,
         SyntaxError,
     ) as exc:
-        raise UosError(f"cannot load model {fixed}: {_first_line(exc)}") from None
+        raise UosError(f"cannot load model {fixed}: {gist(exc, sentence=True, limit=300)}") from None
     from uos.training.runtimes import check_runtime
 
     python_model = model.unwrap_python_model()
     check_runtime(python_model, runtime, fixed)
     return Loaded(uri, name, version, python_model)
-
-
-def _first_line(exc: Exception) -> str:
-    """The gist of a loading error: its first sentence (torch's run on for several)."""
-    text = str(exc).strip()
-    return text.splitlines()[0].split(". ")[0][:300] if text else type(exc).__name__
 
 
 def warm_up_hole() -> Hole:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from uos.errors import InputError, UosError
+from uos.labels import KEYPOINTS
 from uos.serve import messages
 from uos.serve.connection import Connection, wait_connected
 
@@ -300,7 +301,7 @@ def table_row(answer: dict[str, Any]) -> str:
         return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
     hole = str(answer.get("hole_id") or answer.get("result_id"))
-    confidences = [answer.get(f"{k}_confidence") for k in ("entry", "transition", "exit")]
+    confidences = [answer.get(f"{k}_confidence") for k in KEYPOINTS]
     least = min((c for c in confidences if c is not None), default=None)
     reasons = answer.get("review_reasons") or []
     return (

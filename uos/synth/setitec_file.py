@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from uos.holes.record import Hole
+from uos.holes.record import PROGRAM_FIELDS, STEP_RESULT_FIELDS, Hole
 
 FORMATS = (4, 9)
 
@@ -65,34 +65,10 @@ def _program_rows(program: list[dict[str, Any]], version: int) -> list[str]:
         "Vacuum",
         "Material",
     ]
-    keys = [
-        "step",
-        "enabled",
-        "stroke_mm",
-        "rpm",
-        "feed_mm_s",
-        "feed_mm_rev",
-        "thrust_max_a",
-        "torque_max_a",
-        "thrust_min_a",
-        "torque_min_a",
-        "thrust_safety_a",
-        "torque_safety_a",
-        "gap_mm",
-        "pecks",
-        "delay_ms",
-        "stroke_limit_a",
-        "thrust_limit_a",
-        "torque_limit_a",
-        "lub_air",
-        "lub_flow",
-        "vacuum",
-        "material",
-    ]
     rows = ["\t".join(header)]
     for step in program:
         cells = []
-        for key in keys:
+        for key in PROGRAM_FIELDS:  # (the header's columns, in order)
             value = step.get(key)
             cells.append("Inf" if value is None and key == "feed_mm_rev" else _comma(float(value or 0)))
         rows.append("\t".join(cells))
@@ -112,21 +88,9 @@ def _step_result_rows(step_results: list[dict[str, Any]]) -> list[str]:
         "M2 No Load Amp",
         "Gap Max (mm)",
     ]
-    keys = [
-        "step",
-        "stop_code",
-        "duration_s",
-        "distance_m1_mm",
-        "distance_m2_mm",
-        "m1_max_a",
-        "m2_max_a",
-        "m1_no_load_a",
-        "m2_no_load_a",
-        "gap_max_mm",
-    ]
     rows = ["\t".join(header)]
     for result in step_results:
-        rows.append("\t".join(_comma(float(result.get(k) or 0)) for k in keys))
+        rows.append("\t".join(_comma(float(result.get(k) or 0)) for k in STEP_RESULT_FIELDS))
     return rows
 
 
@@ -273,6 +237,27 @@ _CUTTING_TOOL_BREAKAGE = _fields(
 
 # Format 9 (production units): each section's banner, the width its rows are padded to and its
 # fields, in the units' order. Values are written as these units write them (comma decimals).
+
+
+def _control_box(hours: int, lub_coefficient: str) -> tuple:
+    """The Control Box fields both formats share (a unit's hours of operation by default, and the
+    lubrication pump's coefficient as that format writes it)."""
+    return (
+        ("BOX Name", _meta("controller_name")),
+        ("BOX Type", "CB V2 - Standard"),
+        ("BOX SN", _meta("controller_sn")),
+        ("BOX STSE", ""),
+        ("BOX Customer Info", ""),
+        ("BOX Release", "0"),
+        ("BOX Firmware Version", _meta("controller_firmware")),
+        ("BOX Production Date", "01/01/2016"),
+        ("BOX Maintenance Date", "01/01/2016"),
+        ("BOX Operation Time", lambda page: str(page.meta.get("controller_hours", hours))),
+        ("BOX Power Supply Limit", "3000"),
+        ("BOX Lub Pump Coef.", lub_coefficient),
+    )
+
+
 _FORMAT_9 = (
     _section(
         "General Infos",
@@ -288,22 +273,7 @@ _FORMAT_9 = (
     _section(
         "Control Box Datas",
         13,
-        _fields(
-            ("BOX Name", _meta("controller_name")),
-            ("BOX Type", "CB V2 - Standard"),
-            ("BOX SN", _meta("controller_sn")),
-            ("BOX STSE", ""),
-            ("BOX Customer Info", ""),
-            ("BOX Release", "0"),
-            ("BOX Firmware Version", _meta("controller_firmware")),
-            ("BOX Production Date", "01/01/2016"),
-            ("BOX Maintenance Date", "01/01/2016"),
-            ("BOX Operation Time", lambda page: str(page.meta.get("controller_hours", 1000))),
-            ("BOX Power Supply Limit", "3000"),
-            ("BOX Lub Pump Coef.", " 1,000"),
-            ("Pset Default Selection", "TRUE"),
-            padded=False,
-        ),
+        _fields(*_control_box(hours=1000, lub_coefficient=" 1,000"), ("Pset Default Selection", "TRUE"), padded=False),
     ),
     _section(
         "Motor Datas",
@@ -392,22 +362,7 @@ _FORMAT_4 = (
     _section(
         "Control Box Datas",
         12,
-        _split_fields(
-            ("BOX Name", _meta("controller_name")),
-            ("BOX Type", "CB V2 - Standard"),
-            ("BOX SN", _meta("controller_sn")),
-            ("BOX STSE", ""),
-            ("BOX Customer Info", ""),
-            ("BOX Release", "0"),
-            ("BOX Firmware Version", _meta("controller_firmware")),
-            ("BOX Production Date", "01/01/2016"),
-            ("BOX Maintenance Date", "01/01/2016"),
-            ("BOX Operation Time", lambda page: str(page.meta.get("controller_hours", 300))),
-            ("BOX Power Supply Limit", "3000"),
-            ("BOX Lub Pump Coef.", "1.000"),
-            first=9,
-            gap=45,
-        ),
+        _split_fields(*_control_box(hours=300, lub_coefficient="1.000"), first=9, gap=45),
     ),
     _section(
         "Motor Datas",

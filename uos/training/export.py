@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from uos.errors import UosError
+from uos.errors import UosError, gist
 
 
 def export_onnx_file(model_uri: str, out: str | Path) -> Path:
@@ -26,14 +26,13 @@ def export_onnx_file(model_uri: str, out: str | Path) -> Path:
         try:
             local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=scratch))
         except MlflowException as exc:
-            raise UosError(f"cannot load model {model_uri}: {str(exc).splitlines()[0]}") from None
+            raise UosError(f"cannot load model {model_uri}: {gist(exc)}") from None
         logged = local / "artifacts" / ONNX_FILE
         if not logged.exists():  # registered before uos logged its network: exported from the weights
             try:
                 net = final_net(local / "artifacts")
             except Exception as exc:  # no uos model there, or damaged: torch and json each raise their own
-                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                raise UosError(f"cannot load model {model_uri}: not a uos model, or damaged ({first})") from None
+                raise UosError(f"cannot load model {model_uri}: not a uos model, or damaged ({gist(exc)})") from None
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             if logged.exists():

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from uos.errors import InputError, UosError
+from uos.errors import InputError, UosError, gist
 from uos.training.tracking import DEFAULT_MODEL_URI
 
 
@@ -26,7 +26,7 @@ def load_model(uri: str = DEFAULT_MODEL_URI, runtime: str = "torch"):
         hint = ""
         if uri == DEFAULT_MODEL_URI and exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # not when it is damaged
             hint = " (no champion yet? `uos promote` after `uos train`, or --model models:/uos-depth@candidate)"
-        raise UosError(f"cannot load model {uri}: {str(exc).splitlines()[0]}{hint}") from None
+        raise UosError(f"cannot load model {uri}: {gist(exc)}{hint}") from None
     except ValueError as exc:  # DepthModel.load_context: a model from before confidence and status
         raise UosError(f"cannot use model {uri}: {exc}") from None
     from uos.training.runtimes import check_runtime

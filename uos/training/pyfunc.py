@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from uos.errors import gist
+
 
 class DepthModel(PythonModel):
     def load_context(self, context) -> None:
@@ -33,7 +35,7 @@ class DepthModel(PythonModel):
         try:
             data = json.loads(Path(context.artifacts["config"]).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"the model's config.json cannot be read ({_first_sentence(exc)})") from None
+            raise ValueError(f"the model's config.json cannot be read ({gist(exc, sentence=True)})") from None
         if not isinstance(data, dict) or "net" not in data:
             raise ValueError("the model's config.json is not a uos model's (no network settings)")
         if "train" not in data:
@@ -44,7 +46,7 @@ class DepthModel(PythonModel):
         try:
             self.config = ModelConfig.from_dict(data)
         except (KeyError, TypeError) as exc:
-            raise ValueError(f"the model's config.json is not a uos model's ({_first_sentence(exc)})") from None
+            raise ValueError(f"the model's config.json is not a uos model's ({gist(exc, sentence=True)})") from None
         runtime = (getattr(context, "model_config", None) or {}).get("runtime", "torch")
         if runtime == "onnx":
             self.network = _onnx_network(context.artifacts)
@@ -114,11 +116,11 @@ def _torch_network(artifacts: dict[str, str], config):
     try:
         net = DepthNet(NetConfig(**config.net))
     except TypeError as exc:
-        raise ValueError(f"the model's config.json is not a uos model's ({_first_sentence(exc)})") from None
+        raise ValueError(f"the model's config.json is not a uos model's ({gist(exc, sentence=True)})") from None
     try:
         net.load_state_dict(torch.load(artifacts["weights"], weights_only=True, map_location="cpu"))
     except Exception as exc:  # a damaged file or another network's: torch raises a different type for each
-        raise ValueError(f"the model's weights.pt cannot be loaded ({_first_sentence(exc)})") from None
+        raise ValueError(f"the model's weights.pt cannot be loaded ({gist(exc, sentence=True)})") from None
     return TorchNetwork(net)
 
 
@@ -128,10 +130,6 @@ def _onnx_network(artifacts: dict[str, str]):
     if ONNX_ARTIFACT not in artifacts:
         raise ValueError("this model version has no ONNX file (registered before uos exported one): train a new one")
     return OnnxNetwork(artifacts[ONNX_ARTIFACT])
-
-
-def _first_sentence(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def _text(value: Any) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from uos.errors import UosError
+from uos.errors import UosError, gist
 from uos.labels import KEYPOINTS
 from uos.training.features import CHANNELS, N_BINS
 
@@ -67,7 +67,7 @@ class OnnxNetwork:
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ONNX Runtime's own errors (a damaged or foreign file): no common base
-            raise ValueError(f"the model's ONNX file cannot be loaded ({str(exc).splitlines()[0][:200]})") from None
+            raise ValueError(f"the model's ONNX file cannot be loaded ({gist(exc)})") from None
 
     def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(features):  # (the exported graph's reshapes cannot take an empty batch)

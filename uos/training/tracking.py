@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uos.errors import UosError
+from uos.errors import UosError, gist
 
 MODEL_NAME = "uos-depth"
 EXPERIMENT = "uos-depth"  # the MLflow experiment, unless MLFLOW_EXPERIMENT_NAME or --experiment says otherwise
@@ -146,8 +146,8 @@ def _database_answers(uri: str) -> None:
             pass
         engine.dispose()
     except Exception as exc:  # the drivers' own errors (psycopg, ...), wrapped by SQLAlchemy or not
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise UosError(f"the MLflow database {shown_uri(uri)} cannot be reached: {first}") from None
+        reached = gist(getattr(exc, "orig", None) or exc, limit=300)
+        raise UosError(f"the MLflow database {shown_uri(uri)} cannot be reached: {reached}") from None
 
 
 def _use_experiment(name: str, uri: str) -> None:
