@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from uos.labels import KEYPOINTS
 from uos.training import evaluation
 
 ANSWER_FILES = {
@@ -39,7 +40,7 @@ def _tables(frame: pd.DataFrame, title: str) -> str:
 def _gross_keypoints(row: pd.Series) -> str:
     """What is wrong: each keypoint off, missed or invented (or only the thickness off)."""
     parts = []
-    for name in ("entry", "transition", "exit"):
+    for name in KEYPOINTS:
         given, label = row[f"{name}_mm"], row[f"{name}_label_mm"]
         wrong = pd.isna(given) != pd.isna(label) or (not pd.isna(given) and abs(given - label) > evaluation.GROSS_MM)
         if row[f"{name}_judged"] and wrong:

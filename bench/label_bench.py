@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from uos.dataset.build import parse_dataset
+from uos.labels import KEYPOINTS
 from uos.labels.label import label_dataset
 from uos.synth.generate import synthesize
 from uos.synth.params import SynthParams
@@ -48,7 +49,7 @@ def main() -> None:
             f"({elapsed / args.holes * 1000:.0f} ms per hole on all cores)"
         )
         print(f"  {'keypoint':<11}{'unit':<12}{'holes':>6}{'MAE mm':>9}{'p95 mm':>9}{'max mm':>9}")
-        for name in ("entry", "transition", "exit"):
+        for name in KEYPOINTS:
             joined = rows[[f"{name}_mm"]].join(truth[[f"{name}_mm", "unit"]].add_suffix("_truth")).dropna()
             for unit, part in joined.groupby("unit_truth"):
                 error = (part[f"{name}_mm"] - part[f"{name}_mm_truth"]).abs()
@@ -57,7 +58,7 @@ def main() -> None:
                     f"{np.percentile(error, 95):>9.3f}{error.max():>9.3f}"
                 )
         print("  error by confidence bucket:")
-        for name in ("entry", "transition", "exit"):
+        for name in KEYPOINTS:
             cells = [
                 f"{b}: {f['holes']} at {f['mae_mm']:.3f}"
                 for b, f in summary.metrics["synthetic"][name]["by_confidence"].items()
