@@ -49,6 +49,64 @@ def window_levels(profile: Profile, window_mm: float = 1.0, skip_mm: float = 0.2
     return before, after
 
 
+def _prefix(values: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(values)])
+
+
+class _PointSums:
+    """Sums over runs of a window's points of 1, z, z², y and z·y, each in O(1) from prefix sums;
+    z about the window's middle, so that the sums of squares lose no precision."""
+
+    def __init__(self, z: np.ndarray, y: np.ndarray, centre: float):
+        zc = z - centre
+        self.prefixes = [_prefix(v) for v in (np.ones_like(z), zc, zc * zc, y, zc * y)]
+
+    def over(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+        """[Σ1, Σz, Σz², Σy, Σzy] over the points a..b-1 (index arrays that broadcast)."""
+        return [prefix[b] - prefix[a] for prefix in self.prefixes]
+
+
+def _normal_equations(
+    z: np.ndarray, y: np.ndarray, after_jump: np.ndarray | None, starts: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The least-squares normal equations (gram, rhs; shapes lengths x starts x terms [x terms])
+    of every ramp start k and length L, and Σy². The terms: a level before and a level after
+    (1 - r and r, r = clip((z - k) / L, 0, 1)), each pair once per side of a retract, then the
+    drift min(z - k, 0). r is 0 before k, linear on the ramp and 1 after it, and the drift is 0
+    from k on (so r · drift = 0): every sum is a few sums of powers of z over runs of points,
+    found by `searchsorted`. O(lengths x starts), where multiplying out the basis was O(points)
+    more (and 4.6 times slower on real holes, for the same ramps)."""
+    centre = float(z.mean())
+    kc, length = starts - centre, lengths[:, None]
+    sums = _PointSums(z, y, centre)
+    begin = np.searchsorted(z, starts)  # the ramp's first point (r >= 0)
+    end = np.searchsorted(z, starts[None, :] + length)  # the first point on the level after it (r = 1)
+    jump = None if after_jump is None else int(np.argmax(after_jump))
+    sides = [(0, len(z))] if jump is None else [(0, jump), (jump, len(z))]
+    terms = 2 * len(sides) + 1
+    gram = np.zeros((len(lengths), len(starts), terms, terms))
+    rhs = np.zeros((len(lengths), len(starts), terms))
+    for side, (lo, hi) in enumerate(sides):
+        b, e = np.clip(begin, lo, hi), np.clip(end, lo, hi)
+        n1, nz, nzz, ny, nzy = sums.over(b, e)  # the ramp: r = (z - k) / L
+        flat1, _, _, flaty, _ = sums.over(e, hi)  # after it: r = 1
+        r1 = (nz - kc * n1) / length + flat1
+        r2 = (nzz - 2 * kc * nz + kc**2 * n1) / length**2 + flat1
+        ry = (nzy - kc * ny) / length + flaty
+        d1 = sums.over(lo, b)[1] - kc * sums.over(lo, b)[0]  # Σ drift on this side (with 1 - r = 1)
+        before, after = 2 * side, 2 * side + 1
+        gram[..., before, before] = (hi - lo) - 2 * r1 + r2
+        gram[..., before, after] = gram[..., after, before] = r1 - r2
+        gram[..., after, after] = r2
+        gram[..., before, -1] = gram[..., -1, before] = d1
+        total_y = sums.prefixes[3][hi] - sums.prefixes[3][lo]
+        rhs[..., before], rhs[..., after] = total_y - ry, ry
+    n1, nz, nzz, ny, nzy = sums.over(np.zeros_like(begin), begin)  # the drift: z - k before k
+    gram[..., -1, -1] = nzz - 2 * kc * nz + kc**2 * n1
+    rhs[..., -1] = nzy - kc * ny
+    return gram, rhs, float(np.dot(y, y))
+
+
 def _least_squares(
     z: np.ndarray,
     y: np.ndarray,
@@ -64,33 +122,20 @@ def _least_squares(
     with separate A, B after a retract (shapes: lengths x starts, and lengths x starts x terms).
     The level before the ramp may drift (a layer's torque creeps, a hump eases off before
     breakthrough), but only gently: |a| <= `drift_limit`."""
-    offset = z[None, None, :] - starts[None, :, None]
-    r = np.clip(offset / lengths[:, None, None], 0.0, 1.0)
-    drift = np.broadcast_to(np.minimum(offset, 0.0), r.shape)
-    levels = [1.0 - r, r]
-    if after_jump is not None:
-        levels = [b * (1.0 - after_jump) for b in levels] + [b * after_jump for b in levels]
-    basis = np.stack([*levels, drift])  # terms x lengths x starts x points
-
-    def solve(terms: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        gram = np.einsum("alsn,blsn->lsab", terms, terms, optimize=True)
-        rhs = np.einsum("alsn,lsn->lsa", terms, target, optimize=True)
-        ridge = np.eye(len(terms)) * 1e-6
-        coefficients = np.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
-        sse = np.einsum("lsn,lsn->ls", target, target) - np.einsum("lsa,lsa->ls", coefficients, rhs)
-        return coefficients, sse, rhs
-
-    target = np.broadcast_to(y, r.shape)
-    coefficients, sse, _ = solve(basis, target)
+    gram, rhs, total = _normal_equations(z, y, after_jump, starts, lengths)
+    ridge = np.eye(gram.shape[-1]) * 1e-6
+    coefficients = np.linalg.solve(gram + ridge, rhs[..., None])[..., 0]
+    sse = total - np.einsum("lsa,lsa->ls", coefficients, rhs)
     slope = coefficients[..., -1]
     over = np.abs(slope) > drift_limit
     if over.any():
-        # Too steep a drift: clamp it, and fit the levels to what is left.
+        # Too steep a drift: clamp it, and fit the levels to what is left (y - a·drift).
         clamped = np.clip(slope, -drift_limit, drift_limit)
-        rest = target - clamped[..., None] * drift
-        level_coefficients, level_sse, _ = solve(basis[:-1], rest)
-        sse = np.where(over, level_sse, sse)
-        coefficients[..., :-1] = np.where(over[..., None], level_coefficients, coefficients[..., :-1])
+        level_rhs = rhs[..., :-1] - clamped[..., None] * gram[..., :-1, -1]
+        levels = np.linalg.solve(gram[..., :-1, :-1] + ridge[:-1, :-1], level_rhs[..., None])[..., 0]
+        rest = total - 2 * clamped * rhs[..., -1] + clamped**2 * gram[..., -1, -1]
+        sse = np.where(over, rest - np.einsum("lsa,lsa->ls", levels, level_rhs), sse)
+        coefficients[..., :-1] = np.where(over[..., None], levels, coefficients[..., :-1])
         coefficients[..., -1] = np.where(over, clamped, slope)
     return sse, coefficients
 
