@@ -304,3 +304,44 @@ def test_impossible_human_labels_are_refused_with_a_warning(synthetic, tmp_path)
     assert "on the wrong side of the human entry" in new.at[crossing, "transition_reason"]
     for column in ("top_layer_mm", "bottom_layer_mm", "thickness_mm"):
         assert not (new[column] < 0).any(), column
+
+
+@pytest.mark.parametrize("with_retract", [False, True])
+def test_the_ramp_fit_is_the_least_squares_fit_of_its_model(with_retract):
+    """The normal equations made from prefix sums are those of the explicit basis (levels before
+    and after, each pair once per side of a retract, and the drift), multiplied out point by
+    point: for every ramp start and length the same sse and coefficients (ridge-regularised
+    least squares, the drift clamped where it is too steep)."""
+    from uos.labels.edges import _least_squares
+
+    generator = np.random.default_rng(3)
+    z = np.round(np.arange(4.0, 9.0, 0.05), 6)
+    y = 1.0 + 2.5 * np.clip((z - 6.1) / 1.2, 0, 1) + 0.05 * generator.standard_normal(len(z)) + 0.3 * (z > 7.6)
+    after_jump = (z >= 7.6).astype(float) if with_retract else None
+    starts, lengths = z[5:-8:3], np.arange(0.15, 2.0, 0.2)
+    drift_limit = 0.15 * float(np.ptp(y))
+    sse, coefficients = _least_squares(z, y, after_jump, starts, lengths, drift_limit)
+
+    def ridge_fit(basis: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
+        gram, rhs = basis.T @ basis + 1e-6 * np.eye(basis.shape[1]), basis.T @ target
+        solution = np.linalg.solve(gram, rhs)
+        return solution, float(target @ target - solution @ rhs)
+
+    clamped = 0
+    for i, length in enumerate(lengths):
+        for j, start in enumerate(starts):
+            r = np.clip((z - start) / length, 0, 1)
+            levels = [1 - r, r] if after_jump is None else [(1 - r) * (1 - after_jump), r * (1 - after_jump)]
+            levels += [] if after_jump is None else [(1 - r) * after_jump, r * after_jump]
+            drift = np.minimum(z - start, 0.0)
+            expected, expected_sse = ridge_fit(np.stack([*levels, drift], axis=1), y)
+            if abs(expected[-1]) > drift_limit:  # too steep a drift: clamped, the levels fitted to the rest
+                clamped += 1
+                slope = np.clip(expected[-1], -drift_limit, drift_limit)
+                levels_only, expected_sse = ridge_fit(np.stack(levels, axis=1), y - slope * drift)
+                expected = np.append(levels_only, slope)
+            assert sse[i, j] == pytest.approx(expected_sse, rel=1e-9, abs=1e-9), (length, start)
+            # (a level whose basis is all zeros, e.g. a ramp wholly after the retract, is the ridge's
+            # 0 here and a rounding error of the sums there: 1e-6, where real levels are amperes)
+            np.testing.assert_allclose(coefficients[i, j], expected, rtol=1e-7, atol=1e-5)
+    assert clamped > 0  # (both branches are checked)
