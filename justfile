@@ -132,6 +132,10 @@ bench-label *args:
 bench-parse *args:
     {{run}} python bench/parse_bench.py {{args}}
 
+# The pipeline on the shared files and `uos train --profile ci` on the demo data, idle and beside a busy process
+bench-train *args:
+    {{run}} python bench/train_bench.py {{args}}
+
 # Benchmark uos serve through mosquitto against a client that answers without computing
 bench-serve *args:
     {{run}} python bench/serve_bench.py {{args}}

@@ -97,7 +97,7 @@ def test_demo_data_reproduces_data_dvc(tmp_path):
 
 
 # Keys that change how fast or how a stage ends, never what it writes: no stage depends on them.
-NOT_OUTPUTS = {"parse.workers", "parse.allow_errors", "label.workers", "train.threads"}
+NOT_OUTPUTS = {"parse.workers", "parse.allow_errors", "label.workers", "train.workers"}
 
 
 def test_each_stage_depends_on_exactly_the_params_that_change_its_outputs():

@@ -102,7 +102,7 @@ def trained(dataset, tracking_home, tmp_path_factory):
         dataset["labels"],
         dataset["folds"],
         out,
-        QUICK,
+        dataclasses.replace(QUICK, workers=2),  # folds side by side (test_a_sequential_run_writes_the_same_files)
         truth_path=dataset["raw"] / "truth.csv",
         root=tmp_path_factory.mktemp("project"),
     )
@@ -221,6 +221,44 @@ def test_train_tracks_everything_in_mlflow(trained, dataset):
     assert version.version == trained.version and version.run_id == trained.run_id
     assert "labels_md5" in version.tags
     del mlflow
+
+
+def test_a_sequential_run_writes_the_same_files(trained, dataset, tmp_path):
+    """`[train] workers = 1` (one fold after the other, in this process) writes, byte for byte, what
+    the fixture's two worker processes wrote; MLflow has the same metrics and each fold's nested
+    run, and the worker count as a tag, not a param (it does not change the model)."""
+    from uos.training import tracking
+    from uos.training.run import run_training
+
+    out = tmp_path / "model"
+    try:
+        sequential = run_training(
+            dataset["parsed"],
+            dataset["labels"],
+            dataset["folds"],
+            out,
+            dataclasses.replace(QUICK, workers=1),
+            truth_path=dataset["raw"] / "truth.csv",
+            root=tmp_path / "project",
+        )
+    finally:  # the fixture's version stays the candidate, as the other tests expect
+        tracking.client().set_registered_model_alias(tracking.MODEL_NAME, tracking.CANDIDATE, trained.version)
+    written = sorted(p.relative_to(trained.out_dir) for p in trained.out_dir.rglob("*") if p.is_file())
+    assert Path("weights.pt") in written and Path("plots/out_of_fold.csv") in written
+    for name in written:
+        assert (out / name).read_bytes() == (trained.out_dir / name).read_bytes(), name
+    client = tracking.client()
+    runs = {"parallel": client.get_run(trained.run_id), "sequential": client.get_run(sequential.run_id)}
+    assert runs["parallel"].data.metrics == runs["sequential"].data.metrics
+    assert (
+        runs["parallel"].data.params == runs["sequential"].data.params and "workers" not in runs["parallel"].data.params
+    )
+    assert (runs["parallel"].data.tags["workers"], runs["sequential"].data.tags["workers"]) == ("2", "1")
+    for run in runs.values():
+        children = client.search_runs(
+            [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'", order_by=["start_time ASC"]
+        )
+        assert [c.data.tags["mlflow.runName"] for c in children] == ["fold-0", "fold-1", "fold-2"]
 
 
 def test_weights_load_without_pickled_code(trained):

@@ -24,7 +24,11 @@ def out_option(help: str):
     return click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help=help)
 
 
-def workers_option(help: str = "Worker processes (default: one per core).", minimum: int = 0, default=None):
+def workers_option(
+    help: str = "Worker processes (default: the stage's workers in params.toml; 0: our share of the cores).",
+    minimum: int = 0,
+    default=None,
+):
     return click.option(
         "--workers", type=click.IntRange(min=minimum), default=default, show_default=default is not None, help=help
     )

@@ -46,6 +46,12 @@ def train_command(
     MLflow's, and on stderr).
 
     \b
+    The folds and the final model train side by side, each in a worker process with one torch
+    thread: [train] workers in params.toml, 0 (the default) for our share of the cores this
+    process may use (the idle ones, and a share of those busy with other jobs); the numbers are
+    the same for any count. Ctrl-C stops every worker.
+
+    \b
     Examples:
       uos train build/parsed build/labels build/folds --out build/model
         (the DVC stage adds --metrics metrics/train.json --plots metrics/plots)

@@ -21,6 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from uos.cores import choose_workers
 from uos.dataset.cache import ParseCache, default_cache_root
 from uos.dataset.layout import (
     HOLES_FILE,
@@ -49,7 +50,7 @@ from uos.outputs import write_json
 class ParseParams(QualityRules):
     """`[parse]` in params.toml: the gate's thresholds (`QualityRules`), and how to run."""
 
-    workers: int = 0  # 0: one per core
+    workers: int = 0  # 0: our share of the cores (uos.cores)
     allow_errors: bool = False  # exit 0 even when some inputs failed (they are still reported)
 
     def rules(self) -> QualityRules:
@@ -166,13 +167,13 @@ def _run_jobs(
     rules: QualityRules,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Parse jobs on `workers` processes (0: one per core) into the cache; returns, by path, the
+    """Parse jobs on `workers` processes (0: our share of the cores, `uos.cores`) into the cache; returns, by path, the
     sha256 of what was parsed and the reasons of the inputs that failed without a cache entry."""
     parsed: dict[str, str] = {}
     failed: dict[str, str] = {}
     if not jobs:
         return parsed, failed
-    workers = workers or os.cpu_count() or 1
+    workers, _ = choose_workers(workers, len(jobs))
     batches = _batches(jobs, workers, cache.dir, rules)
 
     def collect(batch: Batch, result: BatchResult) -> None:

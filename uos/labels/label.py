@@ -8,7 +8,6 @@ breakthrough) the label is null and says why.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from uos.cores import choose_workers
 from uos.holes.profile import build_profile
 from uos.holes.quality import QualityRules, unanswerable
 from uos.holes.record import Hole
@@ -41,7 +41,7 @@ class LabelParams:
     cutting_a: float = 0.5  # torque above the air baseline that means the drill is cutting
     drill_point_mm: float = 3.0  # the longest drill point: a ramp at a surface is no longer than this
     disagreement_mm: float = 0.5  # event and signals further apart: the label is less sure
-    workers: int = 0  # 0: one per core
+    workers: int = 0  # 0: our share of the cores (uos.cores)
 
     def rule(self) -> CuttingRule:
         return CuttingRule(cutting_a=self.cutting_a, drill_point_mm=self.drill_point_mm)
@@ -234,7 +234,7 @@ def label_dataset(
 
     _WORK.update(holes=holes, annotations=notes, params=params, rules=rules or QualityRules())
     chunks = [list(range(i, min(i + 16, len(holes)))) for i in range(0, len(holes), 16)]
-    workers = min(params.workers or os.cpu_count() or 1, max(len(chunks), 1))
+    workers, _ = choose_workers(params.workers, len(chunks))
     rows: list[dict[str, Any]] = []
     done = 0
     if workers <= 1:

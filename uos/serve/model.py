@@ -98,10 +98,9 @@ class ModelHolder:
     each batch size (~12 ms each), which would otherwise stall the first holes served by ~0.3 s."""
 
     def __init__(self, uri: str, refine: bool | None = None, log=None, warm_batches: int = 0, runtime: str = "torch"):
-        if runtime == "torch":  # (ONNX Runtime: one intra-op thread per session, see runtimes; no torch at all)
-            import torch
+        from uos.training.runtimes import one_thread
 
-            torch.set_num_threads(1)  # the workers are the parallelism; one intra-op thread each
+        one_thread(runtime)  # the workers are the parallelism; one intra-op thread each
         self.runtime = runtime
         self.uri = uri
         self.refine = refine

@@ -8,7 +8,6 @@ point), the layers' materials and thicknesses, and what kind of hole it is. Same
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from uos.cores import choose_workers
 from uos.errors import UosError
 from uos.holes.record import PROGRAM_FIELDS, Hole
 from uos.outputs import write_atomic
@@ -164,7 +164,7 @@ def synthesize(
     planned = plan_fleet(params)
     jobs = [(hole, params, out) for hole in planned]
     truths: list[dict[str, Any]] = []
-    workers = workers or os.cpu_count() or 1
+    workers, _ = choose_workers(workers, len(jobs))
     if workers <= 1 or len(jobs) < 8:
         for i, job in enumerate(jobs, 1):
             truths.append(_write_one(job))

@@ -18,8 +18,10 @@ def load_model(uri: str = DEFAULT_MODEL_URI, runtime: str = "torch"):
     from mlflow.exceptions import MlflowException
 
     from uos.training import tracking
+    from uos.training.runtimes import check_runtime, one_thread
 
     tracking.configure()
+    one_thread(runtime)
     try:
         model = mlflow.pyfunc.load_model(uri, model_config={"runtime": runtime})
     except MlflowException as exc:
@@ -29,8 +31,6 @@ def load_model(uri: str = DEFAULT_MODEL_URI, runtime: str = "torch"):
         raise UosError(f"cannot load model {uri}: {gist(exc)}{hint}") from None
     except ValueError as exc:  # DepthModel.load_context: a model from before confidence and status
         raise UosError(f"cannot use model {uri}: {exc}") from None
-    from uos.training.runtimes import check_runtime
-
     python_model = model.unwrap_python_model()
     check_runtime(python_model, runtime, uri)
     return python_model

@@ -19,16 +19,8 @@ from uos.labels.cutting import CuttingRule
 from uos.outputs import write_json
 from uos.training import evaluation
 from uos.training.infer import ModelConfig
-from uos.training.train import (
-    CrossValidation,
-    Examples,
-    TrainParams,
-    build_examples,
-    cross_validate,
-    epoch_progress,
-    errors,
-    fit,
-)
+from uos.training.parallel import Trained
+from uos.training.train import CrossValidation, Examples, FinalModel, TrainParams, build_examples, errors
 
 METRICS_FILE = "metrics.json"  # the headline figures, for `dvc metrics show/diff`
 DETAILS_FILE = "details.json"  # every figure: per family, presence errors, counts (the version is in MLflow)
@@ -324,8 +316,13 @@ def _evaluate(data: TrainingSet, answers) -> tuple[Any, dict[str, Any]]:
     return frame, report
 
 
-def _cross_validate_tracked(data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> CrossValidation:
+def _train_tracked(data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> Trained:
+    """The folds and the final model, side by side on the workers `[train] workers` asks for
+    (`uos.cores`); each fold's nested run logged here, in fold order, as it is done."""
     import mlflow
+
+    from uos.cores import choose_workers
+    from uos.training.parallel import train_all
 
     def on_fold(fold: int, result: dict[str, Any], history) -> None:
         with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
@@ -336,7 +333,11 @@ def _cross_validate_tracked(data: TrainingSet, params: TrainParams, config: Mode
                     mlflow.log_metric("validation_loss", validation_loss, step=epoch)
             mlflow.log_metrics({f"mae_{k}": v for k, v in result.items() if isinstance(v, float)})
 
-    return cross_validate(data.examples, data.folds, params, config, progress=say, on_fold=on_fold)
+    folds = len(set(data.folds.tolist()))
+    workers, why = choose_workers(params.workers, folds + 1)
+    say(f"training {folds} folds and the final model on {workers} worker process{'es' * (workers > 1)} ({why})")
+    mlflow.set_tag("workers", workers)  # (speed only: the numbers are the same for any count)
+    return train_all(data.examples, data.folds, params, config, workers, progress=say, on_fold=on_fold)
 
 
 def _log_cv_metrics(metrics: dict[str, Any]) -> None:
@@ -351,21 +352,19 @@ def _log_cv_metrics(metrics: dict[str, Any]) -> None:
         mlflow.log_metrics(_flat(f"cv_{key}", metrics[key]["all"], {}))
 
 
-def _save_final_model(out: Path, data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> ModelConfig:
-    """Train on every labelled hole; write weights.pt and config.json (the whole [train] table,
-    the gate, the cutting rule and what training covered)."""
+def _save_final_model(out: Path, data: TrainingSet, final: FinalModel, config: ModelConfig) -> ModelConfig:
+    """Write the final model (trained on every labelled hole): weights.pt and config.json (the
+    whole [train] table, the gate, the cutting rule and what training covered)."""
     import mlflow
     import torch
 
-    say(f"final model: training on all {len(data.examples.hole_ids)} holes")
-    model, history = fit(data.examples, params, on_epoch=epoch_progress(say, params.epochs))
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "weights.pt")
-    final = dataclasses.replace(config, known=data.examples.known())
-    write_json(out / "config.json", final.to_dict())
-    for epoch, train_loss, _ in history:
+    torch.save(final.state_dict(), out / "weights.pt")
+    saved = dataclasses.replace(config, known=data.examples.known())
+    write_json(out / "config.json", saved.to_dict())
+    for epoch, train_loss, _ in final.history:
         mlflow.log_metric("final_train_loss", train_loss, step=epoch)
-    return final
+    return saved
 
 
 def _register(out: Path, params: TrainParams, facts: dict[str, Any], profile: str | None, example):
@@ -431,10 +430,8 @@ def _track_inputs(
     )
 
 
-def _cross_validate_and_score(data: TrainingSet, params: TrainParams, config: ModelConfig, say) -> _CrossValidated:
-    """Train and judge each fold (a nested run each), then every figure over the out-of-fold
-    answers. Nothing here writes a file or needs the final model."""
-    cv = _cross_validate_tracked(data, params, config, say)
+def _score(data: TrainingSet, cv: CrossValidation) -> _CrossValidated:
+    """Every figure over the out-of-fold answers. Nothing here writes a file."""
     metrics = _metrics(data.examples, data.labels, cv.oof, cv.fold_errors, data.families, data.truth)
     answers_frame, metrics["answers"] = _evaluate(data, cv.answers)
     fast_frame, metrics["answers_without_refine"] = _evaluate(data, cv.fast_answers)
@@ -450,17 +447,11 @@ def _track_cv_results(metrics: dict[str, Any]) -> None:
 
 
 def _save(
-    out: Path,
-    plots_dir: str | Path | None,
-    data: TrainingSet,
-    scored: _CrossValidated,
-    params: TrainParams,
-    config: ModelConfig,
-    say,
+    out: Path, plots_dir: str | Path | None, data: TrainingSet, scored: _CrossValidated, final: FinalModel, config
 ) -> None:
     """The final model into OUT, the plots' data into `plots_dir` (default OUT/plots) and every
     held-out answer into OUT/plots; MLflow gets the final losses and the same files as artifacts."""
-    _save_final_model(out, data, params, config, say)
+    _save_final_model(out, data, final, config)
     plots = Path(plots_dir) if plots_dir is not None else out / PLOTS_DIR
     _write_and_log_plots(out, plots, data, scored.cv, scored.frames)
 
@@ -511,11 +502,12 @@ def run_training(
     split_facts = _split_facts(folds_dir)
     with mlflow.start_run(run_name=f"train{'-' + profile if profile else ''}") as parent:
         _track_inputs(data, params, profile, facts, split_facts, labels_dir)
-        # Cross-validate: a step of its own (a nested run per fold), so folds can later train apart.
-        scored = _cross_validate_and_score(data, params, config, say)
+        # Train: the folds (a nested run each) and the final model, side by side in worker processes.
+        trained = _train_tracked(data, params, config, say)
+        scored = _score(data, trained.cv)
         _track_cv_results(scored.metrics)
         # Save: the final model and the plots' data (metrics.json once the run is closed), as DVC declares.
-        _save(out, plots_dir, data, scored, params, config, say)
+        _save(out, plots_dir, data, scored, trained.final, config)
         # Track and register: the final model as a new version of the registered model.
         version = _register(out, params, facts, profile, data.example)
         run_id = parent.info.run_id

@@ -76,6 +76,16 @@ class OnnxNetwork:
         return heatmaps, presence
 
 
+def one_thread(runtime: str) -> None:
+    """One intra-op thread for the network in this process (ONNX Runtime's sessions have one
+    already, see OnnxNetwork): a thread pool stalls whenever another process takes one of its
+    cores, and a hole's network is too small for a pool to pay (uos.cores)."""
+    if runtime == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def check_runtime(python_model: Any, asked: str, uri: str) -> None:
     """A UosError when a loaded model does not run in the runtime asked for: MLflow passes the
     runtime only to versions that declare it, and an older one would quietly run in torch."""

@@ -44,7 +44,7 @@ class TrainParams:
     refine: bool = True  # move predictions to the start of the fitted ramp nearby
     min_layer_mm: float = 1.0  # keypoints are decoded in depth order, at least this far apart
     seed: int = 0
-    threads: int = 2
+    workers: int = 0  # processes training the folds and the final model side by side; 0: our share of the cores
     review_confidence: float = 0.8  # a keypoint (or its absence) less sure than this: status review
     review_range_margin: float = 0.1  # a hole's figures further outside the training range (share of it): review
     review_unknown_family: bool = True  # a program family training saw fewer than review_min_support times: review
@@ -65,9 +65,16 @@ class TrainParams:
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, levels=self.levels, kernel=self.kernel)
 
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"[train] workers must be 0 (our share of the cores) or more, not {self.workers}")
+
     def table(self) -> dict[str, Any]:
-        """The [train] table in effect (profile applied)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "profiles"}
+        """The [train] table in effect (profile applied) that makes the model: not `workers`, which
+        changes how fast, never what (the run's tag `workers` has it)."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("profiles", "workers")
+        }
 
     def model_config(
         self, gate: QualityRules | None = None, rule: CuttingRule | None = None, known: Known | None = None
@@ -141,7 +148,9 @@ def _torch_setup(params: TrainParams):
     import torch
 
     torch.manual_seed(params.seed)
-    torch.set_num_threads(params.threads)
+    # One thread: the same sums in the same order on any machine (the weights depend on the seed
+    # only), and no thread pool whose threads wait for a descheduled one (see uos.cores).
+    torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     return torch
 
@@ -273,22 +282,84 @@ def errors(predicted: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
 
 
 def epoch_progress(
-    progress: Callable[[str], None] | None, epochs: int
+    progress: Callable[[str], None] | None, epochs: int, name: str = ""
 ) -> Callable[[int, float, float | None], None] | None:
-    """A line on a quarter of the epochs: long runs show they are alive, short ones stay quiet."""
+    """A line on a quarter of the epochs: long runs show they are alive, short ones stay quiet.
+    `name` (a fold, the final model) says whose epochs they are: folds train side by side."""
     if progress is None:
         return None
     every = max(epochs // 4, 1)
     started = time.perf_counter()
+    whose = f"{name}, " if name else ""
 
     def on_epoch(epoch: int, train_loss: float, validation_loss: float | None) -> None:
         if epoch % every == 0 or epoch == epochs:
             validation = "" if validation_loss is None else f", validation {validation_loss:.3f}"
             progress(
-                f"  epoch {epoch}/{epochs}: loss {train_loss:.3f}{validation} ({time.perf_counter() - started:.0f} s)"
+                f"  {whose}epoch {epoch}/{epochs}: loss {train_loss:.3f}{validation} "
+                f"({time.perf_counter() - started:.0f} s)"
             )
 
     return on_epoch
+
+
+@dataclass
+class FoldResult:
+    """One fold trained and its held-out holes answered (`answers` as `uos predict`,
+    `fast_answers` as `uos serve`: no refinement, no program family)."""
+
+    fold: int
+    test: np.ndarray  # the held-out holes' indices among the examples
+    answers: list[Answer]
+    fast_answers: list[Answer]
+    history: list[tuple[int, float, float | None]]
+
+
+@dataclass
+class FinalModel:
+    """The network trained on every labelled hole: its weights (as numpy arrays, so that they
+    travel between processes as plain data) and loss history."""
+
+    state: dict[str, np.ndarray]
+    history: list[tuple[int, float, float | None]]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The weights as torch tensors, as `DepthNet.state_dict()` gives them (for `torch.save`)."""
+        import torch
+
+        return {name: torch.from_numpy(array) for name, array in self.state.items()}
+
+
+def train_fold(
+    examples: Examples,
+    folds: np.ndarray,
+    fold: int,
+    params: TrainParams,
+    base: ModelConfig,
+    progress: Callable[[str], None] | None = None,
+) -> FoldResult:
+    """Train on every fold but `fold`, then answer its held-out holes through the inference path,
+    with what the training holes covered as `known` (a held-out family or unit is new to it)."""
+    test, train = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+    name = f"fold {fold + 1}/{len(set(folds.tolist()))}"
+    if progress:
+        progress(f"{name}: training on {len(train)} holes, testing on {len(test)}")
+    training, held_out = examples.subset(train), examples.subset(test)
+    model, history = fit(training, params, held_out, on_epoch=epoch_progress(progress, params.epochs, name))
+    config = dataclasses.replace(base, known=training.known())
+    answers = predict_examples(model, held_out, config)
+    # What `uos serve` answers: no refinement, and no program family (MQTT carries no program).
+    over_mqtt = [dataclasses.replace(c, family=None) for c in held_out.contexts]
+    fast = answer_prepared(model, config, held_out.prepared, over_mqtt, False)
+    return FoldResult(fold, test, answers, fast, history)
+
+
+def train_final(examples: Examples, params: TrainParams, progress: Callable[[str], None] | None = None) -> FinalModel:
+    """The network trained on every labelled hole (what is registered)."""
+    if progress:
+        progress(f"final model: training on all {len(examples.hole_ids)} holes")
+    model, history = fit(examples, params, on_epoch=epoch_progress(progress, params.epochs, "final model"))
+    return FinalModel({k: v.detach().numpy().copy() for k, v in model.state_dict().items()}, history)
 
 
 @dataclass
@@ -301,40 +372,20 @@ class CrossValidation:
     seconds: float
 
 
-def cross_validate(
-    examples: Examples,
-    folds: np.ndarray,
-    params: TrainParams,
-    base: ModelConfig | None = None,
-    progress: Callable[[str], None] | None = None,
-    on_fold: Callable[[int, dict[str, Any], list], None] | None = None,
-) -> CrossValidation:
-    """Each fold's network answers its held-out holes through the inference path, with what its
-    own training holes covered as `known` (a held-out family or unit is new to it)."""
-    started = time.perf_counter()
-    base = base or params.model_config()
+def gather(examples: Examples, results: list[FoldResult], seconds: float) -> CrossValidation:
+    """The folds' results (in fold order) as one cross-validation: every hole held out once."""
     oof = np.full(examples.positions.shape, np.nan)
     answers: list[Answer] = [None] * len(examples.hole_ids)  # every hole is held out once: all filled
     fast_answers: list[Answer] = [None] * len(examples.hole_ids)
-    fold_errors, histories = [], []
-    names = sorted(set(folds.tolist()))
-    for fold in names:
-        test, train = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
-        if progress:
-            progress(f"fold {fold + 1}/{len(names)}: training on {len(train)} holes, testing on {len(test)}")
-        training, held_out = examples.subset(train), examples.subset(test)
-        model, history = fit(training, params, held_out, on_epoch=epoch_progress(progress, params.epochs))
-        config = dataclasses.replace(base, known=training.known())
-        fold_answers = predict_examples(model, held_out, config)
-        # What `uos serve` answers: no refinement, and no program family (MQTT carries no program).
-        over_mqtt = [dataclasses.replace(c, family=None) for c in held_out.contexts]
-        fast = answer_prepared(model, config, held_out.prepared, over_mqtt, False)
-        for index, answer, quick in zip(test, fold_answers, fast, strict=True):
+    fold_errors = []
+    for result in results:
+        for index, answer, quick in zip(result.test, result.answers, result.fast_answers, strict=True):
             answers[index], fast_answers[index] = answer, quick
-        oof[test] = positions_of(fold_answers)
-        result = errors(oof[test], examples.positions[test])
-        fold_errors.append(result)
-        histories.append(history)
-        if on_fold:
-            on_fold(fold, result, history)
-    return CrossValidation(oof, answers, fast_answers, fold_errors, histories, time.perf_counter() - started)
+        oof[result.test] = positions_of(result.answers)
+        fold_errors.append(fold_error(examples, result))
+    return CrossValidation(oof, answers, fast_answers, fold_errors, [r.history for r in results], seconds)
+
+
+def fold_error(examples: Examples, result: FoldResult) -> dict[str, Any]:
+    """The fold's MAE per keypoint and thickness against the labels (its nested run's metrics)."""
+    return errors(positions_of(result.answers), examples.positions[result.test])
