@@ -131,6 +131,43 @@ def test_a_negative_worker_count_is_a_clear_error(tmp_path):
         load_params(TrainParams, "train", tmp_path / "params.toml")
 
 
+@pytest.mark.parametrize("table", ["[train]\nthreads = 2\n", "[train.profiles.quick]\nthreads = 1\n"])
+def test_the_retired_threads_setting_says_what_became_of_it(tmp_path, table):
+    from uos.errors import ConfigError
+
+    (tmp_path / "params.toml").write_text(table)
+    with pytest.raises(ConfigError, match="threads is no longer a setting: the folds now train side by side"):
+        load_params(TrainParams, "train", tmp_path / "params.toml").with_profile("quick")
+
+
+def test_a_cgroup_cpu_quota_in_either_version(tmp_path):
+    """cgroup v2 `cpu.max` and v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, in cores; none: None."""
+    for text, expected in (("150000 100000", 1.5), ("max 100000", None), ("junk", None)):
+        (tmp_path / "cpu.max").write_text(text)
+        assert cores._quota_of(tmp_path, v2=True) == expected, text
+    (tmp_path / "cpu.cfs_period_us").write_text("100000\n")
+    for text, expected in (("200000\n", 2.0), ("-1\n", None)):
+        (tmp_path / "cpu.cfs_quota_us").write_text(text)
+        assert cores._quota_of(tmp_path, v2=False) == expected, text
+    assert cores._quota_of(tmp_path / "none", v2=True) is None
+
+
+def test_the_scratch_folder_of_a_killed_run_is_removed_by_the_next(tmp_path, monkeypatch):
+    import tempfile
+
+    from uos.training import parallel
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{parallel.SCRATCH_PREFIX}{gone.stdout.strip()}-abc"
+    alive = tmp_path / f"{parallel.SCRATCH_PREFIX}{os.getpid()}-def"
+    for folder in (stale, alive):
+        folder.mkdir()
+        (folder / parallel.WORK_FILE).write_bytes(b"work")
+    parallel._remove_stale_scratch()
+    assert not stale.exists() and alive.exists()
+
+
 def _start_training(project: Path, tmp_path: Path, workers: int = 2, training: bool = True) -> subprocess.Popen:
     """`uos train` (the default profile: long enough to be stopped) in a process group of its own,
     as a terminal runs a command; returns once its workers are training (or at once)."""
@@ -204,10 +241,24 @@ def test_ctrl_c_stops_the_workers_and_ends_as_an_interrupted_run(project, tmp_pa
     os.killpg(process.pid, signal.SIGINT)
     rest = process.stderr.read()
     assert process.wait(timeout=60) == 130
-    assert "Interrupted." in rest and "Traceback" not in rest, rest
+    assert "Interrupted." in rest and "Traceback" not in rest and "leaked" not in rest, rest
     assert _gone(workers), [_state(p) for p in workers]
     assert _last_run_status(tmp_path) == "FAILED"
     assert not (tmp_path / "model" / "weights.pt").exists()
+
+
+def test_a_training_killed_while_its_workers_start_leaves_none(project, tmp_path):
+    """kill -9 while the workers import torch (before they can ask to die with their parent):
+    each finds its parent gone and exits, instead of training for nobody, then waiting forever."""
+    process = _start_training(project, tmp_path, training=False)
+    deadline = time.monotonic() + 60
+    while not (started := _workers(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started, "no worker started"
+    workers = _children(process.pid)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert _gone(workers, within=30), [_state(p) for p in workers]
 
 
 def test_a_killed_training_takes_its_workers_with_it(project, tmp_path):

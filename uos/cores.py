@@ -9,7 +9,7 @@ number of workers is our fair share of the cores this process may use:
   (a container's `--cpus`, systemd's `CPUQuota=`);
 - the load: the tasks running elsewhere right now (the kernel's count of runnable tasks, sampled
   for a quarter of a second; not the load average, which still carries the previous stage of a
-  `dvc repro`, i.e. our own work);
+  `dvc repro`, i.e. our own work), as many on our cores as their share of the machine's;
 - the share: the idle cores, plus an equal share of the busy ones with the tasks running on them
   (we become one more of them), rounded up: 2 on an idle 2-core machine, still 2 beside one busy
   process (1 idle core and half of the other), 1 beside two or more.
@@ -41,34 +41,44 @@ def usable_cores() -> int:
 
 
 def _cgroup_quota() -> float | None:
-    """The CPU quota of this process's cgroup in cores (v2 `cpu.max`, v1 `cpu.cfs_quota_us`), or
-    None when it has none or it cannot be read."""
+    """The tightest CPU quota, in cores, of this process's cgroup and those above it (cgroup v2
+    `cpu.max`, v1 `cpu.cfs_quota_us`; a container sees its own cgroup as the mount's root), or
+    None when there is none or it cannot be read."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
         return None
+    quotas = []
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        try:
-            if controllers == "":  # v2: "max 100000" or "150000 100000"
-                quota, period = (Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.max").read_text().split()
-                if quota != "max":
-                    return int(quota) / int(period)
-            elif "cpu" in controllers.split(","):
-                folder = Path("/sys/fs/cgroup") / controllers / path.lstrip("/")
-                if not folder.exists():  # (mounted as cpu,cpuacct)
-                    folder = Path("/sys/fs/cgroup/cpu,cpuacct") / path.lstrip("/")
-                quota = int((folder / "cpu.cfs_quota_us").read_text())
-                if quota > 0:
-                    return quota / int((folder / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
+        if controllers == "":
+            roots = [Path("/sys/fs/cgroup")]
+        elif "cpu" in controllers.split(","):
+            roots = [Path("/sys/fs/cgroup") / name for name in (controllers, "cpu", "cpu,cpuacct")]
+        else:
             continue
-    return None
+        for root in dict.fromkeys(roots):
+            relative = Path(path.lstrip("/"))
+            for folder in [root / relative, *(root / parent for parent in relative.parents)]:
+                if (quota := _quota_of(folder, v2=controllers == "")) is not None:
+                    quotas.append(quota)
+    return min(quotas, default=None)
+
+
+def _quota_of(folder: Path, v2: bool) -> float | None:
+    try:
+        if v2:  # "max 100000" or "150000 100000"
+            quota, period = (folder / "cpu.max").read_text().split()
+            return None if quota == "max" else int(quota) / int(period)
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        return quota / int((folder / "cpu.cfs_period_us").read_text()) if quota > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def running_elsewhere() -> float:
     """Tasks running on the machine now besides the one asking (the median of a few samples of
-    /proc/stat's procs_running; 0 where it cannot be read)."""
+    /proc/stat's procs_running, which counts every CPU; 0 where it cannot be read)."""
     counts = []
     for sample in range(SAMPLES):
         if sample:
@@ -98,7 +108,10 @@ def choose_workers(requested: int, tasks: int) -> tuple[int, str]:
     tasks = max(tasks, 1)
     if requested > 0:
         return min(requested, tasks), f"workers = {requested}"
+    if tasks == 1:
+        return 1, "one task"
     cores = usable_cores()
-    elsewhere = running_elsewhere()
+    # The machine's running tasks, as many on our cores as their share of the machine's.
+    elsewhere = running_elsewhere() * cores / max(os.cpu_count() or cores, cores)
     workers = min(fair_share(cores, elsewhere), tasks)
-    return workers, f"{cores} usable core{'s' * (cores != 1)}, {elsewhere:g} task(s) running elsewhere"
+    return workers, f"{cores} usable core{'s' * (cores != 1)}, {elsewhere:.2g} task(s) running elsewhere on them"

@@ -70,6 +70,9 @@ def from_table(cls: type[T], table: dict[str, Any], where: str) -> T:
     """Build dataclass `cls` from a TOML table, rejecting unknown keys and wrong types."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(table) - set(fields))
+    for key in unknown:  # a key the project had once: what became of it
+        if key in (retired := getattr(cls, "RETIRED", {})):
+            raise ConfigError(f"{where}: {key} is no longer a setting: {retired[key]}")
     if unknown:
         raise ConfigError(
             f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (known: {', '.join(fields)})"

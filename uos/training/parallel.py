@@ -19,12 +19,14 @@ messages cross the pool's pipes.
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
 import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from uos.errors import UosError
+from uos.errors import UosError, gist
 from uos.outputs import write_atomic
 from uos.training.infer import ModelConfig
 from uos.training.train import (
@@ -50,9 +52,11 @@ from uos.training.train import (
     train_fold,
 )
 
-FINAL = -1  # the task that trains the final model, on every hole
+FINAL = "final"  # the task that trains the final model, on every hole (the others: fold numbers)
 WORK_FILE = "work.pickle"  # in the scratch folder: what every task reads
+SCRATCH_PREFIX = "uos-train-"  # then the parent's pid: a folder whose process is gone is removed
 
+Task = int | str
 OnFold = Callable[[int, dict[str, Any], list], None]
 
 
@@ -78,38 +82,45 @@ class _Work:
 _WORKER: dict[str, Any] = {}  # in a worker: its _Work, its scratch folder, where its progress lines go
 
 
-def _run_task(task: int, work: _Work, say: Callable[[str], None] | None) -> FoldResult | FinalModel:
+def _run_task(task: Task, work: _Work, say: Callable[[str], None] | None) -> FoldResult | FinalModel:
     if task == FINAL:
         return train_final(work.examples, work.params, say)
     return train_fold(work.examples, work.folds, task, work.params, work.base, say)
 
 
-def _start_worker(scratch: str, lines) -> None:
+def _start_worker(scratch: str, lines, parent: int) -> None:
     """In each worker, once: its work (read from the scratch folder), its progress queue."""
-    _die_with_parent()
+    _die_with_parent(parent)
     with open(Path(scratch) / WORK_FILE, "rb") as handle:
         _WORKER.update(work=pickle.load(handle), scratch=Path(scratch), lines=lines)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Ask Linux to kill this worker when the parent dies (a `kill -9` of `uos train` would
-    otherwise leave its workers busy on a shared server for minutes)."""
+    otherwise leave its workers training for nobody on a shared server, then waiting forever:
+    each holds its own end of the pool's pipes). A parent already gone (killed while this worker
+    started): exit now."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # (not Linux: the worker exits when it finds the pipe closed)
+    except (OSError, AttributeError):  # (not Linux)
         pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
-def _task_in_worker(task: int) -> str:
+def _task_in_worker(task: Task) -> str:
     """Run `task`; its result goes to a file, and only that file's name through the pool's pipe:
     a worker killed while writing a big message to the pipe would leave the pool's reader
     waiting for the rest of it forever (the pool would never see the worker die)."""
     result = _run_task(task, _WORKER["work"], _WORKER["lines"].put)
-    path = _WORKER["scratch"] / f"task{task}.pickle"
-    with write_atomic(path) as tmp, open(tmp, "wb") as handle:
-        pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    path = _WORKER["scratch"] / f"task-{task}.pickle"
+    try:
+        with write_atomic(path) as tmp, open(tmp, "wb") as handle:
+            pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    except OSError as exc:
+        raise UosError(f"cannot write the training's scratch files in {path.parent.parent}: {gist(exc)}") from None
     return str(path)
 
 
@@ -132,17 +143,21 @@ def train_all(
     on `workers` processes (1: here, one after the other). `on_fold(fold, errors, history)` is
     called for each fold in fold order, as soon as it and the folds before it are done."""
     started = time.perf_counter()
-    tasks = ([FINAL] if final else []) + sorted(set(folds.tolist()))  # the longest task first
+    fold_names: list[int] = sorted(set(folds.tolist()))
+    final_task: list[Task] = [FINAL] if final else []
+    # Side by side the longest task first (the final model trains on every hole); one after the
+    # other the folds first, as before there were workers.
+    tasks = final_task + fold_names if workers > 1 else fold_names + final_task
     work = _Work(examples, folds, params, base)
-    in_order = _InOrder(examples, [t for t in tasks if t != FINAL], on_fold)
-    results: dict[int, FoldResult | FinalModel] = {}
+    in_order = _InOrder(examples, fold_names, on_fold)
+    results: dict[Task, FoldResult | FinalModel] = {}
     if workers <= 1:
         for task in tasks:
             results[task] = _run_task(task, work, progress)
             in_order.done(task, results[task])
     else:
         results = _in_workers(tasks, work, workers, progress, in_order)
-    cv = gather(examples, [results[t] for t in tasks if t != FINAL], time.perf_counter() - started)
+    cv = gather(examples, [results[fold] for fold in fold_names], time.perf_counter() - started)
     return Trained(cv, results.get(FINAL), workers)
 
 
@@ -153,7 +168,7 @@ class _InOrder:
         self.examples, self.waiting, self.on_fold = examples, list(folds), on_fold
         self.finished: dict[int, FoldResult] = {}
 
-    def done(self, task: int, result: FoldResult | FinalModel) -> None:
+    def done(self, task: Task, result: FoldResult | FinalModel) -> None:
         if task == FINAL:
             return
         self.finished[task] = result
@@ -165,19 +180,16 @@ class _InOrder:
 
 
 def _in_workers(
-    tasks: list[int], work: _Work, workers: int, progress: Callable[[str], None] | None, in_order: _InOrder
-) -> dict[int, FoldResult | FinalModel]:
-    with tempfile.TemporaryDirectory(prefix="uos-train-", ignore_cleanup_errors=True) as scratch:
-        # The work in a file that each worker reads (not through the pipe that starts it: the
-        # workers would start one after the other, each waiting for the last to read ~90 MB).
-        with open(Path(scratch) / WORK_FILE, "wb") as handle:
-            pickle.dump(work, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    tasks: list[Task], work: _Work, workers: int, progress: Callable[[str], None] | None, in_order: _InOrder
+) -> dict[Task, FoldResult | FinalModel]:
+    with _scratch(work) as scratch:
         # spawn: a fresh interpreter (torch is not safe across a fork once its threads have started).
         context = get_context("spawn")
         lines, finished = context.Queue(), threading.Event()
         relay = threading.Thread(target=_relay, args=(lines, finished, progress), name="progress", daemon=True)
         relay.start()
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(scratch, lines))
+        initargs = (str(scratch), lines, os.getpid())
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=initargs)
         try:
             results = _collect(pool, tasks, in_order)
         except BrokenProcessPool:
@@ -196,13 +208,45 @@ def _in_workers(
     return results
 
 
-def _collect(pool: ProcessPoolExecutor, tasks: list[int], in_order: _InOrder) -> dict[int, FoldResult | FinalModel]:
+@contextmanager
+def _scratch(work: _Work) -> Iterator[Path]:
+    """A folder of this process's own in the temporary folder, holding the work every worker
+    reads (a file, not the pipe that starts a worker: the workers would start one after the other,
+    each waiting for the last to read ~90 MB), removed at the end; those of runs killed before
+    they could remove theirs (kill -9, SIGTERM) are removed first."""
+    _remove_stale_scratch()
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+        with open(folder / WORK_FILE, "wb") as handle:
+            pickle.dump(work, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    except OSError as exc:
+        raise UosError(f"cannot write the training's scratch files in {tempfile.gettempdir()}: {gist(exc)}") from None
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale_scratch() -> None:
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # (its process is gone)
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # (not ours to look at, or alive)
+            continue
+
+
+def _collect(pool: ProcessPoolExecutor, tasks: list[Task], in_order: _InOrder) -> dict[Task, FoldResult | FinalModel]:
     """Submit every task and gather the results as they come. The workers are started here, with
     SIGINT ignored: they inherit that (a Ctrl-C reaches the whole process group, and the parent
     decides), and a Python started so never turns SIGINT into KeyboardInterrupt."""
     with _sigint_ignored():
-        pending: dict[Future, int] = {pool.submit(_task_in_worker, task): task for task in tasks}
-    results: dict[int, FoldResult | FinalModel] = {}
+        pending: dict[Future, Task] = {pool.submit(_task_in_worker, task): task for task in tasks}
+    results: dict[Task, FoldResult | FinalModel] = {}
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:

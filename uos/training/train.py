@@ -11,7 +11,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -51,6 +51,10 @@ class TrainParams:
     review_unknown_unit: bool = True  # a unit (head) training saw fewer than review_min_support times: review
     review_min_support: int = 20  # holes of a family or unit the model must have trained on to answer for it
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    RETIRED: ClassVar[dict[str, str]] = {
+        "threads": "the folds now train side by side in worker processes of one torch thread each "
+        "(workers = 0: our share of the cores); remove it"
+    }
 
     def with_profile(self, name: str | None) -> TrainParams:
         if not name:
