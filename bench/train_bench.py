@@ -117,8 +117,10 @@ CAP_S = [float("inf")]  # --cap: no command runs longer (a collapsed run could t
 
 def run(command: list[str], work: Path, env: dict[str, str]) -> float:
     started = time.perf_counter()
+    # A process group of its own (to stop it whole at the cap), in this session: a session of its
+    # own would put it in an autogroup apart from the `same` competitor.
     process = subprocess.Popen(
-        command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, process_group=0
     )
     try:
         _, stderr = process.communicate(timeout=CAP_S[0])
